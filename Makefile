@@ -1,0 +1,56 @@
+# The README's two commands: `make run` and `make test`. Both set up what they need themselves
+# (Debian packages, a virtualenv with the pinned Python dependencies, a running Docker engine, the
+# base images); a second run reuses all of it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RELEASE ?= bookworm
+# Extra releases the docker tests cover (CI sets DBTLS_RELEASES="bookworm trixie").
+export DBTLS_RELEASES ?= $(RELEASE)
+
+.PHONY: run test lint unit docker-tests sysdeps docker venv images clean-sim help
+
+help:
+	@echo "make run   - build, start the simulated pg-cluster and show it"
+	@echo "make test  - lint, unit tests and docker tests (real PostgreSQL, Pgpool-II, MariaDB)"
+
+sysdeps:
+	@bash scripts/install-sysdeps.sh
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+docker: sysdeps
+	@bash scripts/ensure-docker.sh
+
+images: venv docker
+	$(BIN)/dbtls sim images $(foreach r,$(DBTLS_RELEASES),--release $(r))
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/vermin -t=3.6- --no-tips --violations --eval-annotations --backport typing node-scripts/dbtls_agent
+
+unit: venv sysdeps
+	$(BIN)/python -m pytest -q -m "not docker" tests
+
+docker-tests: images
+	$(BIN)/python -m pytest -q -m docker tests
+
+test: lint unit docker-tests
+
+run: venv docker
+	$(BIN)/dbtls sim up pg-cluster --release $(RELEASE)
+	@echo
+	@echo "The simulated pg-cluster is up. Look inside:  $(BIN)/dbtls sim exec pgpool -- psql --version"
+	@echo "Stop it and remove everything:              $(BIN)/dbtls sim down --env pg-cluster"
+
+clean-sim: venv
+	$(BIN)/dbtls sim down --all

@@ -1,0 +1,1 @@
+"""The docker-simulated platform: node images, topologies and their lifecycle (design.md §6)."""
