@@ -1,20 +1,3 @@
-"""Suite-wide pytest settings.
+"""Suite-wide pytest settings; the strict-mode helper lives in ``support.py``."""
 
-``DBTLS_STRICT=1`` (set by ``.ci/run``) turns every "environment not available" skip into a
-failure, so CI can never go green without the docker and real-server tests having run.
-"""
-
-import os
-
-import pytest
-
-STRICT = os.environ.get("DBTLS_STRICT") == "1"
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip when ``condition`` is false, or fail when running strictly (CI)."""
-    if condition:
-        return
-    if STRICT:
-        pytest.fail("DBTLS_STRICT=1 and " + reason, pytrace=False)
-    pytest.skip(reason)
+from support import STRICT, require  # noqa: F401  (re-exported for tests that import it from here)

@@ -10,8 +10,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from conftest import require
 
+from support import require
 from dbtls.sim import cluster
 from dbtls.sim.errors import SimError
 
