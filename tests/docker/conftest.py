@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import require
 from dbtls.sim import cluster
 from dbtls.sim.errors import SimError
+from support import require
 
 RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 
