@@ -15,7 +15,7 @@ from dbtls_agent.errors import AgentError
 DEFAULT_CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
 
 # Modules that contribute subcommands. Each must define register(subparsers).
-COMMAND_MODULES = []  # type: List[str]
+COMMAND_MODULES = ["dbtls_agent.certs"]  # type: List[str]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,17 +118,24 @@ def service_up(container: Container) -> bool:
 def status(engine: docker.DockerClient, env: str | None = None) -> list[NodeStatus]:
     rows = []
     for c in _containers(engine, env):
-        labels = c.labels
-        nets = c.attrs.get("NetworkSettings", {}).get("Networks", {})
-        ip = next((n.get("IPAddress", "") for n in nets.values()), "")
-        rows.append(NodeStatus(
-            name=c.name, role=labels.get("dbtls.role", ""), group=labels.get("dbtls.group", ""),
-            hostname=labels.get("dbtls.hostname", ""), ip=ip, container_id=c.short_id,
-            node_id=int(labels.get("dbtls.node-id", "0")),
-            is_master=labels.get("dbtls.master") == "true",
-            service_up=service_up(c), env=labels.get("dbtls.env", ""),
-        ))
+        try:
+            rows.append(_status_row(c))
+        except docker.errors.NotFound:
+            continue  # removed while we looked (another ``down`` running at the same time)
     return sorted(rows, key=lambda r: (r.env, r.node_id))
+
+
+def _status_row(c: Container) -> NodeStatus:
+    labels = c.labels
+    nets = c.attrs.get("NetworkSettings", {}).get("Networks", {})
+    ip = next((n.get("IPAddress", "") for n in nets.values()), "")
+    return NodeStatus(
+        name=c.name, role=labels.get("dbtls.role", ""), group=labels.get("dbtls.group", ""),
+        hostname=labels.get("dbtls.hostname", ""), ip=ip, container_id=c.short_id,
+        node_id=int(labels.get("dbtls.node-id", "0")),
+        is_master=labels.get("dbtls.master") == "true",
+        service_up=service_up(c), env=labels.get("dbtls.env", ""),
+    )
 
 
 def read_secrets(engine: docker.DockerClient, env: str) -> dict[str, str]:

@@ -26,6 +26,8 @@ RELEASES = ("bullseye", "bookworm", "trixie")
 DEFAULT_RELEASE = "bookworm"
 ROLE_IMAGES = ("postgres", "pgpool", "mariadb", "proxysql", "client")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# Debian's python3 per release: the ProxySQL double's compiled wheels must match it.
+RELEASE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
 
 Progress = Callable[[str], None]
 
@@ -147,21 +149,26 @@ def _build(client: docker.DockerClient, context: Path, tag: str, buildargs: dict
             raise SimError(f"building {tag} failed: {chunk['error'].strip()}\n{detail}")
 
 
-def _wheelhouse(progress: Progress) -> Path:
-    """Wheels for the ProxySQL admin double, downloaded once on the host (containers stay offline)."""
+def _wheelhouse(release: str, progress: Progress) -> Path:
+    """Wheels for the ProxySQL admin double, downloaded once per release on the host.
+
+    mysql-mimic ships compiled wheels per CPython version, so each release gets the wheels of its
+    own python3; the containers then install them offline.
+    """
     root = repo_root()
-    cache = root / ".cache" / "wheels"
+    cache = root / ".cache" / "wheels" / release
     requirements = root / "tests" / "doubles" / "requirements.txt"
     stamp = cache / ".requirements"
     wanted = requirements.read_text()
     if stamp.exists() and stamp.read_text() == wanted:
         return cache
-    progress("downloading wheels for the ProxySQL admin double")
+    progress(f"downloading wheels for the ProxySQL admin double (python {RELEASE_PYTHON[release]})")
     if cache.exists():
         shutil.rmtree(cache)
     cache.mkdir(parents=True)
     run = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
+         "--python-version", RELEASE_PYTHON[release], "--platform", f"manylinux2014_{os.uname().machine}",
          "-d", str(cache), "-r", str(requirements)],
         capture_output=True, text=True, check=False,
     )
@@ -171,7 +178,7 @@ def _wheelhouse(progress: Progress) -> Path:
     return cache
 
 
-def _context_for(role: str, progress: Progress, workdir: Path) -> Path:
+def _context_for(role: str, release: str, progress: Progress, workdir: Path) -> Path:
     """Assemble a build context: the role's folder, plus the double's code and wheels for proxysql."""
     context = workdir / role
     shutil.copytree(IMAGES_DIR / role, context)
@@ -180,7 +187,7 @@ def _context_for(role: str, progress: Progress, workdir: Path) -> Path:
         shutil.copytree(root / "tests" / "doubles" / "proxysql_admin_double",
                         context / "proxysql_admin_double",
                         ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(_wheelhouse(progress), context / "wheels",
+        shutil.copytree(_wheelhouse(release, progress), context / "wheels",
                         ignore=shutil.ignore_patterns(".requirements"))
     return context
 
@@ -193,11 +200,11 @@ def ensure_images(client: docker.DockerClient, release: str, roles: Iterable[str
     tags: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="dbtls-build-") as tmp:
         work = Path(tmp)
-        _build(client, _context_for("common", progress, work), common, {"BASE": base}, progress)
+        _build(client, _context_for("common", release, progress, work), common, {"BASE": base}, progress)
         for role in dict.fromkeys(roles):
             if role not in ROLE_IMAGES:
                 raise SimError(f"unknown node role {role!r}")
             tag = role_tag(role, release)
-            _build(client, _context_for(role, progress, work), tag, {"COMMON": common}, progress)
+            _build(client, _context_for(role, release, progress, work), tag, {"COMMON": common}, progress)
             tags[role] = tag
     return tags

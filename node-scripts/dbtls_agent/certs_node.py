@@ -1,0 +1,160 @@
+"""This node's side of issuing: make a key and CSR, then install what the CA sent back.
+
+A new key waits in ``.pending/`` until its certificate arrives and verifies, so a re-issue that
+fails half-way leaves the running server's files exactly as they were.
+"""
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from dbtls_agent import fsio, nodeinfo
+from dbtls_agent.certs_layout import CERT_MODE, DIR_MODE, KEY_MODE, CertLayout, service_owner
+from dbtls_agent.crypto import KEY_TYPES, CryptoBackend, der
+from dbtls_agent.crypto.names import check_cn, normalize_sans
+from dbtls_agent.errors import AgentError
+
+
+def _existing_key(layout: CertLayout, backend: CryptoBackend, kind: str) -> Optional[Tuple[str, bytes]]:
+    """The key a new CSR should reuse: a pending one first (a retried run), else the installed one."""
+    for path in (layout.pending_key(kind), layout.key_path(kind)):
+        data = fsio.read_bytes(path)
+        if data is not None:
+            return path, data
+    return None
+
+
+def _key_type(backend: CryptoBackend, key_pem: bytes) -> Optional[str]:
+    """Key type of an existing key; None when it cannot be read (it is then replaced)."""
+    try:
+        return str(backend.public_key_info(key_pem)["key_type"])
+    except AgentError:
+        return None
+
+
+def server_sans(extra: List[str], info: Optional[Dict[str, Any]] = None) -> List[str]:
+    """This node's names and addresses (see nodeinfo) followed by the user's extra SANs."""
+    facts = info if info is not None else nodeinfo.collect()
+    return normalize_sans(nodeinfo.server_san_defaults(facts) + list(extra))
+
+
+def make_request(
+    layout: CertLayout,
+    backend: CryptoBackend,
+    kind: str,
+    user: Optional[str],
+    extra_sans: List[str],
+    key_type: Optional[str],
+    rotate: bool,
+    info: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """Return {csr, key_path, new_key, cn, sans}; creates a pending key only when needed."""
+    if key_type is not None and key_type not in KEY_TYPES:
+        raise AgentError("unknown key type {!r} (choose {})".format(key_type, ", ".join(KEY_TYPES)))
+    if kind == "client":
+        if extra_sans:
+            raise AgentError("--san applies to server certificates only")
+        cn = check_cn(user or "webadmin", "database user name")
+        sans = []  # type: List[str]
+    else:
+        extra = normalize_sans(extra_sans)  # reject garbage before touching anything
+        facts = info if info is not None else nodeinfo.collect()
+        cn = check_cn(str(facts["hostname"]), "host name")
+        sans = server_sans(extra, facts)
+    existing = None if rotate else _existing_key(layout, backend, kind)
+    if existing is not None:
+        current_type = _key_type(backend, existing[1])
+        if current_type is None or (key_type is not None and current_type != key_type):
+            existing = None  # unreadable, or a different key type was asked for: make a new key
+    if existing is not None:
+        key_path, key = existing
+        new_key = False
+    else:
+        layout.prepare_private_dir(layout.pending_dir)
+        key = backend.generate_key(key_type or "rsa2048")
+        key_path = layout.pending_key(kind)
+        fsio.atomic_write(key_path, key, KEY_MODE)
+        new_key = True
+    csr = backend.make_csr(key, cn, sans, kind)
+    return {"csr": csr, "key_path": key_path, "new_key": new_key, "cn": cn, "sans": sans}
+
+
+def _split_input(backend: CryptoBackend, data: bytes) -> Tuple[bytes, List[bytes]]:
+    """(root, leaf certificates) from stdin PEM; the root is the one self-signed CA certificate."""
+    certs = [der.to_pem(label, body) for label, body in der.pem_blocks(data) if label == "CERTIFICATE"]
+    if not certs:
+        raise AgentError("no PEM certificate on stdin")
+    roots, leaves = [], []
+    for pem in certs:
+        info = backend.parse_cert(pem)
+        (roots if info["is_ca"] and info["subject"] == info["issuer"] else leaves).append(pem)
+    if len(roots) != 1:
+        raise AgentError("expected exactly one root CA certificate on stdin, found {}".format(len(roots)))
+    if not leaves:
+        raise AgentError("no server or client certificate on stdin (only the root)")
+    return roots[0], leaves
+
+
+def _match_key(layout: CertLayout, backend: CryptoBackend, cert_info: Dict[str, Any]) -> Tuple[str, str, bytes]:
+    """(kind, key path, key) of the local key this certificate was issued for."""
+    for kind in ("server", "client"):
+        for path in (layout.pending_key(kind), layout.key_path(kind)):
+            key = fsio.read_bytes(path)
+            if key is not None and backend.public_key_sha256(key) == cert_info["spki_sha256"]:
+                return kind, path, key
+    raise AgentError("certificate {} does not match any key on this node (run 'csr' here first)".format(cert_info["subject"]))
+
+
+def install(layout: CertLayout, backend: CryptoBackend, data: bytes, owner_name: Optional[str]) -> Dict[str, Any]:
+    """Verify every certificate against its key and the root, then write them; all or nothing."""
+    root, leaves = _split_input(backend, data)
+    plans = []
+    for pem in leaves:
+        info = backend.parse_cert(pem)
+        kind, key_path, key = _match_key(layout, backend, info)
+        wanted = {"server": "serverAuth", "client": "clientAuth"}[kind]
+        if wanted not in info["extended_key_usage"]:
+            raise AgentError("certificate {} lacks {} for the {} key".format(info["subject"], wanted, kind))
+        backend.verify_chain(pem, root)
+        if any(p["kind"] == kind for p in plans):
+            raise AgentError("two {} certificates on stdin".format(kind))
+        plans.append({"kind": kind, "cert": pem, "key": key, "key_source": key_path, "info": info})
+    owner, ids = service_owner(owner_name)
+    fsio.check_writable_dir(layout.root)
+    if not os.path.isdir(layout.root):
+        fsio.ensure_dir(layout.root, 0o711)
+    results = []
+    for plan in plans:
+        kind = plan["kind"]
+        fsio.ensure_dir(layout.kind_dir(kind), DIR_MODE, ids)
+        changed = False
+        for path, content, mode in (
+            (layout.root_path(kind), root, CERT_MODE),
+            (layout.key_path(kind), plan["key"], KEY_MODE),
+            (layout.cert_path(kind), plan["cert"], CERT_MODE),
+        ):
+            changed = changed or fsio.read_bytes(path) != content
+            fsio.atomic_write(path, content, mode, ids)
+        if plan["key_source"] == layout.pending_key(kind):
+            os.unlink(plan["key_source"])
+        info = plan["info"]
+        results.append(
+            {
+                "kind": kind,
+                "cn": info["cn"],
+                "sans": info["sans"],
+                "serial": info["serial"],
+                "sha256": info["sha256"],
+                "not_after": info["not_after"],
+                "cert_path": layout.cert_path(kind),
+                "key_path": layout.key_path(kind),
+                "root_path": layout.root_path(kind),
+                "new_key": plan["key_source"] == layout.pending_key(kind),
+                "changed": changed,
+            }
+        )
+    root_info = backend.parse_cert(root)
+    return {
+        "owner": owner,
+        "root": {"subject": root_info["subject"], "sha256": root_info["sha256"]},
+        "installed": results,
+    }

@@ -1,0 +1,105 @@
+"""The one interface both crypto backends implement, and the certificate profiles they share.
+
+Everything crosses this interface as PEM bytes and plain dicts, so the rest of the agent never
+touches a backend's own objects and either backend can be swapped in at run time. The profiles are
+data, not code, so the two implementations cannot drift apart on what a certificate contains.
+"""
+
+import abc
+import os
+from typing import Any, Dict, List
+
+KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ecdsa-p256")
+DEFAULT_KEY_TYPE = "rsa2048"
+KINDS = ("server", "client")
+
+# Validity defaults, in days: CA and server certificates 10 years, client certificates 1 year,
+# as the upstream add-on issues them (issue 3); every command can override them.
+DEFAULT_DAYS = {"ca": 3650, "server": 3650, "client": 365}
+
+
+class Profile:
+    """What a certificate of one kind must contain; built by :func:`profile_for`."""
+
+    def __init__(self, kind: str, key_usage: List[str], eku: List[str], is_ca: bool, path_length: Any) -> None:
+        self.kind = kind
+        self.key_usage = key_usage
+        self.eku = eku
+        self.is_ca = is_ca
+        self.path_length = path_length
+
+
+def profile_for(kind: str, key_type: str) -> Profile:
+    """The CA, server or client profile; the key usage depends on the subject key's algorithm.
+
+    keyEncipherment only makes sense for RSA (RSA key transport); an EC key can only sign, and
+    some TLS stacks reject an EC certificate that claims keyEncipherment.
+    """
+    if kind == "ca":
+        return Profile("ca", ["keyCertSign", "cRLSign"], [], True, 0)
+    usage = ["digitalSignature", "keyEncipherment"] if key_type.startswith("rsa") else ["digitalSignature"]
+    eku = {"server": ["serverAuth"], "client": ["clientAuth"]}[kind]
+    return Profile(kind, usage, eku, False, None)
+
+
+def new_serial() -> int:
+    """A random positive serial that always encodes in exactly 16 DER bytes.
+
+    The top bit is cleared (so the INTEGER stays positive without a leading zero byte) and the next
+    one set (so it never shrinks to 15 bytes): 126 random bits, far beyond RFC 5280's 64-bit minimum,
+    and unlike upstream's fixed ``01`` every re-issued certificate is told apart by its serial.
+    """
+    value = int.from_bytes(os.urandom(16), "big")
+    return (value & ((1 << 127) - 1)) | (1 << 126)
+
+
+class CryptoBackend(abc.ABC):
+    """Key, CSR and certificate operations; all inputs and outputs are PEM bytes or plain dicts."""
+
+    name = "abstract"
+
+    @abc.abstractmethod
+    def generate_key(self, key_type: str) -> bytes:
+        """A new unencrypted PKCS#8 PEM private key of ``key_type`` (one of KEY_TYPES)."""
+
+    @abc.abstractmethod
+    def make_csr(self, key_pem: bytes, cn: str, sans: List[str], kind: str) -> bytes:
+        """A PEM CSR for CN=``cn`` requesting ``sans`` (``DNS:``/``IP:`` strings) and ``kind``'s EKU."""
+
+    @abc.abstractmethod
+    def create_ca(self, key_pem: bytes, cn: str, days: int) -> bytes:
+        """A self-signed CA certificate (PEM) with the CA profile."""
+
+    @abc.abstractmethod
+    def sign_csr(
+        self, csr_pem: bytes, ca_cert_pem: bytes, ca_key_pem: bytes, kind: str, cn: str, sans: List[str], days: int
+    ) -> bytes:
+        """Issue a certificate for the CSR's public key with ``kind``'s profile.
+
+        Subject and SANs are passed in explicitly (already checked by the caller) instead of being
+        copied from the request, so the CA alone decides what it certifies.
+        """
+
+    @abc.abstractmethod
+    def parse_cert(self, cert_pem: bytes) -> Dict[str, Any]:
+        """Certificate fields as a dict (see ``der.parse_certificate`` for the keys)."""
+
+    @abc.abstractmethod
+    def parse_csr(self, csr_pem: bytes) -> Dict[str, Any]:
+        """CSR fields as a dict, plus ``signature_valid`` (bool)."""
+
+    @abc.abstractmethod
+    def public_key_info(self, key_pem: bytes) -> Dict[str, Any]:
+        """``key_type``, ``key_bits`` and ``spki_sha256`` of a private key's public half."""
+
+    def public_key_sha256(self, key_pem: bytes) -> str:
+        """SHA-256 (hex) of the private key's SubjectPublicKeyInfo, comparable with ``spki_sha256``."""
+        return str(self.public_key_info(key_pem)["spki_sha256"])
+
+    @abc.abstractmethod
+    def verify_chain(self, cert_pem: bytes, root_pem: bytes) -> None:
+        """Raise ``AgentError`` unless ``cert_pem`` is validly signed by ``root_pem`` and in date."""
+
+    def key_matches_cert(self, key_pem: bytes, cert_pem: bytes) -> bool:
+        """True when the private key belongs to the certificate (same public key)."""
+        return self.public_key_sha256(key_pem) == self.parse_cert(cert_pem)["spki_sha256"]
