@@ -84,3 +84,27 @@ def pg_cluster(request, engine) -> Iterator[Env]:
 @pytest.fixture(scope="session", params=RELEASES)
 def mariadb_cluster(request, engine) -> Iterator[Env]:
     yield from _env_fixture(engine, "mariadb-cluster", request.param)
+
+
+def _own_env_fixture(engine, topology: str, release: str, prefix: str) -> Iterator[Env]:
+    """Like _env_fixture but with a caller-chosen name prefix: tests that change the nodes' TLS
+    state must not share an environment with other test modules (or other engineers' runs)."""
+    name = f"{prefix}-{topology}-{release}"
+    cluster.up(topology, env=name, release=release, progress=lambda m: None)
+    try:
+        yield Env(engine, name, topology, release)
+    finally:
+        if os.environ.get("DBTLS_KEEP_SIM") != "1":
+            cluster.down(name, progress=lambda m: None)
+
+
+@pytest.fixture(scope="module", params=RELEASES)
+def pg_tls_cluster(request, engine) -> Iterator[Env]:
+    """A pg-cluster of its own for the enable/disable tests (they change every node's config)."""
+    yield from _own_env_fixture(engine, "pg-cluster", request.param, "i4")
+
+
+@pytest.fixture(scope="module", params=RELEASES)
+def pg_single(request, engine) -> Iterator[Env]:
+    """A standalone PostgreSQL node (topology ``pg``) of its own."""
+    yield from _own_env_fixture(engine, "pg", request.param, "i4")

@@ -1,0 +1,99 @@
+"""``detect``, ``enable``, ``disable``, ``status``: one front door for every server role.
+
+Only parsing, locking and printing live here; the work is in the role modules named by
+:mod:`dbtls_agent.roles`, so adding MySQL or ProxySQL never touches this file.
+"""
+
+import argparse
+from typing import Any
+
+from dbtls_agent import roles, state
+from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
+from dbtls_agent.errors import AgentError
+from dbtls_agent.roles import base
+
+ROLE_CHOICES = ("auto",) + roles.ROLE_NAMES
+
+
+def _shared(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--role", choices=ROLE_CHOICES, default="auto", help="server role (default: detect)")
+    parser.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, help="certificate directory (default %(default)s)")
+    parser.add_argument("--json", action="store_true", default=True, help="JSON output (the default)")
+
+
+def _enable_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", choices=("offer", "use", "require", "all"), default="all",
+                        help="step of the cluster order to run (default all)")
+    parser.add_argument("--client-cert-auth", action="store_true", help="remote rules demand a client certificate")
+    parser.add_argument("--keep-md5-compat", action="store_true", help="remote rules use md5 instead of scram-sha-256")
+    parser.add_argument("--min-tls", choices=("TLSv1.2", "TLSv1.3"), default="TLSv1.2")
+    parser.add_argument("--require-tls", action="store_true", help="MySQL family: require TLS for every account")
+    parser.add_argument("--no-client-cert-address", action="append", default=[], metavar="IP",
+                        help="address that never presents a client certificate (Pgpool nodes); repeatable")
+    parser.add_argument("--passwords-stdin", action="store_true",
+                        help='read {"webadmin": "...", "pgpool": "...", ...} as JSON from stdin')
+    parser.add_argument("--upstream-mode", action="store_true", help="restart instead of reload (benchmarks)")
+
+
+def resolve_role(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    found = roles.detect_all()
+    if not found:
+        raise AgentError("no supported database server found on this node; pass --role")
+    return str(found[0]["role"])
+
+
+def _context(args: argparse.Namespace, command: str) -> base.Context:
+    passwords = {}  # type: Dict[str, str]
+    if getattr(args, "passwords_stdin", False):
+        from dbtls_agent import pgroles
+        passwords = pgroles.read_passwords_stdin()
+    return base.Context(args, command, passwords)
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    ctx = _context(args, command)
+    with state.NodeLock(ctx.cert_dir):
+        role = resolve_role(args.role)
+        result = getattr(roles.load(role), command)(ctx)  # type: Any
+    print_json(result)
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    if args.role != "auto":
+        facts = roles.load(args.role).detect()
+        if not facts:
+            raise AgentError("no {} server on this node".format(args.role))
+        found = [facts]
+    else:
+        found = roles.detect_all()
+        if not found:
+            raise AgentError("no supported database server found on this node")
+    result = dict(found[0])
+    result["roles"] = [f["role"] for f in found]
+    print_json(result)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the role subcommands to the agent's parser."""
+    detect = subparsers.add_parser("detect", help="JSON: which server runs here, its version and files")
+    _shared(detect)
+    detect.set_defaults(func=cmd_detect)
+
+    enable = subparsers.add_parser("enable", help="turn TLS on for this node's server (by stage)")
+    _shared(enable)
+    _enable_options(enable)
+    enable.set_defaults(func=lambda a: _run(a, "enable"))
+
+    disable = subparsers.add_parser("disable", help="restore every file dbtls changed; reload/restart")
+    _shared(disable)
+    disable.add_argument("--remove-certs", action="store_true", help="also delete server/ and client/ certificates")
+    disable.add_argument("--upstream-mode", action="store_true", help=argparse.SUPPRESS)
+    disable.set_defaults(func=lambda a: _run(a, "disable"))
+
+    status = subparsers.add_parser("status", help="JSON: TLS handshake result, served fingerprint, certificates")
+    _shared(status)
+    status.set_defaults(func=lambda a: _run(a, "status"))

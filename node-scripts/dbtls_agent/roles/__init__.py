@@ -1,0 +1,57 @@
+"""The role registry: which module configures which server.
+
+A role module exposes ``detect() -> dict or None`` (facts when that server lives on this node),
+``enable(ctx)``, ``disable(ctx)`` and ``status(ctx)``, each returning a JSON-ready dict. Adding a
+server family means adding a module and one line here; the command module never changes.
+"""
+
+import importlib
+from types import ModuleType
+from typing import Dict, List
+
+from dbtls_agent.errors import AgentError
+
+# Order matters for --role auto: the first role whose detect() finds something wins.
+ROLE_MODULES = {
+    "postgres": "dbtls_agent.roles.postgres",
+    "pgpool": "dbtls_agent.roles.pgpool",
+    "mysql": "dbtls_agent.roles.mysql",
+    "proxysql": "dbtls_agent.roles.proxysql",
+}  # type: Dict[str, str]
+
+ROLE_NAMES = ("postgres", "pgpool", "mysql", "proxysql")
+
+
+def load(role: str) -> ModuleType:
+    """The module for ``role``; a clear error for a role that is not built yet."""
+    path = ROLE_MODULES.get(role)
+    if path is None:
+        raise AgentError("unknown role {!r}; known roles: {}".format(role, ", ".join(ROLE_NAMES)))
+    try:
+        return importlib.import_module(path)
+    except ImportError as exc:
+        if getattr(exc, "name", None) == path:
+            raise AgentError("role {} is not supported by this agent version".format(role)) from None
+        raise
+
+
+def available() -> List[str]:
+    """Roles whose module is present in this build of the agent."""
+    found = []
+    for role in ROLE_NAMES:
+        try:
+            load(role)
+        except AgentError:
+            continue
+        found.append(role)
+    return found
+
+
+def detect_all() -> List[Dict[str, object]]:
+    """detect() of every available role that finds its server here, in registry order."""
+    results = []
+    for role in available():
+        facts = load(role).detect()
+        if facts:
+            results.append(facts)
+    return results

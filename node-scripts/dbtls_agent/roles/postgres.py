@@ -1,0 +1,359 @@
+"""The postgres role: offer TLS (postgresql.conf), use it (standby conninfo), require it (pg_hba).
+
+Everything is applied with a reload: PostgreSQL >= 10 loads SSL settings on SIGHUP. Each run checks
+the files with the server's own views before the reload and proves the result with a handshake that
+must serve our certificate afterwards; any failure puts the files of this run back and reloads again.
+"""
+
+import os
+import socket
+import time
+from typing import Any, Dict, List, Optional
+
+from dbtls_agent import fsio, nodeinfo, pgclient, pgconf, pghba, pgroles, pgserver, tlsprobe
+from dbtls_agent.errors import AgentError
+from dbtls_agent.roles import base, common
+
+ROLE = "postgres"
+STAGES = {"offer": ["offer"], "use": ["use"], "require": ["require"], "all": ["offer", "use", "require"]}
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL"
+RELOAD_WAIT_S = 20.0
+STREAM_WAIT_S = 60.0
+
+
+def detect() -> Optional[Dict[str, Any]]:
+    return pgserver.facts()
+
+
+def wanted_params(ctx: base.Context, major: int) -> Dict[str, Any]:
+    params = {"ssl": True, "ssl_cert_file": ctx.server_cert(), "ssl_key_file": ctx.server_key(),
+              "ssl_ca_file": ctx.server_root(), "ssl_ciphers": CIPHERS, "ssl_prefer_server_ciphers": True,
+              "password_encryption": "scram-sha-256" if major >= 10 else "md5"}  # type: Dict[str, Any]
+    if major >= 12:
+        params["ssl_min_protocol_version"] = ctx.opt("min_tls") or "TLSv1.2"
+    return params
+
+
+def hba_options(ctx: base.Context, major: int) -> pghba.HbaOptions:
+    return pghba.HbaOptions(keep_md5_compat=bool(ctx.opt("keep_md5_compat")),
+                            client_cert_auth=bool(ctx.opt("client_cert_auth")),
+                            no_client_cert_addresses=ctx.opt("no_client_cert_address") or [],
+                            server_major=major, flavor=pghba.POSTGRESQL)
+
+
+def own_host() -> str:
+    names = nodeinfo.host_names()
+    for name in (names["fqdn"], names["hostname"], socket.gethostname()):
+        try:
+            socket.getaddrinfo(name, 5432)
+            return name
+        except OSError:
+            continue
+    return "127.0.0.1"
+
+
+def verify_tls(ctx: base.Context, port: int = 5432, wait_s: float = RELOAD_WAIT_S) -> Dict[str, Any]:
+    """Handshake (verify-full against root.crt) until our certificate is served or time runs out."""
+    expected = tlsprobe.pem_sha256(fsio.read_bytes(ctx.server_cert()) or b"")
+    host = own_host()
+    holder = {}  # type: Dict[str, Any]
+
+    def attempt() -> bool:
+        holder["r"] = tlsprobe.check_served(host, port, ctx.server_root(), expected)
+        return holder["r"]["ok"]
+    base.poll(attempt, wait_s, 0.2)
+    return holder["r"]
+
+
+def _reload_and_wait(ctx: base.Context, info: Dict[str, Any]) -> str:
+    """Reload (or restart in --upstream-mode) and wait until new sessions see the new load time."""
+    if ctx.opt("upstream_mode"):
+        common.service("restart")
+        base.poll(lambda: pgclient.find_socket_dir() is not None, 120)
+        return "restart"
+    before = pgserver.conf_load_time()
+    pgserver.reload()
+    if not base.poll(lambda: pgserver.conf_load_time() != before, RELOAD_WAIT_S, 0.05):
+        raise AgentError("PostgreSQL did not reload its configuration within {:.0f}s".format(RELOAD_WAIT_S))
+    return "reload"
+
+
+def _log_error(info: Dict[str, Any], offset: int) -> str:
+    text = base.log_tail(info.get("log_file"), offset)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    picked = [ln for ln in lines if "was not reloaded" in ln or "could not load" in ln or "FATAL" in ln
+              or "private key file" in ln or "certificate" in ln.lower()]
+    return " | ".join(picked[-3:])
+
+
+def _alter_system(ctx: base.Context, cs: Any, info: Dict[str, Any], sql: str, record: Dict[str, Any]) -> None:
+    """Run ALTER SYSTEM with postgresql.auto.conf backed up first and our result recorded."""
+    cs.backup(info["auto_conf"])
+    pgclient.psql(sql, os_user=pgserver.SERVICE_USER)
+    cs.write(info["auto_conf"], fsio.read_bytes(info["auto_conf"]) or b"")
+    common.save_extra(ctx, ROLE, record)
+
+
+def enable(ctx: base.Context) -> Dict[str, Any]:
+    info = pgserver.facts(require_running=True) or {}
+    major = info["major"]
+    if major < 10:
+        raise AgentError("PostgreSQL {} cannot turn TLS on with a reload; version 10 or newer is needed".format(
+            info["version"]))
+    ctx.require_certs()
+    stages = STAGES[ctx.stage]
+    cs = ctx.changeset(ROLE)
+    journal = ctx.start_journal(ROLE)
+    result = {"role": ROLE, "stage": ctx.stage, "changed": False, "files": [], "action": "none",
+              "alter_system_reset": [], "rehashed": [], "md5_roles": [], "verify": None,
+              "resumed": journal.resumed, "in_recovery": info["in_recovery"],
+              "version": info["version"]}  # type: Dict[str, Any]
+    primary = not info["in_recovery"]
+    passwords = pgroles.with_webadmin(ctx.passwords)
+    secrets = pgclient.role_secrets()
+    todo = []  # type: List[str]
+    if "offer" in stages and primary:
+        todo, skipped = pgroles.plan_rehash(secrets, passwords)
+        if "webadmin" not in passwords:
+            ctx.say("webadmin's password is unknown (no jcm getPswd, none on stdin); it was not re-hashed")
+    if "require" in stages and not ctx.opt("keep_md5_compat"):
+        _guard_require(secrets, todo)
+    conf_text = common.read_required(info["config_file"])
+    hba_text = common.read_required(info["hba_file"])
+    new_conf, new_hba = conf_text, hba_text
+    if "offer" in stages:
+        new_conf = pgconf.set_params(conf_text, wanted_params(ctx, major), source=info["config_file"])
+    if "require" in stages:
+        new_hba = pghba.enable_hostssl(hba_text, hba_options(ctx, major), source=info["hba_file"])
+    journal.step("preflight")
+
+    before = {}  # type: Dict[str, bytes]
+    extra = common.load_extra(ctx, ROLE)
+    log_offset = base.log_size(info.get("log_file"))
+    try:
+        for path, old, new in ((info["config_file"], conf_text, new_conf), (info["hba_file"], hba_text, new_hba)):
+            if old != new:
+                before[path] = old.encode("utf-8", "surrogateescape")
+                cs.write(path, new.encode("utf-8", "surrogateescape"))
+                result["files"].append({"path": path, "changed": True})
+        journal.step("write-files")
+        problems = pgserver.file_setting_errors() + pgserver.hba_errors(major)
+        if problems:
+            raise AgentError("the server rejects the new configuration: " + "; ".join(problems[:3]))
+        if "offer" in stages:
+            _win_over_auto_conf(ctx, cs, info, list(wanted_params(ctx, major)), extra, before, result)
+        if "use" in stages and info["in_recovery"]:
+            _standby_conninfo(ctx, cs, info, extra, before, result)
+        journal.step("alter-system")
+        if before or journal.resumed:
+            result["action"] = _reload_and_wait(ctx, info)
+        journal.step("apply")
+        result["verify"] = verify_tls(ctx)
+        if not result["verify"]["ok"]:
+            why = _log_error(info, log_offset)
+            raise AgentError("TLS check failed after the reload: {}{}".format(
+                result["verify"]["error"], " (server log: {})".format(why) if why else ""))
+        if result.get("conninfo_changed"):
+            result["replication"] = _wait_streaming(info)
+        journal.step("verify")
+    except BaseException:
+        _rollback(ctx, cs, info, before, extra)
+        raise
+    for user in todo:
+        verifier = pgclient.scram_verifier(passwords[user])
+        # The md5 secret is kept (root-only state dir) so disable can give Pgpool's md5 entries a match again.
+        extra.setdefault("rehashed", {})[user] = {"original": secrets[user], "written": verifier}
+        common.save_extra(ctx, ROLE, extra)
+        pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(verifier)),
+                      os_user=pgserver.SERVICE_USER)
+        result["rehashed"].append(user)
+    journal.step("rehash")
+    secrets = pgclient.role_secrets()
+    result["md5_roles"] = pgroles.md5_roles(secrets)
+    if result["md5_roles"]:
+        ctx.say("{} role(s) still have md5 passwords and must reset them (ALTER ROLE ... PASSWORD) before "
+                "scram-sha-256 is required: {}".format(len(result["md5_roles"]), ", ".join(result["md5_roles"])))
+    if primary:
+        result["replication"] = result.get("replication") or replication_ssl()
+    result["changed"] = bool(before) or bool(result["rehashed"])
+    result["messages"] = ctx.messages
+    journal.step("done")
+    return result
+
+
+def _guard_require(secrets: Dict[str, Optional[str]], rehash: List[str]) -> None:
+    """Refuse to demand SCRAM while a role the cluster itself depends on is still md5."""
+    try:
+        users = {r[0] for r in pgclient.psql("SELECT DISTINCT usename FROM pg_stat_replication WHERE usename IS NOT NULL",
+                                             os_user=pgserver.SERVICE_USER)}
+    except AgentError:
+        users = set()
+    users.add("pgpool")
+    stuck = sorted(u for u in users if u in secrets and (secrets[u] or "").startswith("md5") and u not in rehash)
+    if stuck:
+        raise AgentError("role(s) {} used by replication/Pgpool still have md5 passwords; pass their passwords "
+                         "with --passwords-stdin (stage offer) or use --keep-md5-compat".format(", ".join(stuck)))
+
+
+def _win_over_auto_conf(ctx: base.Context, cs: Any, info: Dict[str, Any], names: List[str],
+                        extra: Dict[str, Any], before: Dict[str, bytes], result: Dict[str, Any]) -> None:
+    """ALTER SYSTEM RESET any of our settings that postgresql.auto.conf (or a later file) overrides."""
+    winners = pgserver.winning_sources(names)
+    conf = os.path.realpath(info["config_file"])
+    auto = os.path.realpath(info["auto_conf"])
+    for name in sorted(winners):
+        source = os.path.realpath(winners[name])
+        if source == conf:
+            continue
+        if source != auto:
+            raise AgentError("{} is set in {}, which is read after {}; remove it there".format(name, source, conf))
+        auto_text = fsio.read_text(info["auto_conf"]) or ""
+        extra.setdefault("alter_system", {}).setdefault(name, pgconf.get(auto_text, name))
+        if info["auto_conf"] not in before:
+            before[info["auto_conf"]] = fsio.read_bytes(info["auto_conf"]) or b""
+        _alter_system(ctx, cs, info, "ALTER SYSTEM RESET {}".format(name), extra)
+        result["alter_system_reset"].append(name)
+        ctx.say("ALTER SYSTEM value of {} overrode postgresql.conf; it was reset (disable puts it back)".format(name))
+
+
+def _standby_conninfo(ctx: base.Context, cs: Any, info: Dict[str, Any], extra: Dict[str, Any],
+                      before: Dict[str, bytes], result: Dict[str, Any]) -> None:
+    """Make the walreceiver verify the primary's certificate (reloadable from PostgreSQL 13)."""
+    if info["major"] < 13:
+        ctx.say("PostgreSQL {} needs a restart to change primary_conninfo; the standby keeps sslmode=prefer, "
+                "which uses TLS once it reconnects".format(info["major"]))
+        return
+    current = pgclient.scalar("SHOW primary_conninfo", os_user=pgserver.SERVICE_USER) or ""
+    wanted = pgroles.set_conninfo(current, {"sslmode": "verify-ca", "sslrootcert": ctx.server_root()})
+    if wanted == current:
+        return
+    extra.setdefault("alter_system", {}).setdefault("primary_conninfo", current)
+    if info["auto_conf"] not in before:
+        before[info["auto_conf"]] = fsio.read_bytes(info["auto_conf"]) or b""
+    _alter_system(ctx, cs, info, "ALTER SYSTEM SET primary_conninfo = {}".format(pgclient.literal(wanted)), extra)
+    result["conninfo_changed"] = True
+    result["files"].append({"path": info["auto_conf"], "changed": True})
+
+
+def _wait_streaming(info: Dict[str, Any]) -> List[Dict[str, Any]]:
+    def streaming() -> Any:
+        rows = pgclient.psql("SELECT status, conninfo FROM pg_stat_wal_receiver", os_user=pgserver.SERVICE_USER)
+        return rows if rows and rows[0][0] == "streaming" and "sslmode=verify-ca" in rows[0][1] else None
+    rows = base.poll(streaming, STREAM_WAIT_S, 0.2)
+    if not rows:
+        raise AgentError("the standby did not resume streaming with sslmode=verify-ca within {:.0f}s; check the "
+                         "primary's certificate and this node's root.crt".format(STREAM_WAIT_S))
+    return [{"status": rows[0][0], "sslmode": "verify-ca"}]
+
+
+def replication_ssl() -> List[Dict[str, Any]]:
+    rows = pgclient.psql("SELECT coalesce(host(r.client_addr), ''), coalesce(r.usename::text, ''), s.ssl::text, "
+                         "coalesce(s.version, '') FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)",
+                         os_user=pgserver.SERVICE_USER)
+    return [{"client_addr": a, "usename": u, "ssl": s == "true", "version": v or None} for a, u, s, v in rows]
+
+
+def _rollback(ctx: base.Context, cs: Any, info: Dict[str, Any], before: Dict[str, bytes],
+              extra: Dict[str, Any]) -> None:
+    """Put back what this run wrote and reload, so the running server never keeps a broken file."""
+    if not before:
+        return
+    for path, data in before.items():
+        cs.write(path, data)
+    common.save_extra(ctx, ROLE, extra)
+    try:
+        pgserver.reload()
+        time.sleep(0)  # the reload is asynchronous; the caller reports the original error anyway
+    except AgentError:
+        pass
+
+
+def disable(ctx: base.Context) -> Dict[str, Any]:
+    info = pgserver.facts(require_running=False)
+    if info is None:
+        raise AgentError("no PostgreSQL server on this node")
+    cs = ctx.changeset(ROLE)
+    journal = ctx.start_journal(ROLE)
+    extra = common.load_extra(ctx, ROLE)
+    inverse = {info["config_file"]: lambda t: pgconf.revert(t, source=info["config_file"]),
+               info["hba_file"]: lambda t: pghba.disable_hostssl(t, source=info["hba_file"])}
+    if info["running"] and not info["in_recovery"]:
+        _restore_secrets(ctx, extra)
+    files = common.restore_all(ctx, cs, inverse, skip=[info["auto_conf"]])
+    auto = _restore_auto_conf(ctx, cs, info, extra)
+    if auto:
+        files.append(auto)
+    journal.step("write-files")
+    changed = any(f["result"] != "unchanged" for f in files)
+    action = "none"
+    if changed and info["running"]:
+        action = _reload_and_wait(ctx, info)
+        problems = pgserver.file_setting_errors()
+        if problems:
+            ctx.say("the server reports configuration errors after disable: " + "; ".join(problems[:3]))
+    journal.step("apply")
+    common.save_extra(ctx, ROLE, {})
+    result = {"role": ROLE, "changed": changed, "files": files, "action": action,
+              "certs_removed": common.remove_certs(ctx) if ctx.opt("remove_certs") else False,
+              "messages": ctx.messages}
+    journal.step("done")
+    return result
+
+
+def _restore_secrets(ctx: base.Context, extra: Dict[str, Any]) -> None:
+    """Give re-hashed roles their md5 secret back, unless their password was changed since."""
+    rehashed = extra.get("rehashed") or {}
+    if not rehashed:
+        return
+    current = pgclient.role_secrets()
+    for user, record in sorted(rehashed.items()):
+        if current.get(user) != record["written"]:
+            ctx.say("{}'s password was changed after enable; its new secret is kept".format(user))
+            continue
+        pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(record["original"])),
+                      os_user=pgserver.SERVICE_USER)
+    extra.pop("rehashed", None)
+    common.save_extra(ctx, ROLE, extra)
+
+
+def _restore_auto_conf(ctx: base.Context, cs: Any, info: Dict[str, Any], extra: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    path = os.path.abspath(info["auto_conf"])
+    if path not in cs.entries:
+        return None
+    outcome = common.restore_one(cs, path, None)
+    if outcome != "foreign-edit":
+        return {"path": path, "result": outcome}
+    # The server rewrites postgresql.auto.conf on every ALTER SYSTEM, so undo our settings one by one.
+    if not info["running"]:
+        raise AgentError("{} changed since enable and the server is not running to undo our ALTER SYSTEM "
+                         "settings; start it and run disable again".format(path))
+    for name, value in sorted((extra.get("alter_system") or {}).items()):
+        sql = "ALTER SYSTEM RESET {}".format(name) if value is None else \
+            "ALTER SYSTEM SET {} = {}".format(name, pgclient.literal(value))
+        pgclient.psql(sql, os_user=pgserver.SERVICE_USER)
+    cs.forget(path)
+    ctx.say("{} was changed by someone else after enable; our ALTER SYSTEM changes were undone one by one".format(path))
+    return {"path": path, "result": "inverse-edit"}
+
+
+def status(ctx: base.Context) -> Dict[str, Any]:
+    info = pgserver.facts(require_running=False)
+    if info is None:
+        raise AgentError("no PostgreSQL server on this node")
+    conf = fsio.read_text(info["config_file"]) or ""
+    hba = fsio.read_text(info["hba_file"]) or ""
+    stages = []
+    if pgconf.is_managed(conf):
+        stages.append("offer")
+    if pghba.disable_hostssl(hba) != hba:
+        stages.append("require")
+    tls = None  # type: Optional[Dict[str, Any]]
+    if info["running"] and os.path.isfile(ctx.server_cert()):
+        tls = verify_tls(ctx, wait_s=0)
+    elif info["running"]:
+        tls = tlsprobe.probe(own_host(), 5432, None)
+    result = {"role": ROLE, "enabled": bool(stages), "stages": stages, "tls": tls, "version": info.get("version"),
+              "running": info["running"], "certificates": common.certificates(ctx)}
+    if info["running"] and not info["in_recovery"]:
+        result["replication"] = replication_ssl()
+    return result
