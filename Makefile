@@ -13,7 +13,7 @@ export DBTLS_RELEASES ?= $(RELEASE)
 .PHONY: run test lint unit docker-tests sysdeps docker venv images clean-sim help
 
 help:
-	@echo "make run   - build, start the simulated pg-cluster and show it"
+	@echo "make run   - build, start the simulated pg-cluster, install the add-on through manifest.jps"
 	@echo "make test  - lint, unit tests and docker tests (real PostgreSQL, Pgpool-II, MariaDB)"
 
 sysdeps:
@@ -36,6 +36,7 @@ images: venv docker
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/dbtls build --check
 	$(BIN)/vermin -t=3.6- --no-tips --violations --eval-annotations --backport typing node-scripts/dbtls_agent
 
 unit: venv sysdeps
@@ -47,10 +48,23 @@ docker-tests: images
 test: lint unit docker-tests
 
 run: venv docker
+	$(BIN)/dbtls build
 	$(BIN)/dbtls sim up pg-cluster --release $(RELEASE)
+	@if docker exec dbtls-pg-cluster-node100 test -s /var/lib/dbtls-sim/addons.json 2>/dev/null && \
+	   docker exec dbtls-pg-cluster-node100 grep -q sqldb /var/lib/dbtls-sim/addons.json; then \
+	  echo "The add-on is already installed on pg-cluster; current state:"; \
+	  $(BIN)/dbtls sim press "Certificate status" --env pg-cluster; \
+	else \
+	  $(BIN)/dbtls sim install --env pg-cluster; \
+	fi
+	@docker exec dbtls-pg-cluster-node101 cat /var/lib/jelastic/keys/SSL-TLS/server/root.crt | \
+	  docker exec -i dbtls-pg-cluster-node100 sh -c 'cat > /root/root.crt'
 	@echo
-	@echo "The simulated pg-cluster is up. Look inside:  $(BIN)/dbtls sim exec pgpool -- psql --version"
-	@echo "Stop it and remove everything:              $(BIN)/dbtls sim down --env pg-cluster"
+	@echo "TLS with full verification, through Pgpool-II (the root CA is in the client's /root/root.crt):"
+	@echo "  docker exec -it dbtls-pg-cluster-node100 bash -c '. /etc/dbtls-sim/secrets.env; PGPASSWORD=\$$WEBADMIN_PASSWORD psql \"sslmode=verify-full sslrootcert=/root/root.crt host=node103-pg-cluster.vap.test user=webadmin dbname=postgres\"'"
+	@echo "Buttons:    $(BIN)/dbtls sim press 'Re-issue certificates' --env pg-cluster --set scope=server"
+	@echo "Uninstall:  $(BIN)/dbtls sim uninstall --env pg-cluster"
+	@echo "Stop it and remove everything:  $(BIN)/dbtls sim down --env pg-cluster"
 
 clean-sim: venv
 	$(BIN)/dbtls sim down --all

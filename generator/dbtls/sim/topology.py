@@ -131,3 +131,8 @@ def start_tiers(nodes: list[Node]) -> list[list[Node]]:
     """Nodes grouped by start tier, lowest first."""
     tiers = sorted({n.spec.tier for n in nodes})
     return [[n for n in nodes if n.spec.tier == t] for t in tiers]
+
+
+def replan(nodes: list[Node]) -> list[Node]:
+    """Recompute the boot variables of an existing node list (scale-out adds a node to it)."""
+    return [_with_env(node, nodes) for node in nodes]

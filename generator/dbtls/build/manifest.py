@@ -1,0 +1,160 @@
+"""The add-on manifest (``manifest.jps``) as Python data.
+
+One ``type: update`` add-on for the four node kinds. It is installed once per layer (the platform's
+Add-ons tab, or the marketplace launchers in marketplace.py, which install the database layer first).
+Key order here is the order in the YAML, so the output is stable and reads top-down like upstream's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .actions import custom_actions
+
+ADDON_ID = "dbtls"
+NAME = "SSL/TLS Encryption in Transit"
+HOMEPAGE = "https://github.com/dbtls/dbtls"
+DOCS = f"{HOMEPAGE}/blob/main/docs"
+TUTORIAL_PG = "https://www.virtuozzo.com/application-platform-docs/ssl-for-pgsql/"
+TUTORIAL_MYSQL = "https://www.virtuozzo.com/application-platform-docs/ssl-for-mysql-mariadb-percona/"
+
+#: Canonical nodeTypes and versioned aliases (jps.md §3: list both, aliases may be needed).
+POSTGRES_TYPES = ["postgresql", "postgres11", "postgres12", "postgres13", "postgres14", "postgres15",
+                  "postgres16", "postgres17"]
+PGPOOL_TYPES = ["pgpool2", "pgpool2-4"]
+MYSQL_TYPES = ["mysql", "mysql5", "mysql8", "mariadb-dockerized", "mariadb", "mariadb10", "mariadb104",
+               "mariadb105", "mariadb106", "mariadb1011", "perconadb", "percona5.7", "percona8",
+               "percona8.0"]
+PROXYSQL_TYPES = ["proxysql"]
+ALL_TYPES = POSTGRES_TYPES + PGPOOL_TYPES + MYSQL_TYPES + PROXYSQL_TYPES
+
+KEY_TYPES = {"rsa2048": "RSA 2048", "rsa3072": "RSA 3072", "rsa4096": "RSA 4096",
+             "ecdsa-p256": "ECDSA P-256"}
+
+
+def install_fields() -> list[dict[str, Any]]:
+    """Fields of the install form (shared with the marketplace launchers)."""
+    return [
+        {"type": "list", "name": "keyType", "caption": "Key type", "values": KEY_TYPES,
+         "default": "rsa2048", "required": True},
+        {"type": "list", "name": "minTls", "caption": "Minimum TLS version",
+         "values": {"TLSv1.2": "TLS 1.2", "TLSv1.3": "TLS 1.3"}, "default": "TLSv1.2", "required": True},
+        {"type": "toggle", "name": "requireTls", "value": False,
+         "caption": "Require TLS for every remote connection (MySQL/MariaDB/Percona; PostgreSQL always "
+                    "requires it with hostssl rules)"},
+        {"type": "toggle", "name": "clientCertAuth", "value": False,
+         "caption": "Log in with client certificates instead of passwords (remote connections)"},
+        {"type": "toggle", "name": "md5Compat", "value": False,
+         "caption": "Keep md5 password logins working (roles not yet re-hashed to SCRAM)"},
+        {"type": "string", "name": "extraNames", "caption": "Extra DNS names for the certificates",
+         "default": "", "required": False, "regex": "^[A-Za-z0-9.*:, -]*$",
+         "regexText": "DNS names or IP addresses, separated by commas",
+         "tooltip": "Custom domains or endpoints clients use; node names, the environment domain and "
+                    "IPs are always included."},
+    ]
+
+
+def settings() -> dict[str, Any]:
+    return {
+        "main": {"fields": install_fields()},
+        "reissue": {"fields": [
+            {"type": "radiolist", "name": "scope", "caption": "Re-issue", "default": "server",
+             "values": {"server": "Server certificates (the CA is kept, clients keep trusting)",
+                        "client": "Client certificates",
+                        "all": "Everything, including a new CA (clients need the new root.crt)"}},
+        ]},
+        "clientCert": {"fields": [
+            {"type": "string", "name": "dbUser", "caption": "Database user", "required": True,
+             "regex": "^[A-Za-z0-9_.@%-]+$", "regexText": "a MySQL account name"},
+        ]},
+    }
+
+
+def buttons() -> list[dict[str, Any]]:
+    return [
+        {"caption": "Re-issue certificates", "action": "reissue", "settings": "reissue",
+         "confirmText": "Issue new certificates? Servers reload them; with a new CA clients need the new "
+                        "root.crt.",
+         "loadingText": "Re-issuing certificates...", "successText": "Certificates re-issued.",
+         "submitButtonText": "Re-issue"},
+        {"caption": "Configuration Tutorial", "href": TUTORIAL_PG},
+        {"caption": "Certificate status", "action": "certStatus", "loadingText": "Reading certificates..."},
+        {"caption": "Require client certificate for a user", "action": "requireClientCert",
+         "settings": "clientCert", "loadingText": "Applying...",
+         "successText": "The user now needs a client certificate (MySQL/MariaDB/Percona only)."},
+    ]
+
+
+def success() -> dict[str, Any]:
+    return {
+        "text": "TLS is set up on **${targetNodes.nodeGroup}** of ${env.envName}. "
+                "${globals.pending}\n"
+                "${globals.report}\n\n"
+                "Each node keeps `root.crt` in /var/lib/jelastic/keys/SSL-TLS/server; database nodes "
+                "keep client certificates in /var/lib/jelastic/keys/SSL-TLS/client. How to connect: "
+                f"{DOCS}/postgresql.md and {DOCS}/mysql.md",
+        "email": False,
+    }
+
+
+def events() -> dict[str, Any]:
+    """Platform events; node events are filtered to this add-on's layer (jps.md §7.1)."""
+    layer = "${targetNodes.nodeGroup}"
+    return {
+        f"onAfterServiceScaleOut[{layer}]": [
+            "addNodes", "enableLayer", "report",
+        ],
+        f"onAfterRedeployContainer[{layer}]": [
+            {"if (!${event.params.useExistingVolumes:true})": [
+                "prepareLayer", "issueLayer", "enableLayer",
+            ]},
+        ],
+        "onAfterResetServicePassword[sqldb]": [
+            {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [
+                {"enableNode": {"nodeId": "${@n.id}", "role": "pgpool", "stage": "offer"}},
+            ]}]},
+        ],
+        "onAfterClone": [
+            {"script": "delete MANIFEST.id; return {result: 0, jps: MANIFEST};"},
+            {"install": {"jps": "${response.jps}", "envName": "${event.response.env.envName}",
+                         "nodeGroup": layer, "settings": {
+                             "keyType": "${settings.keyType}", "minTls": "${settings.minTls}",
+                             "requireTls": "${settings.requireTls}",
+                             "clientCertAuth": "${settings.clientCertAuth}",
+                             "md5Compat": "${settings.md5Compat}", "extraNames": "${settings.extraNames}"}}},
+        ],
+    }
+
+
+def build_manifest(base_url: str, agent_sha256: str) -> dict[str, Any]:
+    """The whole add-on manifest for agent ``agent_sha256`` downloaded below ``base_url``."""
+    actions = custom_actions()
+    return {
+        "type": "update",
+        "jpsVersion": "6.1.1",
+        "id": ADDON_ID,
+        "name": NAME,
+        "logo": "/marketplace/dbtls.svg",
+        "description": {
+            "short": "TLS for PostgreSQL/Pgpool-II and MySQL/MariaDB/Percona/ProxySQL with one CA per "
+                     "environment",
+            "text": "Turns on SSL/TLS encryption in transit for the layer: certificates with full names "
+                    "(verify-full works) from a private CA whose key never leaves the primary database "
+                    "node, scram-sha-256 and hostssl rules for PostgreSQL, TLS between proxies and "
+                    "servers, and a clean uninstall that restores every changed file.",
+        },
+        "homepage": HOMEPAGE,
+        "categories": ["apps/dev-and-admin-tools", "apps/clustered-dbs"],
+        "targetEditions": "any",
+        "baseUrl": base_url,
+        "targetNodes": {"nodeType": ALL_TYPES},
+        "settings": settings(),
+        "globals": {"agentSha256": agent_sha256, "proxyIps": "", "report": "", "pending": "",
+                    "proxyReady": "no"},
+        "onInstall": ["checkSupported", "prepareLayer", "issueLayer", "enableLayer", "report"],
+        "onUninstall": ["disableLayer"],
+        **events(),
+        "buttons": buttons(),
+        "actions": actions,
+        "success": success(),
+    }

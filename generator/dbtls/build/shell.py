@@ -1,0 +1,347 @@
+"""Node-side bash snippets of the manifest, kept deliberately thin.
+
+Every real decision lives in the agent; these scripts only fetch it, move public material (CSRs,
+certificates) through ``${response.out}``, and call subcommands. Rules they follow (jps.md §5.3,
+§13): shell variables are written ``$VAR`` (never ``${VAR}``, which the engine would substitute),
+every script ends with an explicit exit decision, and secrets reach the agent on stdin through a
+quoted heredoc inside the script body, never on a command line.
+"""
+
+from __future__ import annotations
+
+AGENT = "/usr/local/sbin/dbtls-agent"
+AGENT_DIR = "/usr/local/lib/dbtls"
+CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+
+#: First lines of every script that calls the agent or Python.
+PRELUDE = f"""\
+A={AGENT}
+PY=$(command -v python3 || echo /usr/libexec/platform-python)
+. /etc/jelastic/metainf.conf 2>/dev/null || true"""
+
+
+def fetch_agent() -> str:
+    """Install python3 if the node has none, download the agent, check its pinned sha256."""
+    return f"""\
+set -e
+if ! command -v python3 >/dev/null 2>&1 && [ ! -x /usr/libexec/platform-python ]; then
+  if command -v dnf >/dev/null 2>&1; then dnf -y -q install python3
+  elif command -v yum >/dev/null 2>&1; then yum -y -q install python3
+  elif command -v apt-get >/dev/null 2>&1; then apt-get -qq update && apt-get -qq -y install python3
+  else echo "dbtls: this node has no python3 and no package manager to install it" >&2; exit 3; fi
+fi
+PY=$(command -v python3 || echo /usr/libexec/platform-python)
+base=$(printf '%s' '${{baseUrl}}' | sed 's:/*$::')
+url="$base/node-scripts/dist/dbtls-agent.pyz?_r=${{fn.random}}"
+mkdir -p {AGENT_DIR}
+tmp=$(mktemp {AGENT_DIR}/.download.XXXXXX)
+trap 'rm -f "$tmp"' EXIT
+if command -v curl >/dev/null 2>&1; then curl -fsS --retry 3 -o "$tmp" "$url"
+elif command -v wget >/dev/null 2>&1; then wget -q -O "$tmp" "$url"
+else "$PY" -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$url" "$tmp"
+fi
+if ! echo "${{globals.agentSha256}}  $tmp" | sha256sum -c --status -; then
+  echo "dbtls: the agent downloaded from $base does not match its pinned sha256" >&2; exit 4
+fi
+chmod 0644 "$tmp"
+mv -f "$tmp" {AGENT_DIR}/dbtls-agent.pyz
+cat > {AGENT}.new <<'DBTLS_LAUNCHER'
+#!/bin/sh
+# dbtls-agent launcher, installed by the dbtls add-on: the first Python 3 the node has.
+for py in python3 /usr/libexec/platform-python; do
+  if command -v "$py" >/dev/null 2>&1; then exec "$py" {AGENT_DIR}/dbtls-agent.pyz "$@"; fi
+done
+echo "dbtls-agent: no python3 on this node" >&2
+exit 127
+DBTLS_LAUNCHER
+chmod 0755 {AGENT}.new
+mv -f {AGENT}.new {AGENT}
+echo "dbtls-agent $({AGENT} --version) on $(hostname)"
+"""
+
+
+def check_version() -> str:
+    """Print ``unsupported ...`` for PostgreSQL older than 11 (what upstream refuses), else ``ok``."""
+    return """\
+. /etc/jelastic/metainf.conf 2>/dev/null || true
+v=$COMPUTE_TYPE_VERSION
+case "$COMPUTE_TYPE" in
+  postgres*)
+    major=$(printf '%s' "$v" | sed 's/[^0-9].*//')
+    [ -n "$major" ] || major=0
+    if [ "$major" -lt 11 ]; then echo "unsupported PostgreSQL $v"; else echo "ok PostgreSQL $v"; fi ;;
+  *) echo "ok $COMPUTE_TYPE $v" ;;
+esac
+"""
+
+
+def ca_init(rotate: bool) -> str:
+    """Create the environment CA on the CA node (kept when it exists, unless rotating)."""
+    flag = " --rotate" if rotate else ""
+    return f"""\
+set -e
+{PRELUDE}
+$A ca init --key-type '${{settings.keyType}}' --env-name '${{env.envName}}'{flag} >/dev/null
+echo "CA ready on $(hostname)"
+"""
+
+
+def csr() -> str:
+    """CSRs of one node for ``${this.scope}`` (server, client or all); ``${this.mode}`` is
+    ``install`` or ``reissue`` (re-issue rotates keys and skips nodes without certificates)."""
+    return f"""\
+set -e
+{PRELUDE}
+scope='${{this.scope}}'
+if [ '${{this.mode}}' = reissue ]; then
+  [ -s {CERT_DIR}/server/server.crt ] || exit 0
+  rotate=--rotate
+else
+  rotate=
+fi
+if [ "$scope" != client ]; then
+  set -- csr --kind server --key-type '${{settings.keyType}}' $rotate
+  for name in $(printf '%s' '${{settings.extraNames}}' | tr ',;' '  '); do set -- "$@" --san "$name"; done
+  $A "$@"
+fi
+case "$COMPUTE_TYPE" in
+  postgres*) user=webadmin ;;
+  mysql*|mariadb*|percona*) user=root ;;
+  *) user= ;;
+esac
+if [ "$scope" != server ] && [ -n "$user" ]; then
+  $A csr --kind client --user "$user" $rotate
+fi
+exit 0
+"""
+
+
+def ca_sign() -> str:
+    """Sign the CSRs of the previous action (public material) on the CA node."""
+    return f"""\
+set -e
+{PRELUDE}
+csrs=$(cat <<'DBTLS_CSR'
+${{response.out}}
+DBTLS_CSR
+)
+case "$csrs" in
+  *'BEGIN CERTIFICATE REQUEST'*) printf '%s\\n' "$csrs" | $A ca sign --format pem ;;
+  *) echo "no requests" ;;
+esac
+"""
+
+
+def install_certs(reload_after: bool) -> str:
+    """Install the certificates signed by the CA node; on re-issue make the server load them."""
+    reload = f"""
+if [ -s {CERT_DIR}/server/server.crt ]; then
+  case "$COMPUTE_TYPE" in
+    postgres*) jem service reload >/dev/null ;;
+    *) jem service restart >/dev/null ;;
+  esac
+fi""" if reload_after else ""
+    return f"""\
+set -e
+{PRELUDE}
+certs=$(cat <<'DBTLS_CERTS'
+${{response.out}}
+DBTLS_CERTS
+)
+case "$certs" in
+  *'BEGIN CERTIFICATE'*) printf '%s\\n' "$certs" | $A install-certs >/dev/null ;;
+  *) echo "nothing to install on $(hostname)"; exit 0 ;;
+esac{reload}
+echo "certificates installed on $(hostname)"
+"""
+
+
+#: Reads the agent's JSON answer from file "$1" and prints one line for the dashboard.
+_SUMMARY_PY = r"""
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except ValueError:
+    print(open(sys.argv[1]).read().strip()[:300]); sys.exit(0)
+parts = ["%s %s: %s" % (d.get("role"), d.get("stage", ""), d.get("action", "none"))]
+if d.get("md5_roles"):
+    parts.append("md5 roles to reset: " + ", ".join(d["md5_roles"]))
+parts += d.get("messages") or []
+print("; ".join(parts))
+"""
+
+
+def _flags() -> str:
+    """``set --`` lines turning the install form into agent options (no secrets here)."""
+    return """\
+set -- --min-tls '${settings.minTls}'
+[ '${settings.clientCertAuth}' != true ] || set -- "$@" --client-cert-auth
+[ '${settings.md5Compat}' != true ] || set -- "$@" --keep-md5-compat
+case "$COMPUTE_TYPE" in
+  mysql*|mariadb*|percona*|proxysql*) [ '${settings.requireTls}' != true ] || set -- "$@" --require-tls ;;
+esac
+for ip in ${globals.proxyIps}; do set -- "$@" --no-client-cert-address "$ip"; done"""
+
+
+def enable(with_secrets: bool) -> str:
+    """``enable --stage ${this.stage}`` on one node; with secrets, the JSON the previous action
+    printed (on the database primary) is handed to the agent on stdin."""
+    feed = "<<'DBTLS_SECRETS' || rc=$?\n${response.out}\nDBTLS_SECRETS" if with_secrets else "</dev/null || rc=$?"
+    secrets_flag = " --passwords-stdin" if with_secrets else ""
+    return f"""\
+set -e
+{PRELUDE}
+{_flags()}
+t=$(mktemp)
+trap 'rm -f "$t"' EXIT
+rc=0
+$A enable --role '${{this.role}}' --stage '${{this.stage}}' "$@"{secrets_flag} >"$t" {feed}
+"$PY" - "$t" <<'DBTLS_PY'
+{_SUMMARY_PY.strip()}
+DBTLS_PY
+exit $rc
+"""
+
+
+#: Adds the database passwords this node knows to the JSON read from file "$1" (what the previous
+#: node found) and prints the merged JSON: webadmin from ``jcm getPswd`` (PostgreSQL nodes), Pgpool's
+#: check user from pgpool.conf, the replication user from primary_conninfo / .pgpass. The agent needs
+#: them to re-hash md5 secrets to SCRAM and to fill pool_passwd; they never touch a command line.
+_SECRETS_PY = r"""
+import json, os, re, subprocess, sys
+try:
+    found = json.load(open(sys.argv[1]))
+    found = found if isinstance(found, dict) else {}
+except ValueError:
+    found = {}
+def add(user, password):
+    if user and password and not password.startswith(("AES", "md5", "SCRAM")) and user not in found:
+        found[user] = password
+if os.environ.get("COMPUTE_TYPE", "").startswith("postgres"):
+    try:
+        add("webadmin", subprocess.run(["jcm", "getPswd"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       universal_newlines=True, timeout=30).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+def settings(path):
+    out = {}
+    try:
+        for line in open(path):
+            m = re.match(r"\s*(\w+)\s*=\s*'((?:[^']|'')*)'", line)
+            if m:
+                out[m.group(1)] = m.group(2).replace("''", "'")
+    except OSError:
+        pass
+    return out
+pool = settings("/etc/pgpool-II/pgpool.conf")
+for prefix in ("sr_check", "health_check", "wd_lifecheck", "recovery"):
+    add(pool.get(prefix + "_user"), pool.get(prefix + "_password"))
+for conf in ("/var/lib/pgsql/data/postgresql.auto.conf", "/var/lib/pgsql/data/postgresql.conf"):
+    info = dict(re.findall(r"(\w+)=(\S+)", settings(conf).get("primary_conninfo", "")))
+    add(info.get("user"), info.get("password"))
+try:
+    for line in open("/var/lib/pgsql/.pgpass"):
+        parts = line.rstrip("\n").split(":")
+        if len(parts) == 5:
+            add(parts[3], parts[4])
+except OSError:
+    pass
+print(json.dumps(found, sort_keys=True))
+"""
+
+
+def merge_secrets() -> str:
+    """One link of the password chain: previous JSON (``${response.out}``) plus this node's."""
+    return f"""\
+{PRELUDE}
+export COMPUTE_TYPE
+t=$(mktemp)
+trap 'rm -f "$t"' EXIT
+cat >"$t" <<'DBTLS_SECRETS'
+${{response.out}}
+DBTLS_SECRETS
+"$PY" - "$t" <<'DBTLS_PY'
+{_SECRETS_PY.strip()}
+DBTLS_PY
+"""
+
+
+#: Formats ``status`` (or, while status is missing, ``inspect``) into one line per node.
+_STATUS_PY = r"""
+import json, sys
+node = sys.argv[2]
+try:
+    d = json.load(open(sys.argv[1]))
+except ValueError:
+    d = {}
+certs = d.get("certificates") if isinstance(d, dict) and "certificates" in d else d.get("certificates", d)
+if isinstance(certs, dict):
+    certs = certs.get("certificates", [])
+certs = certs if isinstance(certs, list) else []
+tls = d.get("tls") or {}
+state = "TLS on (%s)" % tls.get("protocol") if tls.get("ok") else ("TLS off" if d.get("enabled") is False else "TLS not verified")
+server = next((c for c in certs if c.get("role") in ("server", "server.crt")), {})
+root = next((c for c in certs if "root" in str(c.get("role"))), {})
+client = next((c for c in certs if str(c.get("role")).startswith("client")), None)
+line = "%s: %s; server cert %s expires %s (%s days); root sha256 %s" % (
+    node, state, server.get("cn", "-"), str(server.get("not_after", "-"))[:10], server.get("days_left", "-"),
+    str(root.get("sha256", "-"))[:23])
+if client:
+    line += "; client certs in %s" % str(client.get("path", "")).rsplit("/", 1)[0]
+print(line)
+"""
+
+
+def status_line() -> str:
+    """One human line for node ``${this.nodeId}`` built from the agent's ``status``."""
+    return f"""\
+{PRELUDE}
+t=$(mktemp)
+trap 'rm -f "$t"' EXIT
+$A status >"$t" 2>/dev/null || $A inspect >"$t" 2>/dev/null || true
+"$PY" - "$t" "node${{this.nodeId}}" <<'DBTLS_PY'
+{_STATUS_PY.strip()}
+DBTLS_PY
+exit 0
+"""
+
+
+def status_json() -> str:
+    """The agent's full ``status`` JSON (read by the simulator's tables and by people)."""
+    return f"""\
+{PRELUDE}
+$A status 2>/dev/null || $A inspect
+"""
+
+
+def disable(*, remove_certs: bool = True, remove_ca: bool = False) -> str:
+    """Restore this node's configuration; by default also remove its certificates and the agent
+    (and the CA on the CA node). Without ``remove_certs`` the node can offer TLS again at once."""
+    flag = " --remove-certs" if remove_certs else ""
+    ca = f"\nrm -rf {CERT_DIR}/ca {CERT_DIR}/.pending" if remove_ca else ""
+    agent = (f"\nrm -rf {CERT_DIR}/.dbtls-state\nrmdir {CERT_DIR} 2>/dev/null || true"
+             f"\nrm -f $A {AGENT_DIR}/dbtls-agent.pyz\nrmdir {AGENT_DIR} 2>/dev/null || true") if remove_certs else ""
+    return f"""\
+set -e
+{PRELUDE}
+if [ -x $A ]; then
+  $A disable --role auto{flag} >/dev/null
+fi{ca}{agent}
+echo "TLS disabled on $(hostname)"
+"""
+
+
+def has_tls() -> str:
+    """``yes`` when this node already carries our certificates and agent (a layer done earlier)."""
+    return f"""\
+if [ -x {AGENT} ] && [ -s {CERT_DIR}/server/server.crt ]; then echo yes; else echo no; fi
+"""
+
+
+def require_client_cert() -> str:
+    """MySQL family: make one account log in with a client certificate (agent ``mysql`` role)."""
+    return f"""\
+set -e
+{PRELUDE}
+$A require-client-cert --user '${{settings.dbUser}}'
+"""

@@ -1,0 +1,155 @@
+"""Install, click, scale and uninstall the built add-on on a simulated environment.
+
+This is the platform's side of the contract: it installs ``manifest.jps`` once per layer (database
+layer first, like the marketplace launchers), remembers what is installed, raises events, and reads
+each node's state back for the result table. All node work goes through the manifest itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from dbtls.build.project import repo_root  # re-exported for addon_cli
+from dbtls.jps import Interpreter, Node, Result
+from dbtls.sim import cluster, platform
+from dbtls.sim.errors import SimError
+
+Progress = Callable[[str], None]
+#: Layers in install order: the database layer holds the CA and must offer TLS first.
+LAYER_ORDER = ("sqldb", "pgpool", "proxy")
+
+
+@dataclass
+class NodeRow:
+    """One line of the per-node result table."""
+
+    node: Node
+    tls: str
+    cert: str
+    days_left: str
+    root_sha256: str
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs from ``--set``; ``true``/``false`` become booleans like form toggles."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SimError(f"--set expects key=value, got {pair!r}")
+        out[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
+
+
+def _manifest(root: Path) -> Path:
+    path = root / "manifest.jps"
+    if not path.is_file():
+        raise SimError("manifest.jps not found: run 'dbtls build' first")
+    return path
+
+
+class Session:
+    """One CLI run against one environment: engine, HTTP server, interpreter, add-on state."""
+
+    def __init__(self, env: str, base_url: str, root: Path | None = None) -> None:
+        self.env = env
+        self.root = root or repo_root()
+        self.engine: docker.DockerClient = cluster.client()
+        self.interp: Interpreter = platform.interpreter(self.engine, env, base_url)
+        self.installed = platform.load_state(self.engine, env)
+
+    def _addon(self, item: platform.Installed) -> Any:
+        return self.interp.load(str(_manifest(self.root)), node_group=item.node_group, settings=item.settings)
+
+    def install(self, settings: dict[str, Any], layers: list[str] | None = None) -> list[tuple[str, Result]]:
+        """Install on every supported layer of the env (or ``layers``), database layer first."""
+        present = self.interp.env.groups()
+        wanted = layers or [g for g in LAYER_ORDER if g in present]
+        done = {i.node_group for i in self.installed}
+        results = []
+        for group in sorted(wanted, key=lambda g: LAYER_ORDER.index(g) if g in LAYER_ORDER else 99):
+            if group not in present:
+                raise SimError(f"environment {self.env!r} has no layer {group!r} (has {', '.join(present)})")
+            if group in done:
+                raise SimError(f"the add-on is already installed on {group}; uninstall first")
+            _, result = self.interp.install(str(_manifest(self.root)), node_group=group, settings=settings)
+            results.append((group, result))
+            if not result.ok or result.stopped:
+                break
+            addon = self.interp.addons[-1]
+            self.installed.append(platform.Installed(group, dict(addon.settings)))
+            platform.save_state(self.engine, self.env, self.installed)
+        return results
+
+    def _instance(self, layer: str | None) -> platform.Installed:
+        if not self.installed:
+            raise SimError(f"the add-on is not installed in {self.env!r}; run 'dbtls sim install' first")
+        if layer is None:
+            return self.installed[0]
+        for item in self.installed:
+            if item.node_group == layer:
+                return item
+        raise SimError(f"the add-on is not installed on layer {layer!r}")
+
+    def press(self, caption: str, settings: dict[str, Any], layer: str | None = None) -> Result:
+        """Click a button of the add-on instance on ``layer`` (default: the database layer)."""
+        item = self._instance(layer)
+        return self.interp.click(self._addon(item), caption, settings)
+
+    def fire_scale_out(self, group: str, new_node: Node) -> Result | None:
+        """Raise onAfterServiceScaleOut for ``group`` on the instance bound to it (if any)."""
+        for item in self.installed:
+            if item.node_group == group:
+                return self.interp.fire(self._addon(item), "onAfterServiceScaleOut",
+                                        params={"nodeGroup": group, "count": 1},
+                                        response={"nodes": [new_node]})
+        return None
+
+    def uninstall(self) -> list[tuple[str, Result]]:
+        """Uninstall every instance, last installed first (proxies before the database layer)."""
+        results = []
+        for item in list(reversed(self.installed)):
+            result = self.interp.uninstall(self._addon(item))
+            results.append((item.node_group, result))
+            if not result.ok:
+                break
+            self.installed.remove(item)
+            platform.save_state(self.engine, self.env, self.installed)
+        return results
+
+    def rows(self) -> list[NodeRow]:
+        """Read each node's state with the agent (``status``, or ``inspect`` while status is missing)."""
+        script = ("A=/usr/local/sbin/dbtls-agent; [ -x $A ] || { echo '{}'; exit 0; }; "
+                  "$A status 2>/dev/null || $A inspect 2>/dev/null || echo '{}'")
+        rows = []
+        for node in self.interp.env.nodes:
+            res = self.interp.runner.run(node, script, "root", say_yes=False)
+            rows.append(_row(node, res.stdout))
+        return rows
+
+
+def _row(node: Node, out: str) -> NodeRow:
+    try:
+        data = json.loads(out or "{}")
+    except ValueError:
+        data = {}
+    certs = data.get("certificates", []) if isinstance(data, dict) else []
+    if isinstance(certs, dict):
+        certs = certs.get("certificates", [])
+    server = next((c for c in certs if c.get("role") == "server"), {})
+    root = next((c for c in certs if "root" in str(c.get("role"))), {})
+    tls = data.get("tls") or {}
+    if not data:
+        state = "no agent"
+    elif tls:
+        state = f"ok {tls.get('protocol', '')}" if tls.get("ok") else f"FAIL {tls.get('error') or ''}"
+    else:
+        state = "enabled" if data.get("enabled") else ("certs only" if server else "off")
+    return NodeRow(node, state.strip(), str(server.get("cn", "-")), str(server.get("days_left", "-")),
+                   str(root.get("sha256", "-"))[:23])

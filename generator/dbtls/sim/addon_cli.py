@@ -1,0 +1,115 @@
+"""``dbtls sim install | press | scale-out | uninstall``: the add-on on a simulated environment.
+
+Argument parsing and printing only; the work is in addon.Session. Every command serves the built
+manifest and agent over HTTP on the environment's bridge gateway for as long as it runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dbtls.jps import JpsError, Node, Result
+from dbtls.sim import addon, cluster, platform, scale
+from dbtls.sim.errors import SimError
+
+err = Console(stderr=True)
+out = Console(width=max(160, shutil.get_terminal_size().columns))
+
+EnvOpt = Annotated[str, typer.Option(help="environment name")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="form value key=value (repeatable)")]
+
+
+def _run(env: str, work: Callable[[addon.Session], Any]) -> Any:
+    """Serve the repo on the env's gateway, open a session, run ``work``, print the node table."""
+    try:
+        engine = cluster.client()
+        with platform.serve(addon.repo_root(), platform.gateway(engine, env)) as base_url:
+            session = addon.Session(env, base_url)
+            result = work(session)
+            out.print(node_table(session.rows()))
+            return result
+    except (SimError, JpsError, ValueError) as exc:
+        err.print(f"[red]dbtls sim: error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def show(layer: str, result: Result | None) -> bool:
+    """Print what the dashboard would show for one handler run; True when it succeeded."""
+    if result is None:
+        out.print(f"[dim]{layer}: no handler for this event[/dim]")
+        return True
+    for line in result.log:
+        out.print(f"[dim]{layer} log:[/dim] {line}", highlight=False)
+    if not result.ok:
+        failed = next((s for s in reversed(result.steps) if s.exit_code not in (None, 0)), None)
+        out.print(f"[red]{layer}: FAILED[/red] {result.error}", highlight=False)
+        if failed is not None and failed.err.strip():
+            out.print("[red]" + "\n".join(failed.err.strip().splitlines()[-8:]) + "[/red]", highlight=False)
+        return False
+    colour = {"success": "green", "info": "cyan", "warning": "yellow"}.get(result.message_type, "white")
+    status = "stopped" if result.stopped and result.message_type not in ("success", "info") else "ok"
+    out.print(f"[{colour}]{layer}: {status}[/{colour}] {result.message or ''}", highlight=False)
+    return not result.stopped or result.message_type in ("success", "info")
+
+
+def node_table(rows: list[addon.NodeRow]) -> Table:
+    table = Table("node", "layer", "nodeType", "hostname", "address", "TLS", "server cert CN", "days left",
+                  "root sha256")
+    for r in rows:
+        n = r.node
+        table.add_row(f"{n.id}{' (master)' if n.ismaster else ''}", n.group, n.node_type, n.hostname,
+                      n.address, r.tls, r.cert, r.days_left, r.root_sha256)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the add-on commands to ``dbtls sim``."""
+
+    @app.command()
+    def install(env: EnvOpt = "pg-cluster", set_: SetOpt = None,
+                layer: Annotated[list[str] | None, typer.Option(help="only these layers")] = None) -> None:
+        """Install manifest.jps on the env's layers (database layer first), as the launcher does."""
+        results = _run(env, lambda s: s.install(addon.parse_settings(set_ or []), layer))
+        if not all(show(g, r) for g, r in results):
+            raise typer.Exit(1)
+
+    @app.command()
+    def press(caption: Annotated[str, typer.Argument(help="button caption, e.g. 'Re-issue certificates'")],
+              env: EnvOpt = "pg-cluster", set_: SetOpt = None,
+              layer: Annotated[str | None, typer.Option(help="add-on instance (default: database layer)")]
+              = None) -> None:
+        """Click a button of the installed add-on, with its form values from --set."""
+        result = _run(env, lambda s: s.press(caption, addon.parse_settings(set_ or []), layer))
+        if not show(layer or "add-on", result):
+            raise typer.Exit(1)
+
+    @app.command(name="scale-out")
+    def scale_out(group: Annotated[str, typer.Argument(help="layer to grow: sqldb, pgpool or proxy")],
+                  env: EnvOpt = "pg-cluster") -> None:
+        """Add a node to a layer, then raise the platform's onAfterServiceScaleOut event."""
+        try:
+            row = scale.scale_out(env, group, progress=lambda m: err.print(f"[dim]{m}[/dim]", highlight=False))
+        except SimError as exc:
+            err.print(f"[red]dbtls sim: error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+        def fire(session: addon.Session) -> Result | None:
+            node = next(n for n in session.interp.env.nodes if n.id == row.node_id)
+            return session.fire_scale_out(group, Node(node.id, node.group, node.node_type, node.ismaster,
+                                                      node.address, node.hostname))
+
+        if not show(group, _run(env, fire)):
+            raise typer.Exit(1)
+
+    @app.command()
+    def uninstall(env: EnvOpt = "pg-cluster") -> None:
+        """Uninstall the add-on from every layer (proxies first), restoring the original configs."""
+        results = _run(env, lambda s: s.uninstall())
+        if not all(show(g, r) for g, r in results):
+            raise typer.Exit(1)

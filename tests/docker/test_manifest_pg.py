@@ -1,0 +1,165 @@
+"""The built add-on, run through the JPS interpreter on a simulated pg-cluster, checked with psql.
+
+Everything goes through manifest.jps: the agent is downloaded from a local HTTP server and checked
+against the pinned sha256, CSRs and certificates travel through ``${response.out}``. The checks use
+real clients from the ``client`` container: ``sslmode=verify-full`` to every node and through
+Pgpool-II, plaintext refused, re-issue keeps the root, uninstall restores every file byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from dbtls.build.project import build_outputs, repo_root, write_outputs
+from dbtls.sim import addon, cluster, platform
+
+RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
+CONFIGS = {
+    "postgres": ["/var/lib/pgsql/data/postgresql.conf", "/var/lib/pgsql/data/pg_hba.conf",
+                 "/var/lib/pgsql/data/postgresql.auto.conf"],
+    "pgpool": ["/etc/pgpool-II/pgpool.conf", "/etc/pgpool-II/pool_hba.conf", "/etc/pgpool-II/pool_passwd"],
+}
+CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+
+
+class Sim:
+    """The environment plus a way to run the add-on (HTTP server per call, like the CLI)."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+        self.engine = cluster.client()
+
+    def session(self, work):
+        with platform.serve(repo_root(), platform.gateway(self.engine, self.env.name)) as base_url:
+            return work(addon.Session(self.env.name, base_url))
+
+
+@pytest.fixture(scope="module", params=RELEASES)
+def sim(request, engine) -> Iterator[Sim]:
+    write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
+    name = f"i6-pg-{request.param}"
+    cluster.up("pg-cluster", env=name, release=request.param, progress=lambda m: None)
+    env = _Env(engine, name)
+    try:
+        yield Sim(env)
+    finally:
+        if os.environ.get("DBTLS_KEEP_SIM") != "1":
+            cluster.down(name, progress=lambda m: None)
+
+
+class _Env:
+    """The environment's nodes and credentials, and a way to run commands in them."""
+
+    def __init__(self, engine, name: str) -> None:
+        self.engine, self.name = engine, name
+        self.nodes = cluster.status(engine, name)
+        self.secrets = cluster.read_secrets(engine, name)
+
+    def node(self, role: str, index: int = 0):
+        return [n for n in self.nodes if n.role == role][index]
+
+    def exec(self, role_or_name: str, cmd: list[str], env: dict[str, str] | None = None):
+        target = next(n for n in self.nodes if role_or_name in (n.name, n.role))
+        res = self.engine.containers.get(target.name).exec_run(cmd, environment=env or {})
+        return res.exit_code, res.output.decode(errors="replace")
+
+
+def sha256_of(env, node, paths: list[str]) -> dict[str, str]:
+    code, out = env.exec(node.name, ["bash", "-c", "sha256sum " + " ".join(paths) + " 2>/dev/null; true"])
+    return dict(reversed(line.split()) for line in out.splitlines() if line.strip())
+
+
+def root_crt(env) -> str:
+    code, out = env.exec(env.node("postgres").name, ["cat", f"{CERT_DIR}/server/root.crt"])
+    assert code == 0, out
+    return out
+
+
+def psql(env, host: str, mode: str, sql: str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"):
+    conninfo = f"host={host} user=webadmin dbname=postgres connect_timeout=10 sslmode={mode}"
+    if mode.startswith("verify"):
+        conninfo += " sslrootcert=/tmp/i6-root.crt"
+    return env.exec("client", ["psql", conninfo, "-qAtc", sql], env={"PGPASSWORD": env.secrets["WEBADMIN_PASSWORD"]})
+
+
+def serials(env) -> dict[str, str]:
+    out = {}
+    for n in env.nodes:
+        if n.role in ("postgres", "pgpool"):
+            code, text = env.exec(n.name, ["openssl", "x509", "-noout", "-serial", "-in", f"{CERT_DIR}/server/server.crt"])
+            assert code == 0, text
+            out[n.name] = text.strip()
+    return out
+
+
+@pytest.fixture(scope="module")
+def installed(sim):
+    env = sim.env
+    before = {n.name: sha256_of(env, n, CONFIGS[n.role]) for n in env.nodes if n.role in CONFIGS}
+    results = sim.session(lambda s: s.install({}))
+    for group, result in results:
+        assert result.ok and not result.stopped or result.message_type == "success", (group, result.error)
+    assert [g for g, _ in results] == ["sqldb", "pgpool"]
+    root = root_crt(env)
+    code, out = env.exec("client", ["bash", "-c", f"cat > /tmp/i6-root.crt <<'EOF'\n{root}\nEOF"])
+    assert code == 0, out
+    return before
+
+
+def test_install_message_lists_every_node(sim, installed):
+    rows = sim.session(lambda s: s.rows())
+    assert {r.tls for r in rows} == {"ok TLSv1.3"}
+    assert len({r.root_sha256 for r in rows}) == 1
+
+
+def test_verify_full_to_every_node_and_through_pgpool(sim, installed):
+    env = sim.env
+    for n in env.nodes:
+        if n.role in ("postgres", "pgpool"):
+            code, out = psql(env, n.hostname, "verify-full")
+            assert (code, out.strip()) == (0, "t"), (n.hostname, out)
+
+
+def test_plaintext_is_refused(sim, installed):
+    env = sim.env
+    for n in env.nodes:
+        if n.role in ("postgres", "pgpool"):
+            code, out = psql(env, n.hostname, "disable", "SELECT 1")
+            assert code != 0 and re.search(r"no (pg|pool)_hba\.conf entry", out), (n.hostname, out)
+
+
+def test_reissue_server_keeps_the_root(sim, installed):
+    env = sim.env
+    old_root, old_serials = root_crt(env), serials(env)
+    result = sim.session(lambda s: s.press("Re-issue certificates", {"scope": "server"}))
+    assert result.ok and result.message_type == "success", result.error
+    new_serials = serials(env)
+    assert root_crt(env) == old_root
+    sqldb = [n.name for n in env.nodes if n.role == "postgres"]
+    assert all(new_serials[n] != old_serials[n] for n in sqldb)
+    code, out = psql(env, env.node("postgres").hostname, "verify-full")
+    assert (code, out.strip()) == (0, "t"), out
+
+
+def test_certificate_status_button(sim, installed):
+    result = sim.session(lambda s: s.press("Certificate status", {}))
+    assert result.ok and result.message_type == "info"
+    assert "node" in (result.message or "") and "TLS on" in (result.message or "")
+
+
+def test_uninstall_restores_files_and_removes_certificates(sim, installed):
+    env = sim.env
+    results = sim.session(lambda s: s.uninstall())
+    assert [g for g, _ in results] == ["pgpool", "sqldb"]
+    assert all(r.ok for _, r in results), [r.error for _, r in results]
+    for n in env.nodes:
+        if n.role in CONFIGS:
+            assert sha256_of(env, n, CONFIGS[n.role]) == installed[n.name], n.name
+            code, out = env.exec(n.name, ["bash", "-c", f"ls -A {CERT_DIR} 2>/dev/null; ls /usr/local/sbin/dbtls-agent 2>&1"])
+            assert "server" not in out and "ca" not in out.split() and "No such file" in out, (n.name, out)
+    code, out = psql(env, env.node("postgres").hostname, "disable", "SELECT 1")
+    assert code == 0, out  # the platform's original md5 host rules are back

@@ -1,0 +1,110 @@
+"""``dbtls build``: reproducible agent zipapp, YAML 1.1-safe output, valid manifests, --check."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from dbtls.build import build_outputs, build_zipapp, write_outputs
+from dbtls.build.project import repo_root
+from dbtls.build.yamlout import dump
+from dbtls.cli import app
+from dbtls.jps.validate import validate
+
+ROOT = repo_root()
+AGENT_DIR = ROOT / "node-scripts" / "dbtls_agent"
+
+
+def _copy_agent(dst: Path) -> Path:
+    target = dst / "node-scripts" / "dbtls_agent"
+    shutil.copytree(AGENT_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def test_zipapp_is_byte_for_byte_reproducible(tmp_path):
+    first = build_zipapp(AGENT_DIR)
+    copy = _copy_agent(tmp_path)
+    for i, path in enumerate(sorted(copy.rglob("*"))):  # other mtimes, other permissions
+        os.utime(path, (1_000_000 + i, 2_000_000 + i))
+        if path.is_file():
+            path.chmod(0o600 if i % 2 else 0o755)
+    (copy / "__pycache__").mkdir(exist_ok=True)
+    (copy / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"junk")
+    second = build_zipapp(copy)
+    assert first.data == second.data and first.sha256 == second.sha256
+
+
+def test_zipapp_runs_the_agent_and_has_fixed_metadata(tmp_path):
+    app_ = build_zipapp(AGENT_DIR)
+    assert app_.data.startswith(b"#!/usr/bin/env python3\n")
+    path = tmp_path / "a.pyz"
+    path.write_bytes(app_.data)
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+    assert infos[0].filename == "__main__.py"
+    assert [i.filename for i in infos[1:]] == sorted(i.filename for i in infos[1:])
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.external_attr >> 16 for i in infos} == {0o100644}
+    assert not any("__pycache__" in i.filename for i in infos)
+
+
+def test_yaml_quotes_yaml11_booleans_and_keeps_scripts_as_block_scalars():
+    data = {"a": "on", "b": "off", "c": "yes", "d": "no", "e": "y", "f": True,
+            "script": "set -e\necho $X\n", "g": "@i"}
+    text = dump(data)
+    for word in ("on", "off", "yes", "no", "y"):
+        assert re.search(rf": '{word}'$", text, re.M), word
+    assert "script: |" in text
+    assert yaml.safe_load(text) == data
+
+
+def test_generated_manifests_validate_and_have_no_shell_braces():
+    outputs = {o.path: o.data for o in build_outputs(ROOT)}
+    assert set(outputs) >= {"manifest.jps", "marketplace/postgres-ssl.jps", "marketplace/mysql-ssl.jps",
+                            "node-scripts/dist/dbtls-agent.pyz", "marketplace/dbtls.svg"}
+    sha = build_zipapp(AGENT_DIR).sha256
+    for path in ("manifest.jps", "marketplace/postgres-ssl.jps", "marketplace/mysql-ssl.jps"):
+        text = outputs[path].decode()
+        assert validate(text) == [], path
+        assert not re.search(r"\$\{[A-Z_][A-Z0-9_]*[:}]", text), path  # ${VAR} is the engine's
+    manifest = yaml.safe_load(outputs["manifest.jps"])
+    assert manifest["globals"]["agentSha256"] == sha
+    assert manifest["type"] == "update"
+    assert [b["caption"] for b in manifest["buttons"]] == [
+        "Re-issue certificates", "Configuration Tutorial", "Certificate status",
+        "Require client certificate for a user"]
+
+
+def test_build_is_stable_and_base_url_is_used():
+    a = build_outputs(ROOT, "https://example.com/x/")
+    b = build_outputs(ROOT, "https://example.com/x")
+    assert [(o.path, o.data) for o in a] == [(o.path, o.data) for o in b]
+    assert yaml.safe_load(a[2].data)["baseUrl"] == "https://example.com/x"
+
+
+def test_check_detects_drift(tmp_path):
+    _copy_agent(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["build", "--root", str(tmp_path)]).exit_code == 0
+    ok = runner.invoke(app, ["build", "--check", "--root", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    manifest = tmp_path / "manifest.jps"
+    manifest.write_text(manifest.read_text() + "# edited\n")
+    bad = runner.invoke(app, ["build", "--check", "--root", str(tmp_path)])
+    assert bad.exit_code == 1 and "manifest.jps: differs" in bad.output
+    (tmp_path / "node-scripts" / "dbtls_agent" / "extra.py").write_text("X = 1\n")
+    write_outputs(tmp_path, build_outputs(tmp_path))
+    assert runner.invoke(app, ["build", "--check", "--root", str(tmp_path)]).exit_code == 0
+
+
+def test_validate_command_prints_one_line_per_problem(tmp_path):
+    bad = ROOT / "tests" / "corpus" / "jps" / "failing" / "undefined-action.jps"
+    result = CliRunner().invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert all(": " in line for line in result.output.strip().splitlines())
