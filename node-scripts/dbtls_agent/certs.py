@@ -13,9 +13,11 @@ Re-issue: ``csr --rotate`` (server and/or client) then sign and install again; f
 """
 
 import argparse
+import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
+from dbtls_agent import state
 from dbtls_agent.certs_layout import CertLayout
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
 from dbtls_agent.crypto import DEFAULT_DAYS, DEFAULT_KEY_TYPE, KEY_TYPES, KINDS, get_backend
@@ -30,6 +32,24 @@ def _positive_days(text: str) -> int:
     if not 1 <= value <= 36500:
         raise argparse.ArgumentTypeError("days must be between 1 and 36500")
     return value
+
+
+def _locked(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a command that writes keys or certificates under the node lock.
+
+    Two re-issues at once on one node (the button pressed twice) would otherwise overwrite each
+    other's pending key and interleave key and certificate writes; the second run now waits.
+    Before the first issue the certificate folder does not exist yet and nothing can interleave
+    with a re-issue; the lock (which lives inside the folder) is skipped then, so a refused first
+    run still leaves nothing on disk.
+    """
+    def run(args: argparse.Namespace) -> int:
+        if not os.path.isdir(os.path.join(args.cert_dir, state.STATE_DIR_NAME)) and not os.path.isdir(
+                os.path.join(args.cert_dir, "server")):
+            return command(args)
+        with state.NodeLock(args.cert_dir):
+            return command(args)
+    return run
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -117,14 +137,14 @@ def register(subparsers: Any) -> None:
     init.add_argument("--env-name", help="environment name for the default CN")
     init.add_argument("--layer", help="layer (node group) name for the default CN")
     init.add_argument("--rotate", action="store_true", help="make a new CA; the old one is kept in ca/old-<serial>/")
-    init.set_defaults(func=cmd_ca_init)
+    init.set_defaults(func=_locked(cmd_ca_init))
 
     sign = ca_sub.add_parser("sign", help="sign PEM CSRs read from stdin")
     _common(sign)
-    sign.add_argument("--days", type=_positive_days, help="validity (default server 3650, client 365)")
+    sign.add_argument("--days", type=_positive_days, help="validity (default server 825, client 365)")
     sign.add_argument("--kind", choices=("auto",) + KINDS, default="auto")
     sign.add_argument("--format", choices=("json", "pem"), default="json")
-    sign.set_defaults(func=cmd_ca_sign)
+    sign.set_defaults(func=_locked(cmd_ca_sign))
     ca.set_defaults(func=lambda args: _usage(ca))
 
     csr = subparsers.add_parser("csr", help="make this node's key (if needed) and print a CSR")
@@ -135,12 +155,12 @@ def register(subparsers: Any) -> None:
     csr.add_argument("--key-type", help="one of " + ", ".join(KEY_TYPES) + " (default: keep the key, else rsa2048)")
     csr.add_argument("--rotate", action="store_true", help="new key, staged until its certificate is installed")
     csr.add_argument("--json", action="store_true", help="print JSON {csr, cn, sans, key_path, new_key}")
-    csr.set_defaults(func=cmd_csr)
+    csr.set_defaults(func=_locked(cmd_csr))
 
     install = subparsers.add_parser("install-certs", help="install certificates + root.crt read from stdin")
     _common(install)
     install.add_argument("--owner", help="owner of server/ and client/ (default: postgres or mysql if present)")
-    install.set_defaults(func=cmd_install)
+    install.set_defaults(func=_locked(cmd_install))
 
     inspect = subparsers.add_parser("inspect", help="JSON description of every certificate here")
     _common(inspect)

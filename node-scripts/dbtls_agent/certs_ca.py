@@ -8,7 +8,7 @@ unlike the upstream add-on which copies its CA key to every node.
 import os
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio
+from dbtls_agent import fsio, killpoint
 from dbtls_agent.certs_layout import DIR_MODE, KEY_MODE, CertLayout, missing_error
 from dbtls_agent.crypto import KEY_TYPES, CryptoBackend, der
 from dbtls_agent.crypto.names import check_cn, normalize_sans, valid_dns_name
@@ -79,12 +79,17 @@ def init_ca(
             serial = "unreadable"
         old_dir = os.path.join(layout.ca_dir, "old-" + serial)
         fsio.ensure_dir(old_dir, DIR_MODE)
-        fsio.atomic_write(os.path.join(old_dir, "ca.crt"), old_cert, 0o644)
-        if old_key is not None:
+        # A rotation interrupted after the new key was written leaves the new key next to the old
+        # certificate; the copy saved by that first run holds the real old key, so never overwrite it.
+        if not os.path.exists(os.path.join(old_dir, "ca.crt")):
+            fsio.atomic_write(os.path.join(old_dir, "ca.crt"), old_cert, 0o644)
+        if old_key is not None and not os.path.exists(os.path.join(old_dir, "ca.key")):
             fsio.atomic_write(os.path.join(old_dir, "ca.key"), old_key, KEY_MODE)
+        killpoint.reached("ca-init:previous-kept")
     # Key before certificate: an interruption in between leaves a mismatch that load_ca reports,
     # never a certificate whose key is lost.
     fsio.atomic_write(layout.ca_key, key, KEY_MODE)
+    killpoint.reached("ca-init:key")
     fsio.atomic_write(layout.ca_cert, cert, 0o644)
     return {"certificate": cert, "changed": True, "previous": old_dir}
 

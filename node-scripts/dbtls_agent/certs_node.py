@@ -7,7 +7,7 @@ fails half-way leaves the running server's files exactly as they were.
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from dbtls_agent import fsio, nodeinfo
+from dbtls_agent import fsio, killpoint, nodeinfo
 from dbtls_agent.certs_layout import CERT_MODE, DIR_MODE, KEY_MODE, CertLayout, service_owner
 from dbtls_agent.crypto import KEY_TYPES, CryptoBackend, der
 from dbtls_agent.crypto.names import check_cn, normalize_sans
@@ -73,6 +73,7 @@ def make_request(
         key = backend.generate_key(key_type or "rsa2048")
         key_path = layout.pending_key(kind)
         fsio.atomic_write(key_path, key, KEY_MODE)
+        killpoint.reached("csr:{}:key".format(kind))
         new_key = True
     csr = backend.make_csr(key, cn, sans, kind)
     return {"csr": csr, "key_path": key_path, "new_key": new_key, "cn": cn, "sans": sans}
@@ -127,13 +128,14 @@ def install(layout: CertLayout, backend: CryptoBackend, data: bytes, owner_name:
         kind = plan["kind"]
         fsio.ensure_dir(layout.kind_dir(kind), DIR_MODE, ids)
         changed = False
-        for path, content, mode in (
-            (layout.root_path(kind), root, CERT_MODE),
-            (layout.key_path(kind), plan["key"], KEY_MODE),
-            (layout.cert_path(kind), plan["cert"], CERT_MODE),
+        for name, path, content, mode in (
+            ("root", layout.root_path(kind), root, CERT_MODE),
+            ("key", layout.key_path(kind), plan["key"], KEY_MODE),
+            ("cert", layout.cert_path(kind), plan["cert"], CERT_MODE),
         ):
             changed = changed or fsio.read_bytes(path) != content
             fsio.atomic_write(path, content, mode, ids)
+            killpoint.reached("install-certs:{}:{}".format(kind, name))
         if plan["key_source"] == layout.pending_key(kind):
             os.unlink(plan["key_source"])
         info = plan["info"]

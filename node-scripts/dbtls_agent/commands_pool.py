@@ -35,6 +35,8 @@ def set_password(cert_dir: str, conf_path: str, user: str, password: str, backen
     if conf_text is None:
         raise AgentError("{} does not exist".format(conf_path))
     passwd_path = poolpass.pool_passwd_path(conf_path, conf_text)
+    if backend == "pg_enc":
+        poolpass.pg_enc_exe()  # refuse an old pg_enc before anything changes
     cs = state.ChangeSet(cert_dir, "pgpool")
     before = fsio.read_bytes(passwd_path)
     key, old_key, created = poolpass.ensure_key(cs)

@@ -130,9 +130,23 @@ def winning_sources(names: List[str]) -> Dict[str, str]:
 def hba_errors(major: int) -> List[str]:
     if major < 10:
         return []
-    rows = _sql("SELECT coalesce(line_number::text, '?'), coalesce(error, 'invalid rule') FROM pg_hba_file_rules "
+    rows = _sql("SELECT coalesce(line_number::text, '?'), coalesce(error, 'invalid rule'), coalesce(type, ''), "
+                "coalesce(auth_method, ''), current_setting('ssl') FROM pg_hba_file_rules "
                 "WHERE error IS NOT NULL OR auth_method IS NULL")
-    return ["pg_hba.conf line {}: {}".format(ln, e) for ln, e in rows]
+    return ["pg_hba.conf line {}: {}".format(ln, e) for ln, e, kind, method, ssl in rows
+            if not is_ssl_off_warning(kind, method, e, ssl)]
+
+
+def is_ssl_off_warning(kind: str, auth_method: str, error: str, ssl_setting: str) -> bool:
+    """True for the one pg_hba_file_rules "error" that does not stop pg_hba.conf from loading.
+
+    A complete ``hostssl`` row read while this session's ``ssl`` is off carries "hostssl record
+    cannot match because SSL is disabled": PostgreSQL >= 10 only logs that and loads the rule (hba.c).
+    ``enable --stage all`` writes ``ssl = on`` and the hostssl rules before the one reload that turns
+    TLS on, so the check runs while ssl is still off; whether TLS really came up is proven by the
+    handshake afterwards. Matched on the row's shape plus "SSL" (the text may be translated).
+    """
+    return kind == "hostssl" and bool(auth_method) and ssl_setting == "off" and "SSL" in error
 
 
 def reload() -> None:

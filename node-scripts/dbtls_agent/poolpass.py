@@ -71,11 +71,29 @@ def set_entries(text: str, passwords: Dict[str, str], key: bytes, old_key: Optio
     return text, users
 
 
-def pg_enc_set(conf_path: str, key_file: str, passwords: Dict[str, str], user: str = SERVICE_USER) -> None:
-    """Let the real ``pg_enc -m`` write the entries, fed through a 0600 input file (never argv)."""
+def pg_enc_exe() -> str:
+    """The pg_enc binary, if it can read passwords from a file (``-i``, Pgpool-II 4.2+).
+
+    pg_enc 4.0/4.1 only takes the password on argv or from a terminal, and argv is world-readable,
+    so those versions are refused before anything changes (native writes the same entry).
+    """
     exe = shutil.which("pg_enc") or ("/usr/sbin/pg_enc" if os.path.exists("/usr/sbin/pg_enc") else None)
     if exe is None:
         raise AgentError("pg_enc is not installed on this node; use --backend native")
+    try:
+        proc = subprocess.run([exe, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AgentError("cannot run {}: {}".format(exe, exc)) from None
+    if b"input-file" not in proc.stdout:
+        raise AgentError("this pg_enc (Pgpool-II before 4.2) cannot read passwords from a file and dbtls never "
+                         "puts one on a command line; use --backend native, which writes the same AES entry")
+    return exe
+
+
+def pg_enc_set(conf_path: str, key_file: str, passwords: Dict[str, str], user: str = SERVICE_USER) -> None:
+    """Let the real ``pg_enc -m`` write the entries, fed through a 0600 input file (never argv)."""
+    exe = pg_enc_exe()
     for name, password in passwords.items():
         if "\n" in password or "\r" in password or ":" in name:
             raise AgentError("user {!r}: pg_enc's input file cannot hold this name or password".format(name))

@@ -90,7 +90,9 @@ def custom_actions() -> dict[str, Any]:
             ]} for layer in ("sqldb", "pgpool")],
         ],
         "enableNode": [
-            {"if ('${this.stage}' == 'offer')": [
+            # Offer (AES pool_passwd entries, password checks) and require (the SCRAM re-hash,
+            # done just before scram-sha-256 is required) both need the passwords.
+            {"if ('${this.stage}' == 'offer' || '${this.stage}' == 'require')": [
                 "gatherSecrets",
                 cmd("${this.nodeId}", shell.enable(with_secrets=True)),
             ]},
@@ -170,6 +172,7 @@ def custom_actions() -> dict[str, Any]:
             {"forEach(n:event.response.nodes)": [
                 {"fetchAgent": "${@n.id}"},
                 _issue("all", "install"),
+                cmd("${@n.id}", shell.start_if_stopped()),
             ]},
         ],
         "disableLayer": [

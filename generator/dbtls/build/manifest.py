@@ -51,6 +51,10 @@ def install_fields() -> list[dict[str, Any]]:
          "regexText": "DNS names or IP addresses, separated by commas",
          "tooltip": "Custom domains or endpoints clients use; node names, the environment domain and "
                     "IPs are always included."},
+        # Benchmarks only (bench/downtime.py): behave like the upstream add-on and restart every
+        # node's service on enable, re-issue and uninstall. Hidden: never offered to users.
+        {"type": "toggle", "name": "upstreamMode", "value": False, "hidden": True,
+         "caption": "Restart services like the upstream add-on (benchmarks only)"},
     ]
 
 

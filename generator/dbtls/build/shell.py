@@ -136,10 +136,19 @@ def install_certs(reload_after: bool) -> str:
     """Install the certificates signed by the CA node; on re-issue make the server load them."""
     reload = f"""
 if [ -s {CERT_DIR}/server/server.crt ]; then
-  case "$COMPUTE_TYPE" in
-    postgres*) jem service reload >/dev/null ;;
-    *) jem service restart >/dev/null ;;
-  esac
+  if [ '${{settings.upstreamMode}}' = true ]; then
+    jem service restart >/dev/null
+  else
+    case "$COMPUTE_TYPE" in
+      postgres*) jem service reload >/dev/null ;;
+      # MariaDB FLUSH SSL / MySQL ALTER INSTANCE RELOAD TLS / PROXYSQL RELOAD TLS: the agent's
+      # offer stage sees the served certificate differ from the new one and swaps it live.
+      mysql*|mariadb*|percona*) $A enable --role mysql --stage offer </dev/null >/dev/null ;;
+      proxysql*) $A enable --role proxysql --stage offer </dev/null >/dev/null ;;
+      # Pgpool-II 4.x loads its certificate only at start.
+      *) jem service restart >/dev/null ;;
+    esac
+  fi
 fi""" if reload_after else ""
     return f"""\
 set -e
@@ -180,7 +189,8 @@ set -- --min-tls '${settings.minTls}'
 case "$COMPUTE_TYPE" in
   mysql*|mariadb*|percona*|proxysql*) [ '${settings.requireTls}' != true ] || set -- "$@" --require-tls ;;
 esac
-for ip in ${globals.proxyIps}; do set -- "$@" --no-client-cert-address "$ip"; done"""
+for ip in ${globals.proxyIps}; do set -- "$@" --no-client-cert-address "$ip"; done
+[ '${settings.upstreamMode}' != true ] || set -- "$@" --upstream-mode"""
 
 
 def enable(with_secrets: bool) -> str:
@@ -325,9 +335,30 @@ def disable(*, remove_certs: bool = True, remove_ca: bool = False) -> str:
 set -e
 {PRELUDE}
 if [ -x $A ]; then
-  $A disable --role auto{flag} >/dev/null
+  upstream=
+  [ '${{settings.upstreamMode}}' != true ] || upstream=--upstream-mode
+  $A disable --role auto{flag} $upstream >/dev/null
 fi{ca}{agent}
 echo "TLS disabled on $(hostname)"
+"""
+
+
+def start_if_stopped() -> str:
+    """Start a new PostgreSQL node that could not start on its own.
+
+    A standby made by scale-out clones the primary's data directory, postgresql.conf included: it
+    already demands server/server.crt, which exists only once this add-on has issued it.
+    """
+    return f"""\
+{PRELUDE}
+case "$COMPUTE_TYPE" in
+  postgres*)
+    if ! pg_isready -q -h /var/run/postgresql 2>/dev/null && ! pg_isready -q -h /tmp 2>/dev/null; then
+      jem service start >/dev/null
+      echo "started PostgreSQL on $(hostname) with its new certificate"
+    fi ;;
+esac
+exit 0
 """
 
 

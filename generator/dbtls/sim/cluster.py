@@ -247,7 +247,7 @@ def up(topo: str, env: str | None = None, release: str = images.DEFAULT_RELEASE,
             started.append(container)
         with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
             list(pool.map(_wait_service, started))
-    checks = _cluster_checks(engine, topo, env)
+    checks = _cluster_checks(engine, topo, env, standbys)
     for what, check in checks:
         progress(f"waiting for {what}")
         wait_until(check, SERVICE_DEADLINE_S, what)
@@ -259,16 +259,17 @@ def _exec_ok(engine: docker.DockerClient, name: str, cmd: list[str]) -> bool:
     return result.exit_code == 0 and bool(result.output.strip())
 
 
-def _cluster_checks(engine: docker.DockerClient, topo: str, env: str) -> list[tuple[str, Callable[[], bool]]]:
+def _cluster_checks(engine: docker.DockerClient, topo: str, env: str,
+                    standbys: int = 1) -> list[tuple[str, Callable[[], bool]]]:
     """Topology-wide readiness: replication streaming, the proxy answering."""
-    nodes = topology.plan(topo, env)
+    nodes = topology.plan(topo, env, standbys=standbys)
     primary = nodes[0].container_name
     checks: list[tuple[str, Callable[[], bool]]] = []
-    if topo == "pg-cluster":
+    if topo == "pg-cluster" and standbys > 0:  # a primary alone (plus Pgpool) has nothing to stream
         checks.append(("the standby to stream from the primary", lambda: _exec_ok(engine, primary, [
             "runuser", "-u", "postgres", "--", "psql", "-h", "/var/run/postgresql", "-qAtc",
             "SELECT 1 FROM pg_stat_replication WHERE state = 'streaming'"])))
-    if topo == "mariadb-cluster":
+    if topo == "mariadb-cluster" and standbys > 0:
         replica = nodes[1].container_name
         checks.append(("the replica to run", lambda: _exec_ok(engine, replica, [
             "bash", "-c", "mariadb -uroot -e 'SHOW SLAVE STATUS\\G' | grep -q 'Slave_SQL_Running: Yes' "

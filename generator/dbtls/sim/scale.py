@@ -43,7 +43,10 @@ def scale_out(env: str, group: str, progress: cluster.Progress = images._stderr)
     progress(f"creating {node.container_name} ({spec.role}, {node.hostname})")
     container = cluster._create(engine, node, release, tags[spec.role], creds, topo)
     container.start()
-    cluster._wait_service(container)
+    # Wait for the node's own boot only: a standby cloned from a TLS primary cannot start its
+    # server before the add-on's scale-out handler has issued its certificate.
+    cluster.wait_until(lambda: container.exec_run(["test", "-e", "/var/lib/dbtls-sim/first-boot.done"]).exit_code == 0,
+                       cluster.SERVICE_DEADLINE_S, f"the first boot of {container.name}")
     return next(r for r in cluster.status(engine, env) if r.node_id == new_id)
 
 

@@ -8,16 +8,14 @@ place to kill the agent (``DBTLS_TEST_KILL_AFTER_STEP``) to prove it.
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from dbtls_agent import fsio, state
+from dbtls_agent import fsio, killpoint, state
 from dbtls_agent.errors import AgentError
 
-KILL_HOOK_ENV = "DBTLS_TEST_KILL_AFTER_STEP"
+KILL_HOOK_ENV = killpoint.KILL_HOOK_ENV
 
 
 class Journal(object):
@@ -46,9 +44,7 @@ class Journal(object):
         """Record ``name`` as done; the test hook may kill the agent right here."""
         self.steps.append(name)
         self._save(name == "done")
-        if os.environ.get(KILL_HOOK_ENV) == name:
-            sys.stderr.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+        killpoint.reached(name)
 
 
 class Context(object):

@@ -167,8 +167,10 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
                          fsio.resolve_owner(poolpass.SERVICE_USER))
                 result["files"].append({"path": passwd_path, "changed": True})
         journal.step("write-files")
-        if before:
-            restart = restart or bool(ctx.opt("upstream_mode"))
+        if before or journal.resumed:
+            # A resumed run finds its files already written by the killed one, which may have died
+            # before Pgpool restarted: restart, since TLS settings and the key load only at start.
+            restart = restart or bool(ctx.opt("upstream_mode")) or (journal.resumed and not before)
             result["action"] = "restart" if restart else "reload"
             common.service(result["action"])
         journal.step("apply")
@@ -245,8 +247,8 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     restart = any(old_params.get(k) != new_params.get(k) for k in start_only(info["version"])) or \
         fsio.read_bytes(info["key_file"]) != key_before
     action = "none"
-    if changed and info["running"]:
-        action = "restart" if restart or ctx.opt("upstream_mode") else "reload"
+    if (changed or journal.resumed) and info["running"]:  # see enable: a killed run's files look done
+        action = "restart" if restart or journal.resumed or ctx.opt("upstream_mode") else "reload"
         common.service(action)
     journal.step("apply")
     result = {"role": ROLE, "changed": changed, "files": files, "action": action,

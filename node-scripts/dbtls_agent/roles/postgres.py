@@ -8,7 +8,7 @@ must serve our certificate afterwards; any failure puts the files of this run ba
 import os
 import socket
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from dbtls_agent import fsio, nodeinfo, pgclient, pgconf, pghba, pgroles, pgserver, tlsprobe
 from dbtls_agent.errors import AgentError
@@ -19,6 +19,7 @@ STAGES = {"offer": ["offer"], "use": ["use"], "require": ["require"], "all": ["o
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL"
 RELOAD_WAIT_S = 20.0
 STREAM_WAIT_S = 60.0
+SSL_NOT_RELOADED = "SSL configuration was not reloaded"
 
 
 def detect() -> Optional[Dict[str, Any]]:
@@ -52,17 +53,27 @@ def own_host() -> str:
     return "127.0.0.1"
 
 
-def verify_tls(ctx: base.Context, port: int = 5432, wait_s: float = RELOAD_WAIT_S) -> Dict[str, Any]:
-    """Handshake (verify-full against root.crt) until our certificate is served or time runs out."""
+def verify_tls(ctx: base.Context, port: int = 5432, wait_s: float = RELOAD_WAIT_S,
+               give_up: Optional[Callable[[], bool]] = None) -> Dict[str, Any]:
+    """Handshake (verify-full against root.crt) until our certificate is served or time runs out.
+
+    ``give_up`` ends the wait early once it says the server has already refused the new files.
+    """
     expected = tlsprobe.pem_sha256(fsio.read_bytes(ctx.server_cert()) or b"")
     host = own_host()
     holder = {}  # type: Dict[str, Any]
 
     def attempt() -> bool:
         holder["r"] = tlsprobe.check_served(host, port, ctx.server_root(), expected)
-        return holder["r"]["ok"]
+        return holder["r"]["ok"] or bool(give_up and give_up())
     base.poll(attempt, wait_s, 0.2)
     return holder["r"]
+
+
+def _serves_ours(ctx: base.Context) -> bool:
+    """One handshake, no waiting: is the certificate in server/ the one the server presents?"""
+    expected = tlsprobe.pem_sha256(fsio.read_bytes(ctx.server_cert()) or b"")
+    return bool(tlsprobe.check_served(own_host(), 5432, ctx.server_root(), expected)["ok"])
 
 
 def _reload_and_wait(ctx: base.Context, info: Dict[str, Any]) -> str:
@@ -81,7 +92,7 @@ def _reload_and_wait(ctx: base.Context, info: Dict[str, Any]) -> str:
 def _log_error(info: Dict[str, Any], offset: int) -> str:
     text = base.log_tail(info.get("log_file"), offset)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    picked = [ln for ln in lines if "was not reloaded" in ln or "could not load" in ln or "FATAL" in ln
+    picked = [ln for ln in lines if "was not reloaded" in ln or "could not " in ln or "FATAL" in ln
               or "private key file" in ln or "certificate" in ln.lower()]
     return " | ".join(picked[-3:])
 
@@ -112,7 +123,11 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     passwords = pgroles.with_webadmin(ctx.passwords)
     secrets = pgclient.role_secrets()
     todo = []  # type: List[str]
-    if "offer" in stages and primary:
+    # Passwords are checked against the stored hashes as early as the offer stage (a wrong one is an
+    # error before anything changes), but roles are re-hashed only with the require stage: Pgpool
+    # can log in to a SCRAM-stored role only once its own offer stage wrote AES pool_passwd entries,
+    # which in the cluster order comes after the servers' offer.
+    if primary and ("offer" in stages or "require" in stages):
         todo, skipped = pgroles.plan_rehash(secrets, passwords)
         if "webadmin" not in passwords:
             ctx.say("webadmin's password is unknown (no jcm getPswd, none on stdin); it was not re-hashed")
@@ -130,7 +145,14 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     before = {}  # type: Dict[str, bytes]
     extra = common.load_extra(ctx, ROLE)
     log_offset = base.log_size(info.get("log_file"))
+    # When this run also turns the remote rules to scram-sha-256 (stage require, e.g. --stage all on a
+    # single node), the roles must hold SCRAM secrets before that reload, or their new logins fail
+    # until the re-hash below. A SCRAM secret still works under the old md5 rules, so doing it first
+    # is harmless; a failed run gives the md5 secrets back (_rollback).
+    rehash_first = "require" in stages
     try:
+        if rehash_first:
+            _rehash(ctx, todo, passwords, secrets, extra, result)
         for path, old, new in ((info["config_file"], conf_text, new_conf), (info["hba_file"], hba_text, new_hba)):
             if old != new:
                 before[path] = old.encode("utf-8", "surrogateescape")
@@ -145,10 +167,15 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         if "use" in stages and info["in_recovery"]:
             _standby_conninfo(ctx, cs, info, extra, before, result)
         journal.step("alter-system")
-        if before or journal.resumed:
+        # A re-issue changes no config file, only the certificate: reload when the server still
+        # serves another certificate than ours, so the same command also swaps certificates.
+        if before or journal.resumed or not _serves_ours(ctx):
             result["action"] = _reload_and_wait(ctx, info)
         journal.step("apply")
-        result["verify"] = verify_tls(ctx)
+        # PostgreSQL logs "SSL configuration was not reloaded" and keeps its old TLS state when it
+        # cannot load the new files: no need to wait out the timeout then.
+        result["verify"] = verify_tls(ctx, give_up=lambda: SSL_NOT_RELOADED in base.log_tail(
+            info.get("log_file"), log_offset))
         if not result["verify"]["ok"]:
             why = _log_error(info, log_offset)
             raise AgentError("TLS check failed after the reload: {}{}".format(
@@ -157,19 +184,13 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
             result["replication"] = _wait_streaming(info)
         journal.step("verify")
     except BaseException:
-        _rollback(ctx, cs, info, before, extra)
+        _rollback(ctx, cs, info, before, extra, result["rehashed"])
         raise
-    for user in todo:
-        verifier = pgclient.scram_verifier(passwords[user])
-        # The md5 secret is kept (root-only state dir) so disable can give Pgpool's md5 entries a match again.
-        extra.setdefault("rehashed", {})[user] = {"original": secrets[user], "written": verifier}
-        common.save_extra(ctx, ROLE, extra)
-        pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(verifier)),
-                      os_user=pgserver.SERVICE_USER)
-        result["rehashed"].append(user)
     journal.step("rehash")
     secrets = pgclient.role_secrets()
-    result["md5_roles"] = pgroles.md5_roles(secrets)
+    pending = [] if rehash_first else todo
+    result["rehash_at_require"] = pending
+    result["md5_roles"] = [r for r in pgroles.md5_roles(secrets) if r not in pending]
     if result["md5_roles"]:
         ctx.say("{} role(s) still have md5 passwords and must reset them (ALTER ROLE ... PASSWORD) before "
                 "scram-sha-256 is required: {}".format(len(result["md5_roles"]), ", ".join(result["md5_roles"])))
@@ -179,6 +200,19 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     result["messages"] = ctx.messages
     journal.step("done")
     return result
+
+
+def _rehash(ctx: base.Context, todo: List[str], passwords: Dict[str, str], secrets: Dict[str, Optional[str]],
+            extra: Dict[str, Any], result: Dict[str, Any]) -> None:
+    """Store SCRAM secrets for ``todo`` (md5 roles whose password we were given)."""
+    for user in todo:
+        verifier = pgclient.scram_verifier(passwords[user])
+        # The md5 secret is kept (root-only state dir) so disable can give Pgpool's md5 entries a match again.
+        extra.setdefault("rehashed", {})[user] = {"original": secrets[user], "written": verifier}
+        common.save_extra(ctx, ROLE, extra)
+        pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(verifier)),
+                      os_user=pgserver.SERVICE_USER)
+        result["rehashed"].append(user)
 
 
 def _guard_require(secrets: Dict[str, Optional[str]], rehash: List[str]) -> None:
@@ -192,7 +226,7 @@ def _guard_require(secrets: Dict[str, Optional[str]], rehash: List[str]) -> None
     stuck = sorted(u for u in users if u in secrets and (secrets[u] or "").startswith("md5") and u not in rehash)
     if stuck:
         raise AgentError("role(s) {} used by replication/Pgpool still have md5 passwords; pass their passwords "
-                         "with --passwords-stdin (stage offer) or use --keep-md5-compat".format(", ".join(stuck)))
+                         "with --passwords-stdin (stage require) or use --keep-md5-compat".format(", ".join(stuck)))
 
 
 def _win_over_auto_conf(ctx: base.Context, cs: Any, info: Dict[str, Any], names: List[str],
@@ -254,8 +288,21 @@ def replication_ssl() -> List[Dict[str, Any]]:
 
 
 def _rollback(ctx: base.Context, cs: Any, info: Dict[str, Any], before: Dict[str, bytes],
-              extra: Dict[str, Any]) -> None:
+              extra: Dict[str, Any], rehashed: Optional[List[str]] = None) -> None:
     """Put back what this run wrote and reload, so the running server never keeps a broken file."""
+    records = extra.get("rehashed") or {}
+    for user in rehashed or []:
+        record = records.pop(user, None)
+        if record is not None:
+            try:
+                pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(record["original"])),
+                              os_user=pgserver.SERVICE_USER)
+            except AgentError:
+                pass  # best effort: the run's own error is what the user must see
+    if rehashed:
+        if not records:
+            extra.pop("rehashed", None)
+        common.save_extra(ctx, ROLE, extra)
     if not before:
         return
     for path, data in before.items():
@@ -286,7 +333,9 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     journal.step("write-files")
     changed = any(f["result"] != "unchanged" for f in files)
     action = "none"
-    if changed and info["running"]:
+    # A disable killed after restoring the files left the server running the TLS settings it loaded
+    # earlier; the files look unchanged to the re-run, so the journal decides the reload.
+    if (changed or journal.resumed) and info["running"]:
         action = _reload_and_wait(ctx, info)
         problems = pgserver.file_setting_errors()
         if problems:

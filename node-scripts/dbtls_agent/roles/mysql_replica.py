@@ -1,0 +1,95 @@
+"""Replica side of the ``mysql`` role: the channel to the primary over TLS, verified, and undone.
+
+The primary must offer TLS first (stage *offer* on it); the manifest runs replicas' *use* stage after
+that. Host-name verification is switched on only when our own handshake to the primary's
+``Master_Host`` passes it, so replication never stops because of a name the certificate lacks.
+"""
+
+import time
+from typing import Any, Dict, List
+
+from .. import mysqlflavor, mysqlprobe
+from ..errors import AgentError
+
+REPLICA_WAIT_S = 60.0
+
+
+def _status(node: Any) -> List[mysqlflavor.ReplicaStatus]:
+    query = mysqlflavor.replica_status_query(node.flavor, node.version)
+    return mysqlflavor.parse_replica_status(node.client.query(query, column_names=True))
+
+
+def _source_port(node: Any) -> int:
+    rows = mysqlflavor.parse_status_rows(node.client.query(
+        mysqlflavor.replica_status_query(node.flavor, node.version), column_names=True))
+    for key in ("Master_Port", "Source_Port"):
+        if rows and rows[0].get(key):
+            return int(rows[0][key])
+    return 3306
+
+
+def _wait_tls(node: Any) -> List[str]:
+    deadline = time.monotonic() + REPLICA_WAIT_S
+    while True:
+        channels = _status(node)
+        problems = [p for c in channels for p in c.problems()]
+        if not problems:
+            return []
+        if time.monotonic() >= deadline:
+            return problems
+        time.sleep(0.5)
+
+
+def enable_replica(ctx: Any, node: Any, strict: bool = False) -> Dict[str, Any]:
+    channels = _status(node)
+    if not channels:
+        return {"replica": False}
+    channel = channels[0]
+    if channel.uses_tls:
+        return {"replica": True, "changed": False, "source": channel.source_host}
+    node.state.remember("replica_before", {"ssl_allowed": channel.ssl_allowed,
+                                           "verify": channel.verify_server_cert})
+    port = _source_port(node)
+    verify = True
+    try:
+        mysqlprobe.probe(channel.source_host, port, node.root_crt)
+    except AgentError as exc:
+        try:
+            mysqlprobe.probe(channel.source_host, port, node.root_crt, check_hostname=False)
+            verify = False
+        except AgentError:
+            message = "the primary {}:{} does not serve TLS from our CA yet ({}); run 'enable --stage use' " \
+                      "on this replica after the primary".format(channel.source_host, port, exc)
+            if strict:
+                raise AgentError(message) from None
+            return {"replica": True, "changed": False, "source": channel.source_host, "skipped": message}
+    restart = channel.io_running == "Yes" or channel.sql_running == "Yes"
+    node.client.execute(mysqlflavor.replica_ssl_statements(node.flavor, node.version, node.root_crt,
+                                                           verify_server_cert=verify, restart_threads=restart))
+    problems = _wait_tls(node) if restart else []
+    if problems:
+        node.client.execute(mysqlflavor.replica_ssl_statements(node.flavor, node.version, node.root_crt,
+                                                               enable=False))
+        raise AgentError("replication over TLS did not start: {}; the channel was switched back".format(
+            "; ".join(problems)))
+    return {"replica": True, "changed": True, "source": channel.source_host, "verify_server_cert": verify}
+
+
+def disable_replica(ctx: Any, node: Any) -> Dict[str, Any]:
+    before = node.state.get("replica_before")
+    if not before:
+        return {"changed": False}
+    channels = _status(node)
+    if not channels:
+        return {"changed": False}
+    if before.get("ssl_allowed") != "Yes":
+        restart = channels[0].io_running == "Yes" or channels[0].sql_running == "Yes"
+        node.client.execute(mysqlflavor.replica_ssl_statements(node.flavor, node.version, node.root_crt,
+                                                               enable=False, restart_threads=restart))
+    return {"changed": True}
+
+
+def replica_status(node: Any) -> List[Dict[str, str]]:
+    return [{"source": c.source_host, "ssl_allowed": c.ssl_allowed, "io_running": c.io_running,
+             "sql_running": c.sql_running, "verify_server_cert": c.verify_server_cert}
+            for c in _status(node)]

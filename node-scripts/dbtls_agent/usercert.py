@@ -1,0 +1,85 @@
+"""``user-cert``: make a MySQL account log in only with a client certificate from our CA (seed 003).
+
+``user-cert --user NAME`` sets ``REQUIRE X509`` on every host entry of NAME (``--subject``: ``REQUIRE
+SUBJECT '/CN=NAME'``, the exact one-line form the server compares, db-tls.md §3.7); the previous
+requirement of each row is recorded once and ``--remove`` (or ``disable --role mysql``) puts it back.
+On the CA node it also issues a client certificate with CN=NAME into ``client/users/NAME/``.
+Run it on the primary: account changes replicate to the replicas.
+"""
+
+import argparse
+import os
+from typing import Any, Dict
+
+from . import fsio, mysqlusers
+from . import mysqlrolectx as rc
+from .errors import AgentError
+from .state import NodeLock
+
+STATE_ROLE = "mysql-users"
+
+
+def _issue(cert_dir: str, user: str) -> Dict[str, Any]:
+    """A client key + certificate for ``user`` from the local CA; skipped on nodes without the CA key."""
+    from .certs_ca import sign_requests
+    from .certs_layout import CertLayout, service_owner
+    from .crypto import DEFAULT_DAYS, get_backend
+
+    layout = CertLayout(cert_dir)
+    if not os.path.isfile(layout.ca_key):
+        return {"issued": False, "reason": "no CA key on this node; issue one on the CA node with "
+                                           "'csr --kind client --user NAME' + 'ca sign'"}
+    backend = get_backend()
+    target = os.path.join(cert_dir, "client", "users", user)
+    key_path, cert_path = os.path.join(target, "client.key"), os.path.join(target, "client.crt")
+    key = fsio.read_bytes(key_path) or backend.generate_key("rsa2048")
+    csr = backend.make_csr(key, user, [], "client")
+    signed = sign_requests(layout, backend, csr, "client", dict(DEFAULT_DAYS))
+    _owner, ids = service_owner(None)
+    fsio.ensure_dir(target, 0o700, ids)
+    fsio.atomic_write(key_path, key, 0o600, ids)
+    fsio.atomic_write(cert_path, signed["certificates"][0]["certificate"].encode(), 0o644, ids)
+    fsio.atomic_write(os.path.join(target, "root.crt"), signed["ca"]["certificate"].encode(), 0o644, ids)
+    return {"issued": True, "cert_path": cert_path, "key_path": key_path, "serial": signed["certificates"][0]["serial"]}
+
+
+def cmd_user_cert(args: argparse.Namespace) -> int:
+    from .cli import print_json
+    from .roles.mysql import Node
+
+    cert_dir = rc.cert_dir(args)
+    with NodeLock(cert_dir):
+        node = Node(args)
+        records = rc.RoleState(cert_dir, STATE_ROLE)
+        accounts = mysqlusers.parse_accounts(node.client.query(mysqlusers.accounts_query(args.user)))
+        if not accounts:
+            raise AgentError("no MySQL account named {!r}; create it first or check the user name".format(args.user))
+        result = {"user": args.user, "hosts": [a.host for a in accounts]}  # type: Dict[str, Any]
+        if args.remove:
+            previous = [mysqlusers.AccountTls.from_dict(r) for r in records.get(args.user, [])]
+            statements = (mysqlusers.restore_statements(previous) if previous
+                          else mysqlusers.require_none_statements(accounts))
+            node.client.execute(statements)
+            records.pop(args.user)
+            if not records.data:
+                records.remove()
+            result["requirement"] = "restored" if previous else "none"
+        else:
+            records.remember(args.user, [a.to_dict() for a in accounts])
+            subject = mysqlusers.cn_subject(args.user) if args.subject else None
+            node.client.execute(mysqlusers.require_cert_statements(accounts, subject=subject))
+            result["requirement"] = "SUBJECT " + subject if subject else "X509"
+            if not args.no_issue:
+                result["certificate"] = _issue(cert_dir, args.user)
+        print_json(result)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("user-cert", help="MySQL family: require a client certificate for a user")
+    parser.add_argument("--user", required=True, help="database user (every host entry of it)")
+    parser.add_argument("--subject", action="store_true", help="REQUIRE SUBJECT '/CN=USER' instead of X509")
+    parser.add_argument("--remove", action="store_true", help="put back the requirement recorded before")
+    parser.add_argument("--no-issue", action="store_true", help="do not issue a client certificate here")
+    parser.add_argument("--cert-dir", default=rc.DEFAULT_CERT_DIR)
+    parser.set_defaults(func=cmd_user_cert)

@@ -1,0 +1,135 @@
+"""Helpers for the MySQL-family docker tests: put the agent on nodes, issue certificates, run roles.
+
+The agent runs on the node as ``python3 -m dbtls_agent`` from /opt/dbtls (copied with ``docker cp``).
+When the generic ``enable``/``disable``/``status`` commands are not in this build yet, the role
+module is called through a tiny harness with the same options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENT_SRC = os.path.join(ROOT, "node-scripts", "dbtls_agent")
+AGENT_DIR = "/opt/dbtls"
+CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+
+HARNESS = r"""
+import argparse, json, sys
+from dbtls_agent.errors import AgentError
+from dbtls_agent.roles import base
+import importlib
+p = argparse.ArgumentParser()
+p.add_argument("command"); p.add_argument("--role"); p.add_argument("--stage", default="all")
+p.add_argument("--cert-dir", default="/var/lib/jelastic/keys/SSL-TLS"); p.add_argument("--require-tls", action="store_true")
+p.add_argument("--min-tls"); p.add_argument("--passwords-stdin", action="store_true"); p.add_argument("--remove-certs", action="store_true")
+a = p.parse_args()
+pw = json.loads(sys.stdin.read() or "{}") if a.passwords_stdin else {}
+ctx = base.Context(a, a.command, pw)
+mod = importlib.import_module("dbtls_agent.roles." + a.role)
+try:
+    out = getattr(mod, a.command)(ctx)
+except AgentError as exc:
+    sys.stderr.write("dbtls-agent: error: {}\n".format(exc)); sys.exit(2)
+out["messages"] = ctx.messages
+print(json.dumps(out, indent=1, sort_keys=True))
+"""
+
+
+def container(env, role_or_name: str) -> str:
+    return next(n.name for n in env.nodes if role_or_name in (n.name, n.role))
+
+
+def install_agent(env, role_or_name: str) -> None:
+    name = container(env, role_or_name)
+    subprocess.run(["docker", "exec", name, "rm", "-rf", AGENT_DIR + "/dbtls_agent"], check=True)
+    subprocess.run(["docker", "exec", name, "mkdir", "-p", AGENT_DIR], check=True)
+    subprocess.run(["docker", "cp", AGENT_SRC, name + ":" + AGENT_DIR + "/dbtls_agent"], check=True,
+                   capture_output=True)
+    subprocess.run(["docker", "exec", name, "find", AGENT_DIR, "-name", "__pycache__", "-prune", "-exec",
+                    "rm", "-rf", "{}", "+"], check=False)
+
+
+def agent(env, node: str, args: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+    """Run ``python3 -m dbtls_agent ARGS`` on a node as root; (exit code, stdout+stderr)."""
+    return env.exec(node, ["env", "PYTHONPATH=" + AGENT_DIR, "python3", "-m", "dbtls_agent"] + args,
+                    stdin=stdin if stdin is not None else b"")
+
+
+def agent_out(env, node: str, args: list[str], stdin: bytes | None = None) -> str:
+    name = container(env, node)
+    argv = ["docker", "exec", "-i", name, "env", "PYTHONPATH=" + AGENT_DIR, "python3", "-m", "dbtls_agent"] + args
+    proc = subprocess.run(argv, input=stdin or b"", capture_output=True, check=False)
+    assert proc.returncode == 0, (args, proc.stdout.decode(), proc.stderr.decode())
+    return proc.stdout.decode()
+
+
+def generic_commands_available(env, node: str) -> bool:
+    code, _ = agent(env, node, ["enable", "--help"])
+    return code == 0
+
+
+def role(env, node: str, command: str, role_name: str, *options: str, passwords: dict | None = None
+         ) -> tuple[int, dict | None, str]:
+    """``enable|disable|status --role ROLE OPTIONS`` on a node; (exit code, JSON or None, raw output)."""
+    argv = [command, "--role", role_name] + list(options)
+    stdin = b""
+    if passwords is not None:
+        argv.append("--passwords-stdin")
+        stdin = json.dumps(passwords).encode()
+    name = container(env, node)
+    if generic_commands_available(env, node):
+        cmd = ["docker", "exec", "-i", name, "env", "PYTHONPATH=" + AGENT_DIR, "python3", "-m", "dbtls_agent"] + argv
+    else:
+        cmd = ["docker", "exec", "-i", name, "env", "PYTHONPATH=" + AGENT_DIR, "python3", "-c", HARNESS] + argv
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+    out = proc.stdout.decode(errors="replace")
+    try:
+        data = json.loads(out) if proc.returncode == 0 else None
+    except ValueError:
+        data = None
+    return proc.returncode, data, out + proc.stderr.decode(errors="replace")
+
+
+def issue_server_certs(env, ca_node: str, nodes: list[str], rotate: bool = False) -> dict[str, str]:
+    """CA on ``ca_node`` (created once), a server certificate for every node; returns node -> serial."""
+    agent_out(env, ca_node, ["ca", "init", "--cn", "i5 test CA"])
+    serials = {}
+    for node in nodes:
+        csr = agent_out(env, node, ["csr", "--kind", "server"] + (["--rotate"] if rotate else []))
+        bundle = agent_out(env, ca_node, ["ca", "sign", "--format", "pem"], stdin=csr.encode())
+        result = json.loads(agent_out(env, node, ["install-certs"], stdin=bundle.encode()))
+        serials[node] = result["installed"][0]["serial"]
+    return serials
+
+
+def issue_client_cert(env, ca_node: str, node: str, user: str) -> None:
+    csr = agent_out(env, node, ["csr", "--kind", "client", "--user", user])
+    bundle = agent_out(env, ca_node, ["ca", "sign", "--format", "pem"], stdin=csr.encode())
+    agent_out(env, node, ["install-certs"], stdin=bundle.encode())
+
+
+def read_file(env, node: str, path: str) -> bytes:
+    name = container(env, node)
+    proc = subprocess.run(["docker", "exec", name, "cat", path], capture_output=True, check=False)
+    return proc.stdout if proc.returncode == 0 else b""
+
+
+def copy_between(env, src: str, path: str, dst: str, dst_path: str) -> None:
+    data = read_file(env, src, path)
+    name = container(env, dst)
+    subprocess.run(["docker", "exec", "-i", name, "sh", "-c", f"mkdir -p \"$(dirname '{dst_path}')\" && cat > '{dst_path}'"], input=data, check=True)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
