@@ -7,14 +7,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RELEASE ?= bookworm
-# Extra releases the docker tests cover (CI sets DBTLS_RELEASES="bookworm trixie").
+# Releases the docker tests run on (default: bookworm only).
 export DBTLS_RELEASES ?= $(RELEASE)
+# `make test-matrix` runs these docker tests once more on each of MATRIX_RELEASES (CI does).
+MATRIX_RELEASES ?= trixie
+MATRIX_TESTS ?= tests/docker/test_sim_pg.py tests/docker/test_sim_mariadb.py tests/docker/test_pg_enable.py \
+	tests/docker/test_mysql_enable.py tests/docker/test_manifest_pg.py
 
-.PHONY: run test lint unit docker-tests sysdeps docker venv images clean-sim help
+.PHONY: run test test-matrix lint unit docker-tests sysdeps docker venv images clean-sim help bench
 
 help:
 	@echo "make run   - build, start the simulated pg-cluster, install the add-on through manifest.jps"
 	@echo "make test  - lint, unit tests and docker tests (real PostgreSQL, Pgpool-II, MariaDB)"
+	@echo "make bench - benchmarks of issue 7 (BENCH_QUICK=1: short runs); results in bench/results/"
 
 sysdeps:
 	@bash scripts/install-sysdeps.sh
@@ -47,6 +52,9 @@ docker-tests: images
 
 test: lint unit docker-tests
 
+test-matrix: venv docker
+	$(foreach r,$(MATRIX_RELEASES),DBTLS_RELEASES=$(r) $(BIN)/python -m pytest -q -m docker $(MATRIX_TESTS) &&) true
+
 run: venv docker
 	$(BIN)/dbtls build
 	$(BIN)/dbtls sim up pg-cluster --release $(RELEASE)
@@ -65,6 +73,13 @@ run: venv docker
 	@echo "Buttons:    $(BIN)/dbtls sim press 'Re-issue certificates' --env pg-cluster --set scope=server"
 	@echo "Uninstall:  $(BIN)/dbtls sim uninstall --env pg-cluster"
 	@echo "Stop it and remove everything:  $(BIN)/dbtls sim down --env pg-cluster"
+
+# Benchmarks (never part of `make test`): downtime, install time vs size, certificate work, TLS cost.
+# matplotlib (plots) is the optional `bench` extra, pinned dependencies kept by the lock file.
+BENCH_ARGS := $(if $(BENCH_QUICK),--quick,)
+bench: images
+	$(BIN)/pip install --quiet -e '.[bench]' -c requirements.lock
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean-sim: venv
 	$(BIN)/dbtls sim down --all

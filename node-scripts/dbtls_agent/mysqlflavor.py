@@ -210,6 +210,21 @@ def _uses_source_syntax(flavor: str, version: Version) -> bool:
     return flavor != MARIADB and version >= (8, 0, 23)
 
 
+def _replica_change(flavor: str, version: Version, options: Sequence[Tuple[str, str]],
+                    restart_threads: bool) -> List[str]:
+    """``CHANGE MASTER TO`` / ``CHANGE REPLICATION SOURCE TO`` with ``(suffix, value)`` options
+    (``SSL_CA`` becomes ``MASTER_SSL_CA`` or ``SOURCE_SSL_CA``), wrapped in STOP/START when asked."""
+    _check(flavor)
+    source = _uses_source_syntax(flavor, version)
+    prefix = "SOURCE" if source else "MASTER"
+    change = "CHANGE REPLICATION SOURCE TO " if source else "CHANGE MASTER TO "
+    statements = [change + ", ".join("{}_{} = {}".format(prefix, name, value) for name, value in options)]
+    if restart_threads:
+        noun = "REPLICA" if _uses_replica_words(flavor, version) else "SLAVE"
+        statements = ["STOP " + noun] + statements + ["START " + noun]
+    return statements
+
+
 def replica_ssl_statements(
     flavor: str,
     version: Version,
@@ -225,20 +240,31 @@ def replica_ssl_statements(
     (Master_Host) is one of the SANs, or replication stops. ``restart_threads=False`` leaves out
     STOP/START for a replica that was not running.
     """
-    _check(flavor)
-    words = _uses_replica_words(flavor, version)
-    source = _uses_source_syntax(flavor, version)
-    prefix = "SOURCE" if source else "MASTER"
-    options = ["{}_SSL = {}".format(prefix, 1 if enable else 0)]
+    options = [("SSL", "1" if enable else "0")]
     if enable:
-        options.append("{}_SSL_CA = {}".format(prefix, sql_literal(ca_path)))
-    options.append("{}_SSL_VERIFY_SERVER_CERT = {}".format(prefix, 1 if (enable and verify_server_cert) else 0))
-    change = "CHANGE REPLICATION SOURCE TO " if source else "CHANGE MASTER TO "
-    statements = [change + ", ".join(options)]
-    if restart_threads:
-        noun = "REPLICA" if words else "SLAVE"
-        statements = ["STOP " + noun] + statements + ["START " + noun]
-    return statements
+        options.append(("SSL_CA", sql_literal(ca_path)))
+    options.append(("SSL_VERIFY_SERVER_CERT", "1" if (enable and verify_server_cert) else "0"))
+    return _replica_change(flavor, version, options, restart_threads)
+
+
+def replica_ssl_restore_statements(
+    flavor: str,
+    version: Version,
+    ssl: bool,
+    ca_path: Optional[str],
+    verify_server_cert: bool,
+    restart_threads: bool = True,
+) -> List[str]:
+    """Put the channel's TLS options back exactly as recorded by :meth:`ReplicaStatus.ssl_settings`.
+
+    ``ca_path`` ``""`` clears the CA file (MariaDB 11.x then verifies a self-signed source by
+    its password-derived fingerprint again); None leaves the CA option out.
+    """
+    options = [("SSL", "1" if ssl else "0")]
+    if ca_path is not None:
+        options.append(("SSL_CA", sql_literal(ca_path)))
+    options.append(("SSL_VERIFY_SERVER_CERT", "1" if verify_server_cert else "0"))
+    return _replica_change(flavor, version, options, restart_threads)
 
 
 def replica_status_query(flavor: str, version: Version) -> str:
@@ -250,8 +276,8 @@ def replica_status_query(flavor: str, version: Version) -> str:
 class ReplicaStatus(object):
     """The columns of SHOW REPLICA/SLAVE STATUS that say whether replication runs over TLS."""
 
-    __slots__ = ("ssl_allowed", "io_running", "sql_running", "verify_server_cert", "last_io_error",
-                 "source_host", "channel")
+    __slots__ = ("ssl_allowed", "io_running", "sql_running", "verify_server_cert", "ssl_ca_file",
+                 "last_io_error", "source_host", "channel")
 
     def __init__(self, row: Dict[str, str]) -> None:
         def pick(*names: str) -> str:
@@ -264,9 +290,14 @@ class ReplicaStatus(object):
         self.io_running = pick("Slave_IO_Running", "Replica_IO_Running")
         self.sql_running = pick("Slave_SQL_Running", "Replica_SQL_Running")
         self.verify_server_cert = pick("Master_SSL_Verify_Server_Cert", "Source_SSL_Verify_Server_Cert")
+        self.ssl_ca_file = pick("Master_SSL_CA_File", "Source_SSL_CA_File")
         self.last_io_error = pick("Last_IO_Error")
         self.source_host = pick("Master_Host", "Source_Host")
         self.channel = pick("Channel_Name", "Connection_name")
+
+    def ssl_settings(self) -> Dict[str, str]:
+        """The TLS options the agent changes, as SHOW ... STATUS prints them (for an exact undo)."""
+        return {"ssl_allowed": self.ssl_allowed, "ca_file": self.ssl_ca_file, "verify": self.verify_server_cert}
 
     @property
     def uses_tls(self) -> bool:

@@ -27,7 +27,8 @@ RESULTS = {}  # type: dict
 def env(request, engine):
     Env = _docker_conftest().Env
 
-    name = "i5-mysql-" + request.param
+    # DBTLS_MYSQL_ENV_PREFIX: run beside other engineers' environments (default i5-mysql).
+    name = os.environ.get("DBTLS_MYSQL_ENV_PREFIX", "i5-mysql") + "-" + request.param
     cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
     try:
         e = Env(engine, name, "mariadb-cluster", request.param)
@@ -114,9 +115,14 @@ def replica_fields(env):
     return rows[0] if rows else {}
 
 
+def replica_ssl_fields(env):
+    """The channel's TLS options (MariaDB 11.x: MASTER_SSL=1 and verification on by default)."""
+    return {k: v for k, v in replica_fields(env).items() if k.startswith("Master_SSL")}
+
+
 def test_enable_offer_use_require_in_cluster_order(env):
     RESULTS["before"] = {n.name: state_of(env, n) for n in (primary(env), replica(env))}
-    RESULTS["replica_before"] = replica_fields(env)["Master_SSL_Allowed"]
+    RESULTS["replica_before"] = replica_ssl_fields(env)
     RESULTS["proxysql_before"] = proxysql_snapshot(env)
     h.issue_server_certs(env, primary(env).name, [primary(env).name, replica(env).name, env.node("proxysql").name])
     restarts = {}
@@ -161,6 +167,8 @@ def test_plaintext_login_is_refused_with_require_tls(env):
 def test_replication_runs_over_tls(env):
     fields = replica_fields(env)
     assert fields["Master_SSL_Allowed"] == "Yes" and fields["Slave_IO_Running"] == "Yes", fields
+    # the channel trusts our CA, not just "some TLS" (11.x replicas use TLS before enable already)
+    assert fields["Master_SSL_CA_File"] == h.CERT_DIR + "/server/root.crt", fields
     sql(env, primary(env), "CREATE DATABASE IF NOT EXISTS i5_tls_check")
     h.wait_until(lambda: "i5_tls_check" in sql(env, replica(env), "SHOW DATABASES"), 60,
                  "the replica to apply a change over TLS")
@@ -245,7 +253,7 @@ def test_disable_restores_files_variables_and_users(env):
         code, data, raw = h.role(env, node.name, "disable", "mysql")
         assert code == 0, raw
     h.wait_until(lambda: replica_fields(env).get("Slave_IO_Running") == "Yes", 60, "replication to resume")
-    assert replica_fields(env)["Master_SSL_Allowed"] == RESULTS["replica_before"]
+    assert replica_ssl_fields(env) == RESULTS["replica_before"]
     sql(env, primary(env), "DROP USER IF EXISTS 'i5cert'@'%'")
     sql(env, primary(env), "DROP DATABASE IF EXISTS i5_tls_check")
     for node in (primary(env), replica(env)):

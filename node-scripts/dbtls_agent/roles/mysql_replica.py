@@ -40,15 +40,35 @@ def _wait_tls(node: Any) -> List[str]:
         time.sleep(0.5)
 
 
+def _running(channel: mysqlflavor.ReplicaStatus) -> bool:
+    return channel.io_running == "Yes" or channel.sql_running == "Yes"
+
+
+def _restore_statements(node: Any, before: Dict[str, str], restart: bool) -> List[str]:
+    """Statements that put the channel's recorded TLS options back; [] when nothing is known to undo.
+
+    Records from older agents hold only ``ssl_allowed``/``verify`` (no ``ca_file``): those switched
+    a non-TLS channel to TLS, so only that case is undone, as before."""
+    ssl = before.get("ssl_allowed") in ("Yes", "Ignored")  # MySQL: Ignored = MASTER_SSL=1, no TLS support
+    if "ca_file" not in before:
+        if ssl:
+            return []
+        return mysqlflavor.replica_ssl_statements(node.flavor, node.version, node.root_crt, enable=False,
+                                                  restart_threads=restart)
+    return mysqlflavor.replica_ssl_restore_statements(
+        node.flavor, node.version, ssl, before.get("ca_file") or "", before.get("verify") == "Yes",
+        restart_threads=restart)
+
+
 def enable_replica(ctx: Any, node: Any, strict: bool = False) -> Dict[str, Any]:
     channels = _status(node)
     if not channels:
         return {"replica": False}
     channel = channels[0]
-    if channel.uses_tls:
+    # MariaDB 11.x channels use TLS by default (verifying a self-signed source by a password-derived
+    # fingerprint), so "TLS on" is not enough: the channel must trust our CA.
+    if channel.uses_tls and channel.ssl_ca_file == node.root_crt:
         return {"replica": True, "changed": False, "source": channel.source_host}
-    node.state.remember("replica_before", {"ssl_allowed": channel.ssl_allowed,
-                                           "verify": channel.verify_server_cert})
     port = _source_port(node)
     verify = True
     try:
@@ -63,13 +83,14 @@ def enable_replica(ctx: Any, node: Any, strict: bool = False) -> Dict[str, Any]:
             if strict:
                 raise AgentError(message) from None
             return {"replica": True, "changed": False, "source": channel.source_host, "skipped": message}
-    restart = channel.io_running == "Yes" or channel.sql_running == "Yes"
+    # Recorded once, before the first change: disable puts exactly these options back.
+    node.state.remember("replica_before", channel.ssl_settings())
+    restart = _running(channel)
     node.client.execute(mysqlflavor.replica_ssl_statements(node.flavor, node.version, node.root_crt,
                                                            verify_server_cert=verify, restart_threads=restart))
     problems = _wait_tls(node) if restart else []
     if problems:
-        node.client.execute(mysqlflavor.replica_ssl_statements(node.flavor, node.version, node.root_crt,
-                                                               enable=False))
+        node.client.execute(_restore_statements(node, node.state.get("replica_before"), restart=True))
         raise AgentError("replication over TLS did not start: {}; the channel was switched back".format(
             "; ".join(problems)))
     return {"replica": True, "changed": True, "source": channel.source_host, "verify_server_cert": verify}
@@ -82,11 +103,10 @@ def disable_replica(ctx: Any, node: Any) -> Dict[str, Any]:
     channels = _status(node)
     if not channels:
         return {"changed": False}
-    if before.get("ssl_allowed") != "Yes":
-        restart = channels[0].io_running == "Yes" or channels[0].sql_running == "Yes"
-        node.client.execute(mysqlflavor.replica_ssl_statements(node.flavor, node.version, node.root_crt,
-                                                               enable=False, restart_threads=restart))
-    return {"changed": True}
+    statements = _restore_statements(node, before, restart=_running(channels[0]))
+    if statements:
+        node.client.execute(statements)
+    return {"changed": bool(statements), "restored": before}
 
 
 def replica_status(node: Any) -> List[Dict[str, str]]:

@@ -183,6 +183,27 @@ def test_replica_ssl_statements_options():
         "STOP REPLICA", "CHANGE MASTER TO MASTER_SSL = 0, MASTER_SSL_VERIFY_SERVER_CERT = 0", "START REPLICA"]
 
 
+def test_replica_ssl_restore_statements_put_back_exactly():
+    # MariaDB 11.x default channel: TLS on, no CA file, verification on (fingerprint of a self-signed source)
+    assert mf.replica_ssl_restore_statements("mariadb", (11, 8, 3), True, "", True) == [
+        "STOP REPLICA", "CHANGE MASTER TO MASTER_SSL = 1, MASTER_SSL_CA = '', MASTER_SSL_VERIFY_SERVER_CERT = 1",
+        "START REPLICA"]
+    assert mf.replica_ssl_restore_statements("mariadb", (10, 11, 6), False, "", False, restart_threads=False) == [
+        "CHANGE MASTER TO MASTER_SSL = 0, MASTER_SSL_CA = '', MASTER_SSL_VERIFY_SERVER_CERT = 0"]
+    assert mf.replica_ssl_restore_statements("mysql", (8, 4, 0), True, "/etc/o'ld/ca.pem", False) == [
+        "STOP REPLICA", "CHANGE REPLICATION SOURCE TO SOURCE_SSL = 1, SOURCE_SSL_CA = '/etc/o''ld/ca.pem', "
+        "SOURCE_SSL_VERIFY_SERVER_CERT = 0", "START REPLICA"]
+    assert mf.replica_ssl_restore_statements("mysql", (5, 7, 44), False, None, False) == [
+        "STOP SLAVE", "CHANGE MASTER TO MASTER_SSL = 0, MASTER_SSL_VERIFY_SERVER_CERT = 0", "START SLAVE"]
+
+
+def test_replica_ssl_settings_record_what_enable_changes():
+    (status,) = mf.parse_replica_status(MARIADB_SLAVE_STATUS_VERTICAL)
+    assert status.ssl_settings() == {"ssl_allowed": "Yes", "ca_file": "/x/root.crt", "verify": "No"}
+    first, second = mf.parse_replica_status(MYSQL_84_VERTICAL)
+    assert first.ssl_settings()["verify"] == "Yes" and second.ssl_settings()["ssl_allowed"] == "No"
+
+
 @pytest.mark.parametrize("flavor, version, query", [
     ("mariadb", (10, 4, 30), "SHOW SLAVE STATUS"),
     ("mariadb", (10, 5, 1), "SHOW REPLICA STATUS"),
