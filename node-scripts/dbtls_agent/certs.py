@@ -6,7 +6,13 @@ certs_inspect. A full issue, as the manifest runs it::
     CA node:   ca init                       -> root.crt PEM on stdout
     each node: csr --kind server [--san ..]  -> CSR PEM     (and csr --kind client --user webadmin)
     CA node:   ca sign < all CSRs            -> JSON {ca, certificates: [{index, cn, kind, certificate}]}
+                                                (--format pem: every certificate, then root.crt)
     each node: install-certs < its certs + root.crt PEM
+
+The manifest runs ``csr`` on every node of a layer at once, signs all their CSRs in one ``ca sign
+--format pem``, and hands the whole bundle to every node: ``install-certs --pick-own`` installs only
+the certificates whose public key matches one of the node's keys (pending or installed), lists the
+others under ``skipped`` in its JSON, and fails (nothing written) when none matches.
 
 Re-issue: ``csr --rotate`` (server and/or client) then sign and install again; for a new CA run
 ``ca init --rotate`` first and re-issue both kinds on every node.
@@ -114,7 +120,11 @@ def cmd_csr(args: argparse.Namespace) -> int:
 def cmd_install(args: argparse.Namespace) -> int:
     from dbtls_agent import certs_node
 
-    print_json(certs_node.install(CertLayout(args.cert_dir), get_backend(args.backend), _read_stdin(), args.owner))
+    print_json(
+        certs_node.install(
+            CertLayout(args.cert_dir), get_backend(args.backend), _read_stdin(), args.owner, args.pick_own
+        )
+    )
     return 0
 
 
@@ -160,6 +170,11 @@ def register(subparsers: Any) -> None:
     install = subparsers.add_parser("install-certs", help="install certificates + root.crt read from stdin")
     _common(install)
     install.add_argument("--owner", help="owner of server/ and client/ (default: postgres or mysql if present)")
+    install.add_argument(
+        "--pick-own",
+        action="store_true",
+        help="stdin holds many nodes' certificates: install only those matching a key here (error if none)",
+    )
     install.set_defaults(func=_locked(cmd_install))
 
     inspect = subparsers.add_parser("inspect", help="JSON description of every certificate here")

@@ -95,23 +95,74 @@ def _split_input(backend: CryptoBackend, data: bytes) -> Tuple[bytes, List[bytes
     return roots[0], leaves
 
 
-def _match_key(layout: CertLayout, backend: CryptoBackend, cert_info: Dict[str, Any]) -> Tuple[str, str, bytes]:
-    """(kind, key path, key) of the local key this certificate was issued for."""
+def _local_keys(layout: CertLayout, backend: CryptoBackend) -> List[Tuple[str, str, bytes, str]]:
+    """(kind, path, key, public key sha256) of every key here, pending ones first; each key is
+    hashed once, however many certificates the bundle holds."""
+    keys = []  # type: List[Tuple[str, str, bytes, str]]
     for kind in ("server", "client"):
         for path in (layout.pending_key(kind), layout.key_path(kind)):
             key = fsio.read_bytes(path)
-            if key is not None and backend.public_key_sha256(key) == cert_info["spki_sha256"]:
-                return kind, path, key
-    raise AgentError("certificate {} does not match any key on this node (run 'csr' here first)".format(cert_info["subject"]))
+            if key is not None:
+                keys.append((kind, path, key, backend.public_key_sha256(key)))
+    return keys
 
 
-def install(layout: CertLayout, backend: CryptoBackend, data: bytes, owner_name: Optional[str]) -> Dict[str, Any]:
-    """Verify every certificate against its key and the root, then write them; all or nothing."""
+def _find_key(keys: List[Tuple[str, str, bytes, str]], cert_info: Dict[str, Any]) -> Optional[Tuple[str, str, bytes]]:
+    """(kind, key path, key) of the local key this certificate was issued for, or None."""
+    for kind, path, key, sha in keys:
+        if sha == cert_info["spki_sha256"]:
+            return kind, path, key
+    return None
+
+
+def _match_key(keys: List[Tuple[str, str, bytes, str]], cert_info: Dict[str, Any]) -> Tuple[str, str, bytes]:
+    """Like _find_key, but a certificate without a local key is an error."""
+    found = _find_key(keys, cert_info)
+    if found is None:
+        raise AgentError("certificate {} does not match any key on this node (run 'csr' here first)".format(cert_info["subject"]))
+    return found
+
+
+def pick_own(
+    keys: List[Tuple[str, str, bytes, str]], backend: CryptoBackend, leaves: List[bytes]
+) -> Tuple[List[bytes], List[Dict[str, Any]]]:
+    """Split a bundle signed for many nodes into (this node's certificates, skipped ones).
+
+    A certificate is this node's when its public key is one of the node's keys (pending or
+    installed, see _local_keys). Skipped entries are reported by subject and serial; none matching
+    is an error.
+    """
+    own, skipped = [], []  # type: List[bytes], List[Dict[str, Any]]
+    for pem in leaves:
+        info = backend.parse_cert(pem)
+        if _find_key(keys, info) is None:
+            skipped.append({"subject": info["subject"], "serial": info["serial"], "reason": "no matching key here"})
+        else:
+            own.append(pem)
+    if not own:
+        raise AgentError(
+            "none of the {} certificates on stdin matches a key on this node (run 'csr' here first)".format(len(leaves))
+        )
+    return own, skipped
+
+
+def install(
+    layout: CertLayout, backend: CryptoBackend, data: bytes, owner_name: Optional[str], pick: bool = False
+) -> Dict[str, Any]:
+    """Verify every certificate against its key and the root, then write them; all or nothing.
+
+    With ``pick`` the bundle may hold other nodes' certificates too: only those whose public key
+    matches a local key are installed, the rest are listed under ``skipped``.
+    """
     root, leaves = _split_input(backend, data)
+    keys = _local_keys(layout, backend)
+    skipped = []  # type: List[Dict[str, Any]]
+    if pick:
+        leaves, skipped = pick_own(keys, backend, leaves)
     plans = []
     for pem in leaves:
         info = backend.parse_cert(pem)
-        kind, key_path, key = _match_key(layout, backend, info)
+        kind, key_path, key = _match_key(keys, info)
         wanted = {"server": "serverAuth", "client": "clientAuth"}[kind]
         if wanted not in info["extended_key_usage"]:
             raise AgentError("certificate {} lacks {} for the {} key".format(info["subject"], wanted, kind))
@@ -155,8 +206,11 @@ def install(layout: CertLayout, backend: CryptoBackend, data: bytes, owner_name:
             }
         )
     root_info = backend.parse_cert(root)
-    return {
+    report = {
         "owner": owner,
         "root": {"subject": root_info["subject"], "sha256": root_info["sha256"]},
         "installed": results,
-    }
+    }  # type: Dict[str, Any]
+    if pick:
+        report["skipped"] = skipped
+    return report

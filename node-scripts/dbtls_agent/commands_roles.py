@@ -32,6 +32,9 @@ def _enable_options(parser: argparse.ArgumentParser) -> None:
                         help="address that never presents a client certificate (Pgpool nodes); repeatable")
     parser.add_argument("--passwords-stdin", action="store_true",
                         help='read {"webadmin": "...", "pgpool": "...", ...} as JSON from stdin')
+    parser.add_argument("--passwords-sealed", action="store_true",
+                        help="read blobs from 'secrets seal' on stdin; opened with this node's recipient key, "
+                             "which is deleted afterwards")
     parser.add_argument("--upstream-mode", action="store_true", help="restart instead of reload (benchmarks)")
 
 
@@ -46,9 +49,14 @@ def resolve_role(requested: str) -> str:
 
 def _context(args: argparse.Namespace, command: str) -> base.Context:
     passwords = {}  # type: Dict[str, str]
+    if getattr(args, "passwords_stdin", False) and getattr(args, "passwords_sealed", False):
+        raise AgentError("--passwords-stdin and --passwords-sealed both read stdin: pass one")
     if getattr(args, "passwords_stdin", False):
         from dbtls_agent import pgroles
         passwords = pgroles.read_passwords_stdin()
+    elif getattr(args, "passwords_sealed", False):
+        from dbtls_agent import commands_secrets
+        passwords = commands_secrets.read_sealed_stdin(args.cert_dir)
     return base.Context(args, command, passwords)
 
 
@@ -92,6 +100,8 @@ def register(subparsers: Any) -> None:
     _shared(disable)
     disable.add_argument("--remove-certs", action="store_true", help="also delete server/ and client/ certificates")
     disable.add_argument("--upstream-mode", action="store_true", help=argparse.SUPPRESS)
+    disable.add_argument("--force", action="store_true",
+                         help="pgpool: disable even while the backends still require TLS (Pgpool loses them)")
     disable.set_defaults(func=lambda a: _run(a, "disable"))
 
     status = subparsers.add_parser("status", help="JSON: TLS handshake result, served fingerprint, certificates")

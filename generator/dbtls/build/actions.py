@@ -7,6 +7,13 @@ would lock Pgpool/ProxySQL out of their backends. So the ``sqldb`` instance stop
 proxy layer exists that does not speak TLS yet; the proxy instance finishes the order.
 
 Iterators are not visible inside custom actions, so loops pass node ids as ``${this.*}``.
+
+Nodes are handled in parallel wherever the order allows (jps.md §5.2: one ``cmd`` on a layer or an
+id list runs on its nodes at once): one ``csr`` on the layer, one ``ca sign`` for all the requests,
+one ``install-certs --pick-own`` on the layer (each node keeps the certificates of its own keys);
+standbys' offer/use and every server's require in one cmd each. Restarts (Pgpool-II, MariaDB's
+first enable, a re-issue on Pgpool) stay one node at a time. Only the nodes whose enable uses
+passwords (database primary at offer/require, Pgpool at offer) gather sealed secrets.
 """
 
 from __future__ import annotations
@@ -37,8 +44,36 @@ def _each(layer: str, body: list[Any], only: str | None = None) -> dict[str, Any
     return {f"forEach(n:nodes.{layer})": body}
 
 
-def _enable(stage: str, role: str = "auto") -> dict[str, Any]:
-    return {"enableNode": {"nodeId": "${@n.id}", "role": role, "stage": stage}}
+def _enable(stage: str, role: str = "auto", node: str = "${@n.id}", secrets: bool = False) -> dict[str, Any]:
+    """``enableNode`` on ``node`` (an id, an id list or a layer: all at once); ``secrets`` = the
+    enable needs passwords, gathered sealed for that one node."""
+    return {"enableNode": {"nodeId": node, "role": role, "stage": stage, "secrets": "yes" if secrets else "no"}}
+
+
+def _replica_ids() -> list[Any]:
+    """``${globals.replicaIds}`` = comma-separated ids of the sqldb nodes that are not the primary."""
+    return [
+        {"setGlobals": {"replicaIds": ""}},
+        _each("sqldb", [
+            {"if ('${globals.replicaIds}' == '')": [{"setGlobals": {"replicaIds": "${@n.id}"}}]},
+            {"else": [{"setGlobals": {"replicaIds": "${globals.replicaIds},${@n.id}"}}]},
+        ], only="replicas"),
+    ]
+
+
+def _issue_steps(reload_after: bool) -> list[Any]:
+    """CSRs of every node of ``${this.nodeId}`` at once, one signing run, one parallel install."""
+    steps: list[Any] = [
+        cmd("${this.nodeId}", shell.csr()),
+        {"setGlobals": {"csrs": ""}},
+        {"forEach(r:response.responses)": [{"setGlobals": {"csrs": "${globals.csrs}\n${@r.out}"}}]},
+        cmd(CA_NODE, shell.ca_sign()),
+        cmd("${this.nodeId}", shell.install_certs()),
+    ]
+    if reload_after:
+        # Servers load the new files one node at a time (Pgpool-II restarts to do so).
+        steps.append({"forEach(r:response.responses)": [cmd("${@r.nodeid}", shell.reload_certs())]})
+    return steps
 
 
 def _issue(scope: str, mode: str) -> dict[str, Any]:
@@ -72,44 +107,73 @@ def custom_actions() -> dict[str, Any]:
             {"if ('${targetNodes.nodeGroup}' != 'sqldb')": [{"fetchAgent": CA_NODE}]},
             cmd(CA_NODE, shell.ca_init(rotate=False)),
         ],
-        "issueNode": [
-            cmd("${this.nodeId}", shell.csr()),
-            cmd(CA_NODE, shell.ca_sign()),
-            cmd("${this.nodeId}", shell.install_certs(reload_after=False)),
-        ],
-        "reissueNode": [
-            cmd("${this.nodeId}", shell.csr()),
-            cmd(CA_NODE, shell.ca_sign()),
-            cmd("${this.nodeId}", shell.install_certs(reload_after=True)),
-        ],
-        "issueLayer": [_each("${targetNodes.nodeGroup}", [_issue("all", "install")])],
+        # ${this.nodeId}: one node id, an id list or a layer; all its nodes work at once.
+        "issueNode": _issue_steps(reload_after=False),
+        "reissueNode": _issue_steps(reload_after=True),
+        "issueLayer": [{"issueNode": {"nodeId": "${targetNodes.nodeGroup}", "scope": "all", "mode": "install"}}],
+        # Passwords cross nodes sealed: the node that uses them (${this} = its id) prints a one-run
+        # public key, every node that knows some seals them to it, and only that node's agent opens
+        # the blobs (enable --passwords-sealed). The transcript holds a public key and ciphertext.
+        # Each knowing layer is visited once per recipient, all its nodes at once: O(N) per run.
         "gatherSecrets": [
-            cmd(CA_NODE, "echo '{}'"),
+            cmd("${this}", shell.seal_recipient()),
+            {"setGlobals": {"sealTo": "${response.out}", "sealed": ""}},
             *[{f"if (nodes.{layer})": [
-                {f"forEach(s:nodes.{layer})": [cmd("${@s.id}", shell.merge_secrets())]},
+                cmd(layer, shell.seal(if_agent=True)),
+                {"forEach(s:response.responses)": [
+                    # A node of a layer the add-on is not installed on may have no agent yet.
+                    {f"if ('${{@s.out}}' == '{shell.NO_AGENT}')": [{"sealFrom": "${@s.nodeid}"}]},
+                    {"else": [{"setGlobals": {"sealed": "${globals.sealed}\n${@s.out}"}}]},
+                ]},
             ]} for layer in ("sqldb", "pgpool")],
         ],
+        "sealFrom": [
+            {"fetchAgent": "${this}"},
+            cmd("${this}", shell.seal()),
+            {"setGlobals": {"sealed": "${globals.sealed}\n${response.out}"}},
+        ],
         "enableNode": [
-            # Offer (AES pool_passwd entries, password checks) and require (the SCRAM re-hash,
-            # done just before scram-sha-256 is required) both need the passwords.
-            {"if ('${this.stage}' == 'offer' || '${this.stage}' == 'require')": [
-                "gatherSecrets",
-                cmd("${this.nodeId}", shell.enable(with_secrets=True)),
+            # The primary's offer (password checks) and require (the SCRAM re-hash, done just
+            # before scram-sha-256 is required) and Pgpool's offer (AES pool_passwd entries) need
+            # the passwords: the caller says so, and then ${this.nodeId} is one node.
+            {"if ('${this.secrets}' == 'yes')": [
+                {"gatherSecrets": "${this.nodeId}"},
+                cmd("${this.nodeId}", shell.enable(sealed=True)),
             ]},
-            {"else": [cmd("${this.nodeId}", shell.enable(with_secrets=False))]},
+            {"else": [cmd("${this.nodeId}", shell.enable(sealed=False))]},
         ],
         "serversOffer": [
-            _each("sqldb", [_enable("offer")], only="master"),
-            _each("sqldb", [_enable("offer")], only="replicas"),
-            _each("sqldb", [_enable("use")], only="replicas"),
+            _each("sqldb", [_enable("offer", secrets=True)], only="master"),
+            *_replica_ids(),
+            {"if ('${globals.replicaIds}' != '')": [
+                # PostgreSQL standbys reload: all at once. MariaDB's first enable restarts the
+                # server: one replica at a time.
+                {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": [
+                    _enable("offer", node="${globals.replicaIds}"),
+                    _enable("use", node="${globals.replicaIds}"),
+                ]},
+                {"else": [
+                    _each("sqldb", [_enable("offer")], only="replicas"),
+                    _each("sqldb", [_enable("use")], only="replicas"),
+                ]},
+            ]},
         ],
         "serversRequire": [
             *_collect_proxy_ips(),
-            _each("sqldb", [_enable("require")]),
+            # The primary re-hashes passwords first; then every standby at once.
+            _each("sqldb", [_enable("require", secrets=True)], only="master"),
+            *_replica_ids(),
+            {"if ('${globals.replicaIds}' != '')": [
+                {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": [
+                    _enable("require", node="${globals.replicaIds}"),
+                ]},
+                {"else": [_each("sqldb", [_enable("require")], only="replicas")]},
+            ]},
         ],
         "proxiesEnable": [
             {"if ('${targetNodes.nodeGroup}' == 'pgpool')": [
-                _each("pgpool", [_enable("offer", "pgpool")]),
+                # Pgpool-II restarts to load TLS: one node at a time.
+                _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
                 _each("pgpool", [_enable("require", "pgpool")]),
             ]},
             {"else": [
@@ -143,19 +207,20 @@ def custom_actions() -> dict[str, Any]:
         ],
         "report": [
             {"setGlobals": {"report": ""}},
-            _each("${targetNodes.nodeGroup}", [
-                cmd("${@n.id}", shell.status_line().replace("${this.nodeId}", "${@n.id}")),
-                {"setGlobals": {"report": "${globals.report}\n- ${response.out}"}},
-            ]),
+            # Every node of the layer at once; the lines are joined in node order.
+            cmd("${targetNodes.nodeGroup}", shell.status_line()),
+            {"forEach(r:response.responses)": [
+                {"setGlobals": {"report": "${globals.report}\n- node${@r.nodeid}: ${@r.out}"}},
+            ]},
         ],
         "reissue": [
             {"fetchAgent": "${targetNodes.nodeGroup}"},
             {"if ('${settings.scope}' == 'all')": [
                 cmd(CA_NODE, shell.ca_init(rotate=True)),
-                _each("sqldb", [_reissue("all")]),
-                *[{f"if (nodes.{layer})": [_each(layer, [_reissue("all")])]} for layer in PROXY_LAYERS],
+                _reissue("all", "sqldb"),
+                *[{f"if (nodes.{layer})": [_reissue("all", layer)]} for layer in PROXY_LAYERS],
             ]},
-            {"else": [_each("${targetNodes.nodeGroup}", [_reissue("${settings.scope}")])]},
+            {"else": [_reissue("${settings.scope}", "${targetNodes.nodeGroup}")]},
             "report",
             {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
         ],
@@ -196,5 +261,5 @@ def custom_actions() -> dict[str, Any]:
     }
 
 
-def _reissue(scope: str) -> dict[str, Any]:
-    return {"reissueNode": {"nodeId": "${@n.id}", "scope": scope, "mode": "reissue"}}
+def _reissue(scope: str, nodes: str) -> dict[str, Any]:
+    return {"reissueNode": {"nodeId": nodes, "scope": scope, "mode": "reissue"}}

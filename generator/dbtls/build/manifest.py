@@ -115,7 +115,7 @@ def events() -> dict[str, Any]:
         ],
         "onAfterResetServicePassword[sqldb]": [
             {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [
-                {"enableNode": {"nodeId": "${@n.id}", "role": "pgpool", "stage": "offer"}},
+                {"enableNode": {"nodeId": "${@n.id}", "role": "pgpool", "stage": "offer", "secrets": "yes"}},
             ]}]},
         ],
         "onAfterClone": [
@@ -154,7 +154,7 @@ def build_manifest(base_url: str, agent_sha256: str) -> dict[str, Any]:
         "targetNodes": {"nodeType": ALL_TYPES},
         "settings": settings(),
         "globals": {"agentSha256": agent_sha256, "proxyIps": "", "report": "", "pending": "",
-                    "proxyReady": "no"},
+                    "proxyReady": "no", "csrs": "", "replicaIds": ""},
         "onInstall": ["checkSupported", "prepareLayer", "issueLayer", "enableLayer", "report"],
         "onUninstall": ["disableLayer"],
         **events(),

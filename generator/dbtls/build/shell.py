@@ -3,8 +3,9 @@
 Every real decision lives in the agent; these scripts only fetch it, move public material (CSRs,
 certificates) through ``${response.out}``, and call subcommands. Rules they follow (jps.md §5.3,
 §13): shell variables are written ``$VAR`` (never ``${VAR}``, which the engine would substitute),
-every script ends with an explicit exit decision, and secrets reach the agent on stdin through a
-quoted heredoc inside the script body, never on a command line.
+every script ends with an explicit exit decision, and no script or output ever holds a secret: the
+platform records both. Passwords that cross nodes travel sealed (``secrets recipient``/``seal``,
+``enable --passwords-sealed``): the transcript sees a public key and opaque blobs only.
 """
 
 from __future__ import annotations
@@ -117,12 +118,13 @@ exit 0
 
 
 def ca_sign() -> str:
-    """Sign the CSRs of the previous action (public material) on the CA node."""
+    """Sign every CSR collected in ``${globals.csrs}`` (public material, all nodes) in one run on
+    the CA node; the answer is one PEM bundle: each node's certificates, then the root."""
     return f"""\
 set -e
 {PRELUDE}
 csrs=$(cat <<'DBTLS_CSR'
-${{response.out}}
+${{globals.csrs}}
 DBTLS_CSR
 )
 case "$csrs" in
@@ -132,9 +134,33 @@ esac
 """
 
 
-def install_certs(reload_after: bool) -> str:
-    """Install the certificates signed by the CA node; on re-issue make the server load them."""
-    reload = f"""
+def install_certs() -> str:
+    """Install this node's certificates from the bundle the CA node signed for all nodes of the
+    cmd (``--pick-own``: only those matching a key here); a node that made no request (re-issue
+    of a node without certificates) has nothing to pick."""
+    return f"""\
+set -e
+{PRELUDE}
+if [ '${{this.mode}}' = reissue ] && [ ! -s {CERT_DIR}/server/server.crt ]; then
+  echo "nothing to install on $(hostname)"; exit 0
+fi
+certs=$(cat <<'DBTLS_CERTS'
+${{response.out}}
+DBTLS_CERTS
+)
+case "$certs" in
+  *'BEGIN CERTIFICATE'*) printf '%s\\n' "$certs" | $A install-certs --pick-own >/dev/null ;;
+  *) echo "nothing to install on $(hostname)"; exit 0 ;;
+esac
+echo "certificates installed on $(hostname)"
+"""
+
+
+def reload_certs() -> str:
+    """After a re-issue, make this node's server load its new certificate (one node at a time)."""
+    return f"""\
+set -e
+{PRELUDE}
 if [ -s {CERT_DIR}/server/server.crt ]; then
   if [ '${{settings.upstreamMode}}' = true ]; then
     jem service restart >/dev/null
@@ -149,19 +175,8 @@ if [ -s {CERT_DIR}/server/server.crt ]; then
       *) jem service restart >/dev/null ;;
     esac
   fi
-fi""" if reload_after else ""
-    return f"""\
-set -e
-{PRELUDE}
-certs=$(cat <<'DBTLS_CERTS'
-${{response.out}}
-DBTLS_CERTS
-)
-case "$certs" in
-  *'BEGIN CERTIFICATE'*) printf '%s\\n' "$certs" | $A install-certs >/dev/null ;;
-  *) echo "nothing to install on $(hostname)"; exit 0 ;;
-esac{reload}
-echo "certificates installed on $(hostname)"
+fi
+echo "certificates loaded on $(hostname)"
 """
 
 
@@ -193,11 +208,12 @@ for ip in ${globals.proxyIps}; do set -- "$@" --no-client-cert-address "$ip"; do
 [ '${settings.upstreamMode}' != true ] || set -- "$@" --upstream-mode"""
 
 
-def enable(with_secrets: bool) -> str:
-    """``enable --stage ${this.stage}`` on one node; with secrets, the JSON the previous action
-    printed (on the database primary) is handed to the agent on stdin."""
-    feed = "<<'DBTLS_SECRETS' || rc=$?\n${response.out}\nDBTLS_SECRETS" if with_secrets else "</dev/null || rc=$?"
-    secrets_flag = " --passwords-stdin" if with_secrets else ""
+def enable(sealed: bool) -> str:
+    """``enable --stage ${this.stage}`` on one node; with ``sealed``, the blobs gathered in
+    ``${globals.sealed}`` (sealed to this node's recipient key) reach the agent on stdin and are
+    opened inside it."""
+    feed = "<<'DBTLS_SEALED' || rc=$?\n${globals.sealed}\nDBTLS_SEALED" if sealed else "</dev/null || rc=$?"
+    secrets_flag = " --passwords-sealed" if sealed else ""
     return f"""\
 set -e
 {PRELUDE}
@@ -213,88 +229,94 @@ exit $rc
 """
 
 
-#: Adds the database passwords this node knows to the JSON read from file "$1" (what the previous
-#: node found) and prints the merged JSON: webadmin from ``jcm getPswd`` (PostgreSQL nodes), Pgpool's
-#: check user from pgpool.conf, the replication user from primary_conninfo / .pgpass. The agent needs
-#: them to re-hash md5 secrets to SCRAM and to fill pool_passwd; they never touch a command line.
-_SECRETS_PY = r"""
-import json, os, re, subprocess, sys
-try:
-    found = json.load(open(sys.argv[1]))
-    found = found if isinstance(found, dict) else {}
-except ValueError:
-    found = {}
-def add(user, password):
-    if user and password and not password.startswith(("AES", "md5", "SCRAM")) and user not in found:
-        found[user] = password
-if os.environ.get("COMPUTE_TYPE", "").startswith("postgres"):
-    try:
-        add("webadmin", subprocess.run(["jcm", "getPswd"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                       universal_newlines=True, timeout=30).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-def settings(path):
-    out = {}
-    try:
-        for line in open(path):
-            m = re.match(r"\s*(\w+)\s*=\s*'((?:[^']|'')*)'", line)
-            if m:
-                out[m.group(1)] = m.group(2).replace("''", "'")
-    except OSError:
-        pass
-    return out
-pool = settings("/etc/pgpool-II/pgpool.conf")
-for prefix in ("sr_check", "health_check", "wd_lifecheck", "recovery"):
-    add(pool.get(prefix + "_user"), pool.get(prefix + "_password"))
-for conf in ("/var/lib/pgsql/data/postgresql.auto.conf", "/var/lib/pgsql/data/postgresql.conf"):
-    info = dict(re.findall(r"(\w+)=(\S+)", settings(conf).get("primary_conninfo", "")))
-    add(info.get("user"), info.get("password"))
-try:
-    for line in open("/var/lib/pgsql/.pgpass"):
-        parts = line.rstrip("\n").split(":")
-        if len(parts) == 5:
-            add(parts[3], parts[4])
-except OSError:
-    pass
-print(json.dumps(found, sort_keys=True))
-"""
-
-
-def merge_secrets() -> str:
-    """One link of the password chain: previous JSON (``${response.out}``) plus this node's."""
+def seal_recipient() -> str:
+    """Make the using node's one-run key pair; ``${response.out}`` = its PUBLIC key PEM only."""
     return f"""\
+set -e
 {PRELUDE}
-export COMPUTE_TYPE
-t=$(mktemp)
-trap 'rm -f "$t"' EXIT
-cat >"$t" <<'DBTLS_SECRETS'
-${{response.out}}
-DBTLS_SECRETS
-"$PY" - "$t" <<'DBTLS_PY'
-{_SECRETS_PY.strip()}
-DBTLS_PY
+$A secrets recipient
 """
 
 
-#: Formats ``status`` (or, while status is missing, ``inspect``) into one line per node.
+#: What ``seal(if_agent=True)`` prints on a node without an agent that can seal.
+NO_AGENT = "dbtls-no-sealing-agent"
+
+
+def seal(if_agent: bool = False) -> str:
+    """Seal the passwords this node knows to the public key in ``${globals.sealTo}``; the output is
+    one opaque blob line, the only thing the transcript sees. With ``if_agent`` a node without an
+    agent that can seal (a layer the add-on is not installed on) prints NO_AGENT instead."""
+    body = """\
+$A secrets seal <<'DBTLS_RECIPIENT'
+${globals.sealTo}
+DBTLS_RECIPIENT
+"""
+    if if_agent:
+        # An old agent without ``secrets seal`` fails here too; the manifest then fetches the
+        # current one and seals again, so a real sealing error still stops the run there.
+        body = f"""\
+if [ -x $A ] && blob=$($A secrets seal 2>/dev/null <<'DBTLS_RECIPIENT'
+${{globals.sealTo}}
+DBTLS_RECIPIENT
+); then
+  printf '%s\\n' "$blob"
+else
+  echo {NO_AGENT}
+fi
+"""
+    return f"""\
+set -e
+{PRELUDE}
+""" + body
+
+
+#: Formats ``status`` (or, while status is missing, ``inspect``) into one line per node. File "$1"
+#: holds ``status``, file "$2" ``inspect``: PostgreSQL/Pgpool status lists the certificates and a
+#: handshake (``tls``); MySQL-family status has ``served``/``have_ssl`` and ProxySQL status its
+#: runtime variables and backends, without certificates, which then come from ``inspect``.
 _STATUS_PY = r"""
 import json, sys
-node = sys.argv[2]
-try:
-    d = json.load(open(sys.argv[1]))
-except ValueError:
-    d = {}
-certs = d.get("certificates") if isinstance(d, dict) and "certificates" in d else d.get("certificates", d)
+def load(path):
+    try:
+        d = json.load(open(path))
+    except (ValueError, IOError, OSError):
+        return {}
+    return d if isinstance(d, dict) else {}
+d = load(sys.argv[1])
+extra = load(sys.argv[2]) if len(sys.argv) > 2 else {}
+certs = d.get("certificates")
 if isinstance(certs, dict):
     certs = certs.get("certificates", [])
-certs = certs if isinstance(certs, list) else []
-tls = d.get("tls") or {}
-state = "TLS on (%s)" % tls.get("protocol") if tls.get("ok") else ("TLS off" if d.get("enabled") is False else "TLS not verified")
+if not isinstance(certs, list):
+    certs = extra.get("certificates")
+certs = [c for c in certs if isinstance(c, dict)] if isinstance(certs, list) else []
+def on(v):
+    return str(v).strip().lower() in ("1", "true", "yes", "on")
+def state():
+    tls = d.get("tls") or {}
+    if tls.get("ok"):
+        return "TLS on (%s)" % tls.get("protocol")
+    if d.get("enabled") is False:
+        return "TLS off"
+    served = d.get("served") if isinstance(d.get("served"), dict) else {}
+    if served.get("tls_version"):
+        text = "TLS on (%s)" % served["tls_version"]
+        if d.get("serves_our_certificate") is False:
+            text += ", serving another certificate"
+        return text
+    if "have_ssl" in d and str(d.get("have_ssl")).upper() != "YES":
+        return "TLS off"
+    if d.get("role") == "proxysql":
+        have = on((d.get("runtime_variables") or {}).get("mysql-have_ssl"))
+        servers = [s for s in d.get("servers") or [] if isinstance(s, dict)]
+        used = sum(1 for s in servers if on(s.get("use_ssl")))
+        return "TLS %s (backends over TLS %d/%d)" % ("on" if have else "off", used, len(servers))
+    return "TLS not verified"
 server = next((c for c in certs if c.get("role") in ("server", "server.crt")), {})
 root = next((c for c in certs if "root" in str(c.get("role"))), {})
 client = next((c for c in certs if str(c.get("role")).startswith("client")), None)
-line = "%s: %s; server cert %s expires %s (%s days); root sha256 %s" % (
-    node, state, server.get("cn", "-"), str(server.get("not_after", "-"))[:10], server.get("days_left", "-"),
+line = "%s; server cert %s expires %s (%s days); root sha256 %s" % (
+    state(), server.get("cn", "-"), str(server.get("not_after", "-"))[:10], server.get("days_left", "-"),
     str(root.get("sha256", "-"))[:23])
 if client:
     line += "; client certs in %s" % str(client.get("path", "")).rsplit("/", 1)[0]
@@ -303,13 +325,16 @@ print(line)
 
 
 def status_line() -> str:
-    """One human line for node ``${this.nodeId}`` built from the agent's ``status``."""
+    """One human line for this node (the caller prefixes the node id) built from the agent's ``status`` (and
+    ``inspect`` for the certificates when status does not list them)."""
     return f"""\
 {PRELUDE}
 t=$(mktemp)
-trap 'rm -f "$t"' EXIT
+u=$(mktemp)
+trap 'rm -f "$t" "$u"' EXIT
 $A status >"$t" 2>/dev/null || $A inspect >"$t" 2>/dev/null || true
-"$PY" - "$t" "node${{this.nodeId}}" <<'DBTLS_PY'
+$A inspect >"$u" 2>/dev/null || true
+"$PY" - "$t" "$u" <<'DBTLS_PY'
 {_STATUS_PY.strip()}
 DBTLS_PY
 exit 0
@@ -374,5 +399,5 @@ def require_client_cert() -> str:
     return f"""\
 set -e
 {PRELUDE}
-$A require-client-cert --user '${{settings.dbUser}}'
+$A user-cert --user '${{settings.dbUser}}'
 """

@@ -18,6 +18,7 @@ from .. import mysqlrolectx as rc
 from ..crypto import get_backend
 from ..errors import AgentError
 from ..state import ChangeSet
+from . import common
 from .mysql_replica import disable_replica, enable_replica, replica_status
 
 ROLE = "mysql"
@@ -339,6 +340,8 @@ def disable(ctx: Any) -> Dict[str, Any]:
         report["restarted"] = True
     node.state.remove()
     shutil.rmtree(os.path.join(rc.state.state_dir(cert_dir), SERVED_COPY), ignore_errors=True)
+    # Uninstall asks for --remove-certs: server/, client/ (users' certificates too) and .pending go.
+    report["certs_removed"] = common.remove_certs(ctx) if rc.opt(ctx, "remove_certs") else False
     _say(ctx, "mysql: TLS configuration removed")
     return report
 

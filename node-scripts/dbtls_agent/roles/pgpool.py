@@ -10,7 +10,7 @@ in with verify-full, and the backend session Pgpool opened for it must be encryp
 import os
 import re
 import subprocess
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from dbtls_agent import fsio, pgclient, pgconf, pgenc, pghba, pgroles, pgserver, poolpass
 from dbtls_agent.errors import AgentError
@@ -193,10 +193,14 @@ def _changed_params(old: str, new: str) -> List[str]:
 def _verify(ctx: base.Context, info: Dict[str, Any], passwords: Dict[str, str], result: Dict[str, Any],
             log_path: Optional[str], log_offset: int) -> None:
     port = info.get("port") or 5432
-    result["verify"] = postgres.verify_tls(ctx, port, RESTART_WAIT_S)
-    if not result["verify"]["ok"]:
+
+    def refused() -> List[str]:
         text = base.log_tail(log_path, log_offset)
-        why = [ln.strip() for ln in text.splitlines() if "could not load" in ln or "private key" in ln]
+        return [ln.strip() for ln in text.splitlines() if "could not load" in ln or "private key" in ln]
+    # Pgpool logs why it started without TLS: no need to wait out the timeout then.
+    result["verify"] = postgres.verify_tls(ctx, port, RESTART_WAIT_S, give_up=lambda: bool(refused()))
+    if not result["verify"]["ok"]:
+        why = refused()
         raise AgentError("TLS check through Pgpool failed: {}{}".format(
             result["verify"]["error"], " (pgpool log: {})".format(why[-1]) if why else ""))
     host = result["verify"]["host"]
@@ -232,8 +236,10 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     if info is None:
         raise AgentError("no Pgpool-II on this node")
     cs = ctx.changeset(ROLE)
-    journal = ctx.start_journal(ROLE)
     conf_path = info["config_file"]
+    if cs.entries and not ctx.opt("force"):
+        _guard_backends_plaintext(fsio.read_text(conf_path) or "")
+    journal = ctx.start_journal(ROLE)
     old_params = pgconf.managed_params(fsio.read_text(conf_path) or "")
     key_before = fsio.read_bytes(info["key_file"])
     inverses = {conf_path: lambda t: pgconf.revert(t, source=conf_path),
@@ -256,6 +262,39 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
               "messages": ctx.messages}
     journal.step("done")
     return result
+
+
+def backends(conf_text: str) -> List[Tuple[str, int]]:
+    """(host, port) of every backend_hostnameN in pgpool.conf, by N."""
+    found = {}  # type: Dict[int, Tuple[str, int]]
+    for name in sorted({e.key for e in pgconf.settings(conf_text, "pgpool.conf")}):
+        match = re.match(r"backend_hostname(\d+)$", name)
+        host = pgconf.get(conf_text, name) if match else None
+        if match and host:
+            port = pgconf.get(conf_text, "backend_port" + match.group(1)) or "5432"
+            found[int(match.group(1))] = (host, int(port) if port.isdigit() else 5432)
+    return [found[k] for k in sorted(found)]
+
+
+def _guard_backends_plaintext(conf_text: str) -> None:
+    """Refuse to turn Pgpool's TLS off while a backend refuses its plaintext logins (hostssl only).
+
+    Pgpool's health check would then fail and detach every such backend. Only the pg_hba answer
+    matters (it comes before any password), so a wrong or unknown password cannot trigger this.
+    """
+    user = pgconf.get(conf_text, "health_check_user") or pgconf.get(conf_text, "sr_check_user") or "pgpool"
+    password = pgconf.get(conf_text, "health_check_password") or ""
+    if not password or pgenc.secret_kind(password) != pgenc.PLAIN:
+        password = "dbtls-probe"  # never prompts; a refused password is not what we look for
+    for host, port in backends(conf_text):
+        try:
+            pgclient.psql("SELECT 1", os_user="root", host=host, port=port, db_user=user, password=password,
+                          extra_conninfo="sslmode=disable", timeout=15)
+        except AgentError as exc:
+            if "no pg_hba.conf entry" in str(exc):
+                raise AgentError("backend {}:{} refuses plaintext logins of Pgpool's health-check user {} "
+                                 "(it requires TLS): disable the PostgreSQL nodes first (disable --role postgres), "
+                                 "or pass --force; nothing was changed".format(host, port, user)) from None
 
 
 def _pool_passwd_inverse(cs: Any, path: str) -> Any:

@@ -7,7 +7,6 @@ must serve our certificate afterwards; any failure puts the files of this run ba
 
 import os
 import socket
-import time
 from typing import Any, Callable, Dict, List, Optional
 
 from dbtls_agent import fsio, nodeinfo, pgclient, pgconf, pghba, pgroles, pgserver, tlsprobe
@@ -289,7 +288,19 @@ def replication_ssl() -> List[Dict[str, Any]]:
 
 def _rollback(ctx: base.Context, cs: Any, info: Dict[str, Any], before: Dict[str, bytes],
               extra: Dict[str, Any], rehashed: Optional[List[str]] = None) -> None:
-    """Put back what this run wrote and reload, so the running server never keeps a broken file."""
+    """Put back what this run wrote and reload, so the running server never keeps a broken file.
+
+    Files first, md5 secrets last: a SCRAM secret works under the restored md5 rules, an md5 secret
+    does not under the scram-sha-256 rules this run may have loaded.
+    """
+    if before:
+        for path, data in before.items():
+            cs.write(path, data)
+        common.save_extra(ctx, ROLE, extra)
+        try:
+            _reload_and_wait(ctx, info)
+        except AgentError:
+            pass  # the caller reports the run's own error
     records = extra.get("rehashed") or {}
     for user in rehashed or []:
         record = records.pop(user, None)
@@ -303,16 +314,6 @@ def _rollback(ctx: base.Context, cs: Any, info: Dict[str, Any], before: Dict[str
         if not records:
             extra.pop("rehashed", None)
         common.save_extra(ctx, ROLE, extra)
-    if not before:
-        return
-    for path, data in before.items():
-        cs.write(path, data)
-    common.save_extra(ctx, ROLE, extra)
-    try:
-        pgserver.reload()
-        time.sleep(0)  # the reload is asynchronous; the caller reports the original error anyway
-    except AgentError:
-        pass
 
 
 def disable(ctx: base.Context) -> Dict[str, Any]:
@@ -324,8 +325,6 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     extra = common.load_extra(ctx, ROLE)
     inverse = {info["config_file"]: lambda t: pgconf.revert(t, source=info["config_file"]),
                info["hba_file"]: lambda t: pghba.disable_hostssl(t, source=info["hba_file"])}
-    if info["running"] and not info["in_recovery"]:
-        _restore_secrets(ctx, extra)
     files = common.restore_all(ctx, cs, inverse, skip=[info["auto_conf"]])
     auto = _restore_auto_conf(ctx, cs, info, extra)
     if auto:
@@ -340,6 +339,10 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
         problems = pgserver.file_setting_errors()
         if problems:
             ctx.say("the server reports configuration errors after disable: " + "; ".join(problems[:3]))
+    # md5 secrets come back only once the md5 rules are live: before the reload, the scram-sha-256
+    # rules would refuse them and Pgpool's health check would detach this backend for good.
+    if info["running"] and not info["in_recovery"]:
+        _restore_secrets(ctx, extra)
     journal.step("apply")
     common.save_extra(ctx, ROLE, {})
     result = {"role": ROLE, "changed": changed, "files": files, "action": action,

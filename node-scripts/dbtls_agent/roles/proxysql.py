@@ -15,6 +15,7 @@ from .. import fsio, mysqlnode, proxysql_plan
 from .. import mysqlrolectx as rc
 from ..errors import AgentError
 from ..state import ChangeSet
+from . import common
 
 ROLE = "proxysql"
 CONFIG_FILES = ("/etc/proxysql.cnf", "/etc/proxysql/proxysql.cnf")
@@ -231,8 +232,13 @@ def disable(ctx: Any) -> Dict[str, Any]:
         if files[path] != "foreign-edit":
             changes.forget(path)
     recorded = role_state.get("snapshot")
+    # Uninstall asks for --remove-certs: the node's server/ files and .pending go once it is restored.
+    def certs_removed() -> bool:
+        return common.remove_certs(ctx) if rc.opt(ctx, "remove_certs") else False
+
     if recorded is None:
-        return {"role": ROLE, "changed": bool(files), "files": files, "note": "nothing recorded at enable"}
+        return {"role": ROLE, "changed": bool(files), "files": files, "note": "nothing recorded at enable",
+                "certs_removed": certs_removed()}
     reload_version = admin.version if _all_frontend_files(admin.datadir) else None
     plan = proxysql_plan.disable_plan(proxysql_plan.Snapshot.from_dict(recorded), reload_version)
     admin.client.execute(plan.statements)
@@ -244,7 +250,8 @@ def disable(ctx: Any) -> Dict[str, Any]:
     role_state.remove()
     for message in plan.notes:
         _say(ctx, "proxysql: " + message)
-    return {"role": ROLE, "changed": True, "files": files, "restart_required": plan.restart_required}
+    return {"role": ROLE, "changed": True, "files": files, "restart_required": plan.restart_required,
+            "certs_removed": certs_removed()}
 
 
 def status(ctx: Any) -> Dict[str, Any]:

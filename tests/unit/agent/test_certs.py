@@ -356,3 +356,52 @@ def test_inspect_empty_and_corrupt(agent):
         handle.write("garbage")
     roles = {c["role"]: c for c in json.loads(agent.run("inspect"))["certificates"]}
     assert "error" in roles["client"] and roles["server"]["key_matches_cert"] is True
+
+
+def _other_node_bundle(agent, tmp_path):
+    """Certificates signed for a second node (its own cert dir), by this node's CA."""
+    other = Agent(tmp_path / "other-SSL-TLS", agent.capsys, agent.monkeypatch)
+    server = other.run("csr", "--kind", "server")
+    client = other.run("csr", "--kind", "client")
+    return other, server + client
+
+
+def test_install_pick_own_takes_only_this_nodes_certs(agent, tmp_path):
+    agent.run("ca", "init", "--env-name", "env1")
+    other, other_csrs = _other_node_bundle(agent, tmp_path)
+    mine = agent.run("csr", "--kind", "server") + agent.run("csr", "--kind", "client")
+    bundle = agent.run("ca", "sign", "--format", "pem", stdin=(other_csrs + mine).encode())
+    # Without --pick-own a foreign certificate is an error and nothing is written.
+    before = snapshot(agent.cert_dir)
+    assert "does not match any key" in agent.run("install-certs", stdin=bundle.encode(), expect=2)
+    assert snapshot(agent.cert_dir) == before
+    report = json.loads(agent.run("install-certs", "--pick-own", "--owner", "nobody", stdin=bundle.encode()))
+    assert sorted(i["kind"] for i in report["installed"]) == ["client", "server"]
+    assert [s["reason"] for s in report["skipped"]] == ["no matching key here"] * 2
+    assert report["installed"][0]["cn"] in ("node101", "webadmin")
+    # The other node picks its own two from the same bundle.
+    other_report = json.loads(other.run("install-certs", "--pick-own", "--owner", "nobody", stdin=bundle.encode()))
+    assert len(other_report["installed"]) == 2 and len(other_report["skipped"]) == 2
+    b = get_backend()
+    for kind in ("server", "client"):
+        mine_crt = open(os.path.join(agent.cert_dir, kind, kind + ".crt"), "rb").read()
+        theirs_crt = open(os.path.join(other.cert_dir, kind, kind + ".crt"), "rb").read()
+        assert mine_crt != theirs_crt
+        key = open(os.path.join(agent.cert_dir, kind, kind + ".key"), "rb").read()
+        assert b.public_key_sha256(key) == b.parse_cert(mine_crt)["spki_sha256"]
+
+
+def test_install_pick_own_errors_when_nothing_matches(agent, tmp_path):
+    agent.run("ca", "init", "--env-name", "env1")
+    agent.run("csr", "--kind", "server")  # this node has a key, but not for these certificates
+    _other, other_csrs = _other_node_bundle(agent, tmp_path)
+    bundle = agent.run("ca", "sign", "--format", "pem", stdin=other_csrs.encode())
+    before = snapshot(agent.cert_dir)
+    err = agent.run("install-certs", "--pick-own", stdin=bundle.encode(), expect=2)
+    assert "none of the 2 certificates" in err
+    assert snapshot(agent.cert_dir) == before
+
+
+def test_install_without_pick_own_has_no_skipped_field(agent):
+    _signed, installed = agent.issue_all()
+    assert "skipped" not in installed

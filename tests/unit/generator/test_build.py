@@ -108,3 +108,29 @@ def test_validate_command_prints_one_line_per_problem(tmp_path):
     result = CliRunner().invoke(app, ["validate", str(bad)])
     assert result.exit_code == 1
     assert all(": " in line for line in result.output.strip().splitlines())
+
+
+def _scripts(node):
+    """Every ``cmd`` script anywhere in a manifest's action tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.startswith("cmd") and isinstance(value, str):
+                yield value
+            else:
+                yield from _scripts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _scripts(item)
+
+
+def test_passwords_cross_nodes_only_sealed():
+    """No script hands cleartext passwords on: enable gets sealed blobs, seal gets a public key."""
+    manifest = yaml.safe_load(next(o.data for o in build_outputs(ROOT) if o.path == "manifest.jps"))
+    scripts = list(_scripts(manifest))
+    assert scripts
+    assert not [s for s in scripts if "--passwords-stdin" in s or "getPswd" in s]
+    feeding = [s for s in scripts if "--passwords-sealed" in s]
+    assert feeding and all("${globals.sealed}" in s and "${response.out}" not in s for s in feeding)
+    sealing = [s for s in scripts if "secrets seal <<" in s]
+    assert sealing and all("${globals.sealTo}" in s and "${response.out}" not in s for s in sealing)
+    assert "secrets recipient" in "\n".join(scripts)

@@ -1,0 +1,204 @@
+"""No secret on any command line, in any message or log; key files locked down; one CA key (issue 8).
+
+The add-on is installed, re-issued and uninstalled through manifest.jps on a pg-cluster of its own
+while a sampler in every container records each process's /proc/<pid>/cmdline. Afterwards none of
+the environment's passwords, no private key material and not the pgpool key may appear in those
+command lines, in the manifest's messages and transcripts, in the agent's output or in the nodes'
+logs. In between, key files must be 0600 and owned by the service user, and the CA key must exist
+on exactly one node (looked for by name and by content on every node's filesystem).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hardening_helpers import RELEASES, Env, own_env, wait_for
+
+from dbtls.build.project import build_outputs, repo_root, write_outputs
+from dbtls.sim import addon, cluster, platform
+
+CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+SAMPLER_SRC = Path(__file__).with_name("h8_cmdline_sampler.py")
+SAMPLER = "/tmp/h8_cmdline_sampler.py"
+SAMPLES, STOP = "/tmp/h8-cmdlines.txt", "/tmp/h8-cmdlines.stop"
+PGPOOL_KEY = "/var/lib/pgsql/.pgpoolkey"
+LOGS = "/var/log /var/lib/pgsql/data/log /var/lib/pgsql/data/pg_log /var/lib/dbtls-sim"
+PASSWORD_KEYS = ("WEBADMIN_PASSWORD", "REPL_PASSWORD", "PGPOOL_PASSWORD", "MYSQL_ROOT_PASSWORD", "APP_PASSWORD",
+                 "REPLICA_PSWD")
+
+
+@pytest.fixture(scope="module", params=RELEASES)
+def env(request, engine) -> Iterator[Env]:
+    write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
+    yield from own_env("pg-cluster", request.param, "h8-sec")
+
+
+def containers(env: Env) -> list[str]:
+    return [n.name for n in env.nodes]
+
+
+def session(env: Env, work):
+    engine = cluster.client()
+    with platform.serve(repo_root(), platform.gateway(engine, env.name)) as base_url:
+        return work(addon.Session(env.name, base_url))
+
+
+def start_samplers(env: Env) -> None:
+    for name in containers(env):
+        subprocess.run(["docker", "cp", str(SAMPLER_SRC), f"{name}:{SAMPLER}"], check=True, capture_output=True)
+        env.exec(name, ["rm", "-f", SAMPLES, STOP])
+        subprocess.run(["docker", "exec", "-d", name, "python3", SAMPLER, SAMPLES, STOP, "1500"], check=True)
+    # The sampler is running once it shows up in its own container's process list.
+    for name in containers(env):
+        wait_for(lambda n=name: SAMPLER in env.exec(n, ["ps", "-eo", "args"])[1], 30, f"sampler in {name}")
+
+
+def stop_samplers(env: Env) -> dict[str, str]:
+    for name in containers(env):
+        env.exec(name, ["touch", STOP])
+    out = {}
+    for name in containers(env):
+        wait_for(lambda n=name: env.exec(n, ["test", "-s", SAMPLES])[0] == 0, 30, f"sampler output in {name}")
+        out[name] = env.exec(name, ["cat", SAMPLES])[1]
+    return out
+
+
+def key_material(env: Env) -> dict[str, list[str]]:
+    """Tell-tale pieces of every private key and the pgpool key now on the nodes (by node)."""
+    found: dict[str, list[str]] = {}
+    for name in containers(env):
+        rc, out = env.exec(name, ["bash", "-c", f"cat $(find {CERT_DIR} -name '*.key' 2>/dev/null) /dev/null"])
+        pieces = [line for line in out.splitlines() if len(line) >= 40 and "PRIVATE KEY" not in line]
+        rc, key = env.exec(name, ["bash", "-c", f"cat {PGPOOL_KEY} 2>/dev/null || true"])
+        if key.strip():
+            pieces.append(key.strip())
+        found[name] = pieces[::3]  # every third base64 line is plenty to recognise a key
+    return found
+
+
+def secrets(env: Env) -> list[str]:
+    return [env.secrets[k] for k in PASSWORD_KEYS if len(env.secrets.get(k, "")) >= 8]
+
+
+def leaks(text: str, needles: list[str]) -> list[str]:
+    hits = [n[:6] + "..." for n in needles if n and n in text]
+    if re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text):
+        hits.append("PEM private key")
+    return hits
+
+
+def result_text(result) -> str:
+    parts = [result.message or "", result.error or ""] + list(result.log)
+    for step in result.steps:
+        parts += [step.out or "", step.err or "", step.detail or ""]
+    return "\n".join(parts)
+
+
+def check_key_files(env: Env) -> list[str]:
+    """Problems with key files: server/client/pgpool keys 0600 postgres, the CA key 0600 root on one node."""
+    bad, ca_nodes = [], []
+    for n in env.nodes:
+        if n.role not in ("postgres", "pgpool"):
+            continue
+        rc, out = env.exec(n.name, ["bash", "-c", f"stat -c '%n %a %U' {CERT_DIR}/server/server.key "
+                                    f"{CERT_DIR}/client/client.key {PGPOOL_KEY} {CERT_DIR}/ca/ca.key 2>/dev/null; true"])
+        for line in out.splitlines():
+            path, mode, owner = line.split()
+            wanted = "root" if path.endswith("/ca/ca.key") else "postgres"
+            if mode != "600" or owner != wanted:
+                bad.append(f"{n.name}: {line} (want 600 {wanted})")
+            if path.endswith("/ca/ca.key"):
+                ca_nodes.append(n.name)
+        if f"{CERT_DIR}/server/server.key" not in out:
+            bad.append(f"{n.name}: no server.key")
+    if len(ca_nodes) != 1:
+        return bad + [f"CA key on {ca_nodes}"]
+    ca_node = ca_nodes[0]
+    rc, ca_key = env.exec(ca_node, ["cat", f"{CERT_DIR}/ca/ca.key"])
+    digest = subprocess.run(["sha256sum"], input=ca_key.encode(), capture_output=True).stdout.split()[0].decode()
+    body = "".join(ca_key.splitlines()[1:-1])
+    for name in containers(env):
+        # Same name, or same size and content, anywhere outside /proc and /sys.
+        script = ("find / -xdev \\( -path /proc -o -path /sys \\) -prune -o -type f "
+                  f"\\( -name 'ca.key*' -o -name '*ca*.key' -o -size {len(ca_key.encode())}c \\) -print 2>/dev/null "
+                  "| while read -r f; do echo \"$(sha256sum < \"$f\" | cut -c1-64) $f\"; done")
+        rc, out = env.exec(name, ["bash", "-c", script])
+        named = [line.split(None, 1)[1] for line in out.splitlines()
+                 if line.startswith(digest) or re.search(r"/[^/]*ca[^/]*\.key", line)]
+        if name == ca_node:
+            if named != [f"{CERT_DIR}/ca/ca.key"]:
+                bad.append(f"CA node {name}: {named}")
+            continue
+        if named:
+            bad.append(f"{name} holds {named}")
+        # A stretch of the key's base64 in any file (a copy in another format or concatenated).
+        rc, grep = env.exec(name, ["bash", "-c", "grep -rlF -f /dev/stdin /etc /var /root /home /opt /tmp "
+                                   "2>/dev/null; true"], stdin=body[100:160].encode())
+        if grep.strip():
+            bad.append(f"{name} holds CA key material in {grep.split()}")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def run(env) -> dict:
+    """Install, re-issue (server) and uninstall through the manifest with every sampler running."""
+    outcome: dict = {"messages": [], "transcripts": [], "key_files": [], "material": set()}
+    start_samplers(env)
+    try:
+        results = session(env, lambda s: s.install({}))
+        assert [g for g, _ in results] == ["sqldb", "pgpool"], results
+        assert all(r.ok for _, r in results), [r.error for _, r in results]
+        for phase in ("install", "reissue"):
+            outcome["material"].update(p for pieces in key_material(env).values() for p in pieces)
+            outcome["key_files"] += [f"after {phase}: {p}" for p in check_key_files(env)]
+            if phase == "install":
+                results.append(("reissue", session(env, lambda s: s.press("Re-issue certificates",
+                                                                          {"scope": "server"}))))
+        results += session(env, lambda s: s.uninstall())
+    finally:
+        outcome["samples"] = stop_samplers(env)
+    for group, result in results:
+        assert result.ok, (group, result.error)
+        outcome["messages"].append(f"{result.message or ''}\n{result.error or ''}\n" + "\n".join(result.log))
+        outcome["transcripts"].append("\n".join(f"{st.out}\n{st.err}\n{st.detail}" for st in result.steps))
+    outcome["needles"] = secrets(env) + sorted(outcome["material"])
+    assert len(outcome["needles"]) > len(secrets(env)), "no key material was collected"
+    return outcome
+
+
+def test_no_secret_on_any_command_line(env, run):
+    bad = {}
+    for name, text in run["samples"].items():
+        scans = int(text.splitlines()[0].split()[-1])
+        assert scans > 100, (name, scans)  # the sampler really ran during the add-on's work
+        hit = leaks(text, run["needles"])
+        if hit:
+            bad[name] = hit
+    print("sampled command lines:", {n: len(t.splitlines()) for n, t in run["samples"].items()})
+    assert not bad, bad
+
+
+def test_messages_and_node_logs_hold_no_secret(env, run):
+    bad = {f"message {i}": leaks(t, run["needles"]) for i, t in enumerate(run["messages"])}
+    bad = {k: v for k, v in bad.items() if v}
+    for name in containers(env):
+        if name == env.c["client"]:
+            continue
+        rc, out = env.exec(name, ["bash", "-c", f"grep -rlF -f /dev/stdin {LOGS} 2>/dev/null; true"],
+                           stdin="\n".join(run["needles"]).encode())
+        if out.strip():
+            bad[f"logs {name}"] = out.split()
+    assert not bad, bad
+
+
+def test_manifest_transcript_holds_no_secret(env, run):
+    bad = {f"result {i}": leaks(t, run["needles"]) for i, t in enumerate(run["transcripts"])}
+    assert not {k: v for k, v in bad.items() if v}, bad
+
+
+def test_key_files_locked_down_and_ca_key_on_one_node(env, run):
+    assert run["key_files"] == []
