@@ -10,8 +10,9 @@ import errno
 import grp
 import os
 import pwd
+import shutil
 import tempfile
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from dbtls_agent.errors import AgentError
 
@@ -157,3 +158,46 @@ def check_writable_dir(path: str) -> None:
         raise AgentError("{} is not a directory (needed for {})".format(probe, path))
     if not os.access(probe, os.W_OK | os.X_OK):
         raise AgentError("directory {} is not writable (needed for {})".format(probe, path))
+
+
+class PrivateDir(object):
+    """A 0700 temporary directory whose files are created 0600 and which is removed on exit.
+
+    Secrets and keys handed to the ``openssl`` command go through files here, never through argv,
+    which any user on the node can read in /proc.
+    """
+
+    def __init__(self, prefix: str = "dbtls-") -> None:
+        self.prefix = prefix
+        self.path = ""
+
+    def __enter__(self) -> "PrivateDir":
+        self.path = tempfile.mkdtemp(prefix=self.prefix)  # mkdtemp creates it 0700
+        return self
+
+    def file(self, name: str, data: bytes = b"") -> str:
+        """Create ``name`` (0600, must not exist yet) holding ``data``; return its path."""
+        path = os.path.join(self.path, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return path
+
+    def __exit__(self, *exc: Any) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def process_stderr_file(pid_text: str) -> Optional[str]:
+    """The regular file a running process writes its stderr to (its log), from a pid file's text.
+
+    Servers started with ``pg_ctl -l`` or ``nohup ... >log`` log there; None when the pid is not a
+    running process or its stderr is not a file.
+    """
+    pid = pid_text.split("\n", 1)[0].strip()
+    if not pid.isdigit():
+        return None
+    try:
+        target = os.readlink("/proc/{}/fd/2".format(pid))
+    except OSError:
+        return None
+    return target if os.path.isfile(target) else None

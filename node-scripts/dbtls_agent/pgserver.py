@@ -91,15 +91,9 @@ def facts(require_running: bool = False) -> Optional[Dict[str, Any]]:
 
 def _stderr_log(data_dir: str) -> Optional[str]:
     """The file the postmaster's stderr goes to (pg_ctl -l), else a platform default that exists."""
-    pid_text = fsio.read_text(os.path.join(data_dir, "postmaster.pid")) or ""
-    pid = pid_text.split("\n", 1)[0].strip()
-    if pid.isdigit():
-        try:
-            target = os.readlink("/proc/{}/fd/2".format(pid))
-            if os.path.isfile(target):
-                return target
-        except OSError:
-            pass
+    target = fsio.process_stderr_file(fsio.read_text(os.path.join(data_dir, "postmaster.pid")) or "")
+    if target:
+        return target
     for path in LOG_CANDIDATES:
         if os.path.isfile(path):
             return path

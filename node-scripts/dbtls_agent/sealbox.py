@@ -32,9 +32,9 @@ import re
 import shutil
 import struct
 import subprocess
-import tempfile
 from typing import Any, Callable, List, Optional, Tuple
 
+from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
 
 PREFIX = "dbtls-sealed-1:"
@@ -74,22 +74,6 @@ def evp_bytes_to_key(passphrase: bytes, salt: bytes) -> Tuple[bytes, bytes]:
     return derived[:32], derived[32:48]
 
 
-class _Workdir(object):
-    """Private 0700 temporary directory; files in it are created 0600 and removed on exit."""
-
-    def __enter__(self) -> "_Workdir":
-        self.path = tempfile.mkdtemp(prefix="dbtls-seal-")
-        return self
-
-    def file(self, name: str, data: bytes = b"") -> str:
-        path = os.path.join(self.path, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        return path
-
-    def __exit__(self, *exc: Any) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
 
 
 class CryptographySealer(object):
@@ -202,7 +186,7 @@ class OpensslSealer(object):
         return self._run(["pkey", "-in", key_path, "-pubout"])
 
     def wrap(self, public_pem: bytes, secret: bytes) -> bytes:
-        with _Workdir() as work:
+        with fsio.PrivateDir("dbtls-seal-") as work:
             pub = work.file("recipient.pub", public_pem)
             text = self._run(["pkey", "-pubin", "-in", pub, "-noout", "-text"],
                              error="sealed secrets: the recipient public key cannot be read").decode("ascii", "replace")
@@ -216,7 +200,7 @@ class OpensslSealer(object):
                 return handle.read()
 
     def unwrap(self, key_path: str, wrapped: bytes) -> bytes:
-        with _Workdir() as work:
+        with fsio.PrivateDir("dbtls-seal-") as work:
             src = work.file("wrapped.bin", wrapped)
             out = work.file("secret.bin")
             self._run(["pkeyutl", "-decrypt", "-inkey", key_path] + self._OAEP + ["-in", src, "-out", out],
@@ -226,14 +210,14 @@ class OpensslSealer(object):
                 return handle.read()
 
     def encrypt(self, passphrase: bytes, plaintext: bytes) -> bytes:
-        with _Workdir() as work:
+        with fsio.PrivateDir("dbtls-seal-") as work:
             pass_file = work.file("pass", passphrase + b"\n")
             return self._run(["enc", "-aes-256-cbc", "-md", "sha256", "-pass", "file:" + pass_file], plaintext)
 
     def decrypt(self, passphrase: bytes, body: bytes) -> bytes:
         if not body.startswith(_MAGIC) or len(body) < 32 or (len(body) - 16) % 16:
             raise SealError("sealed secrets: the blob's body is malformed")
-        with _Workdir() as work:
+        with fsio.PrivateDir("dbtls-seal-") as work:
             pass_file = work.file("pass", passphrase + b"\n")
             return self._run(["enc", "-d", "-aes-256-cbc", "-md", "sha256", "-pass", "file:" + pass_file], body,
                              error="sealed secrets: the blob's body does not decrypt")

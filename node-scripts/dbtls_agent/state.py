@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
@@ -164,6 +164,24 @@ class ChangeSet(object):
         except OSError:
             pass
         self._save()
+
+    def undo(self, steps: List[Tuple[str, Optional[bytes]]], default_mode: int = 0o644) -> None:
+        """Put files back after a failed run: ``steps`` lists (path, bytes before this run, or None
+        for a file the run created), oldest first; they are undone newest first. A file that is
+        back to its original bytes (or gone again) is forgotten, so disable has nothing to do."""
+        for path, data in reversed(steps):
+            entry = self.entries.get(os.path.abspath(path))
+            if data is None:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            else:
+                mode = entry.get("mode", default_mode) if entry else default_mode
+                owner = (entry["uid"], entry["gid"]) if entry and "uid" in entry else None
+                fsio.atomic_write(path, data, mode, owner)
+            if entry is not None and (data is None or sha256(data) == entry.get("original_sha256")):
+                self.forget(path)
 
     def paths(self) -> Iterator[str]:
         return iter(sorted(self.entries))

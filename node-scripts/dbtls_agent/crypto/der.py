@@ -280,9 +280,9 @@ def _ip_text(raw: bytes) -> str:
     return "invalid-" + raw.hex()
 
 
-def _extensions(nodes: List[_Node]) -> Dict[str, Any]:
-    """Decode the extensions we report; unknown ones are only listed by OID."""
-    out = {
+def empty_extension_report() -> Dict[str, Any]:
+    """The extension fields both backends report, before any extension is read."""
+    return {
         "extensions": [],
         "critical_extensions": [],
         "sans": [],
@@ -292,7 +292,12 @@ def _extensions(nodes: List[_Node]) -> Dict[str, Any]:
         "extended_key_usage": [],
         "subject_key_id": None,
         "authority_key_id": None,
-    }  # type: Dict[str, Any]
+    }
+
+
+def _extensions(nodes: List[_Node]) -> Dict[str, Any]:
+    """Decode the extensions we report; unknown ones are only listed by OID."""
+    out = empty_extension_report()
     for ext in nodes:
         parts = ext.children()
         oid = _oid(parts[0])

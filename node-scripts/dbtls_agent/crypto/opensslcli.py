@@ -6,34 +6,15 @@ by ``der.py`` rather than by scraping ``-text``. Keys and configs are handed ove
 private 0700 temporary directory, or through stdin, never on the command line.
 """
 
-import os
 import shutil
 import subprocess
-import tempfile
 from typing import Any, Dict, List, Optional
 
+from dbtls_agent import fsio
 from dbtls_agent.crypto import der
 from dbtls_agent.crypto.base import CryptoBackend, new_serial, profile_for
 from dbtls_agent.crypto.names import check_cn
 from dbtls_agent.errors import AgentError
-
-
-class _Workdir:
-    """A private temporary directory for key and config files, removed on exit."""
-
-    def __enter__(self) -> "_Workdir":
-        self.path = tempfile.mkdtemp(prefix="dbtls-openssl-")  # created 0700
-        return self
-
-    def file(self, name: str, data: bytes) -> str:
-        path = os.path.join(self.path, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        return path
-
-    def __exit__(self, *exc: Any) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _extension_lines(kind: str, key_type: str, sans: List[str]) -> List[str]:
@@ -104,14 +85,14 @@ class OpensslBackend(CryptoBackend):
         if sans:
             request.append("subjectAltName = " + ", ".join(sans))
         request.append("extendedKeyUsage = " + ", ".join(profile_for(kind, "rsa").eku))
-        with _Workdir() as work:
+        with fsio.PrivateDir("dbtls-openssl-") as work:
             key = work.file("key.pem", key_pem)
             config = work.file("req.cnf", _req_config(cn, request))
             return self._run(["req", "-new", "-sha256", "-key", key, "-config", config]).stdout
 
     def create_ca(self, key_pem: bytes, cn: str, days: int) -> bytes:
         key_type = self.public_key_info(key_pem)["key_type"]
-        with _Workdir() as work:
+        with fsio.PrivateDir("dbtls-openssl-") as work:
             key = work.file("key.pem", key_pem)
             config = work.file("req.cnf", _req_config(cn, []) + self._ext_section("ca", key_type, []))
             args = ["req", "-new", "-x509", "-sha256", "-key", key, "-config", config, "-extensions", "ext"]
@@ -130,7 +111,7 @@ class OpensslBackend(CryptoBackend):
         # so the subject must already be exactly what we certify.
         if request["cn"] != cn or request["subject_attributes"] != 1:
             raise AgentError("certificate request subject must be exactly CN={}".format(cn))
-        with _Workdir() as work:
+        with fsio.PrivateDir("dbtls-openssl-") as work:
             csr = work.file("req.pem", csr_pem)
             ca_cert = work.file("ca.crt", ca_cert_pem)
             ca_key = work.file("ca.key", ca_key_pem)
@@ -161,7 +142,7 @@ class OpensslBackend(CryptoBackend):
         root = self.parse_cert(root_pem)
         if not root["is_ca"]:
             raise AgentError("root certificate {} is not a CA".format(root["subject"]))
-        with _Workdir() as work:
+        with fsio.PrivateDir("dbtls-openssl-") as work:
             root_file = work.file("root.pem", root_pem)
             cert_file = work.file("cert.pem", cert_pem)
             proc = self._run(["verify", "-CAfile", root_file, cert_file], check=False)

@@ -279,17 +279,7 @@ def _describe_key(public_key: Any) -> Dict[str, Any]:
 def _describe_extensions(extensions: x509.Extensions) -> Dict[str, Any]:
     import ipaddress
 
-    out = {
-        "extensions": [],
-        "critical_extensions": [],
-        "sans": [],
-        "is_ca": False,
-        "path_length": None,
-        "key_usage": [],
-        "extended_key_usage": [],
-        "subject_key_id": None,
-        "authority_key_id": None,
-    }  # type: Dict[str, Any]
+    out = der.empty_extension_report()
     for ext in extensions:
         name = der.EXTENSIONS.get(ext.oid.dotted_string, ext.oid.dotted_string)
         out["extensions"].append(name)

@@ -150,20 +150,6 @@ def _write_config(node: Node, changes: ChangeSet, require: bool, undo: List[Any]
         "created_dirs": created, "include_added_to": main_needing_include}
 
 
-def _rollback_files(changes: ChangeSet, undo: List[Any]) -> None:
-    for path, data in reversed(undo):
-        entry = changes.entries.get(os.path.abspath(path))
-        if data is None:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        else:
-            mode = entry.get("mode", 0o644) if entry else 0o644
-            owner = (entry["uid"], entry["gid"]) if entry and "uid" in entry else None
-            fsio.atomic_write(path, data, mode, owner)
-        if entry is not None and (data is None or rc.state.sha256(data) == entry.get("original_sha256")):
-            changes.forget(path)
 
 
 def _save_served(node: Node, files: Dict[str, bytes]) -> None:
@@ -246,7 +232,7 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
                         raise AgentError("the server did not restart: {}".format(error))
         report["verified"] = _verify(node, files)
     except AgentError as exc:
-        _rollback_files(changes, undo)
+        changes.undo(undo)
         swapped_back = action in ("FLUSH SSL", "ALTER INSTANCE RELOAD TLS") and _restore_served(node)
         if action == "restart":
             again = node.restart(live["log_error"])

@@ -96,14 +96,9 @@ def _check_passwords(text: str, passwords: Dict[str, str], key: Optional[bytes])
 
 def _log_path(conf_text: str) -> Optional[str]:
     pid_file = pgconf.get(conf_text, "pid_file_name") or "/var/run/pgpool/pgpool.pid"
-    pid = (fsio.read_text(pid_file) or "").strip()
-    if pid.isdigit():
-        try:
-            target = os.readlink("/proc/{}/fd/2".format(pid))
-            if os.path.isfile(target):
-                return target
-        except OSError:
-            pass
+    target = fsio.process_stderr_file(fsio.read_text(pid_file) or "")
+    if target:
+        return target
     return "/var/log/pgpool/pgpool.log" if os.path.isfile("/var/log/pgpool/pgpool.log") else None
 
 

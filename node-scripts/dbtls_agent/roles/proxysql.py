@@ -192,17 +192,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
 
 
 def _rollback(admin: Admin, changes: ChangeSet, undo: List[Any], role_state: rc.RoleState) -> None:
-    for path, data in undo:
-        entry = changes.entries.get(os.path.abspath(path))
-        if data is None:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        elif entry is not None:
-            fsio.atomic_write(path, data, entry.get("mode", 0o600), (entry["uid"], entry["gid"]))
-        if entry is not None and (data is None or rc.state.sha256(data) == entry.get("original_sha256")):
-            changes.forget(path)
+    changes.undo(undo, default_mode=0o600)
     snapshot = proxysql_plan.Snapshot.from_dict(role_state.get("snapshot", {}))
     reload_version = admin.version if _all_frontend_files(admin.datadir) else None
     plan = proxysql_plan.disable_plan(snapshot, reload_version)
