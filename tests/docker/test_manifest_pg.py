@@ -174,6 +174,45 @@ def test_certificate_status_button(sim, installed):
     assert "node" in (result.message or "") and "TLS on" in (result.message or "")
 
 
+def client_serials(env) -> dict[str, str]:
+    out = {}
+    for n in env.nodes:
+        if n.role == "postgres":
+            code, text = env.exec(n.name, ["openssl", "x509", "-noout", "-serial", "-in", f"{CERT_DIR}/client/client.crt"])
+            assert code == 0, text
+            out[n.name] = text.strip()
+    return out
+
+
+def test_reissue_client_keeps_server_certificates_and_root(sim, installed):
+    env = sim.env
+    old_root, old_servers, old_clients = root_crt(env), serials(env), client_serials(env)
+    result = sim.session(lambda s: s.press("Re-issue certificates", {"scope": "client"}))
+    assert result.ok and result.message_type == "success", result.error
+    assert root_crt(env) == old_root and serials(env) == old_servers
+    new_clients = client_serials(env)
+    assert all(new_clients[n] != old_clients[n] for n in old_clients), (old_clients, new_clients)
+
+
+def test_reissue_all_makes_a_new_root_that_every_node_serves(sim, installed):
+    env = sim.env
+    old_root, old_servers = root_crt(env), serials(env)
+    result = sim.session(lambda s: s.press("Re-issue certificates", {"scope": "all"}))
+    assert result.ok and result.message_type == "success", result.error
+    new_root = root_crt(env)
+    assert new_root != old_root
+    new_servers = serials(env)
+    assert all(new_servers[n] != old_servers[n] for n in old_servers), (old_servers, new_servers)
+    code, out = psql(env, env.node("postgres").hostname, "verify-full")  # the client trusts the old root only
+    assert code != 0, out
+    code, out = env.exec("client", ["bash", "-c", f"cat > /tmp/i6-root.crt <<'EOF'\n{new_root}\nEOF"])
+    assert code == 0, out
+    for n in env.nodes:
+        if n.role in ("postgres", "pgpool"):
+            code, out = psql(env, n.hostname, "verify-full")
+            assert (code, out.strip()) == (0, "t"), (n.hostname, out)
+
+
 def test_uninstall_restores_files_and_removes_certificates(sim, installed):
     env = sim.env
     results = sim.session(lambda s: s.uninstall())

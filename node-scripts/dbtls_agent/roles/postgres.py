@@ -179,6 +179,8 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
             why = _log_error(info, log_offset)
             raise AgentError("TLS check failed after the reload: {}{}".format(
                 result["verify"]["error"], " (server log: {})".format(why) if why else ""))
+        if result["rehashed"]:
+            _wait_standbys_replayed(ctx)
         if result.get("conninfo_changed"):
             result["replication"] = _wait_streaming(info)
         journal.step("verify")
@@ -199,6 +201,23 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     result["messages"] = ctx.messages
     journal.step("done")
     return result
+
+
+def _wait_standbys_replayed(ctx: base.Context, timeout: float = 30.0) -> None:
+    """Wait until every standby has replayed the new SCRAM secrets.
+
+    Each standby's own require stage switches its rules to scram-sha-256 next; if it still held the
+    md5 secrets then, logins routed to it (Pgpool load-balances reads) would fail until replay.
+    """
+    lsn = pgclient.psql("SELECT pg_current_wal_lsn()", os_user=pgserver.SERVICE_USER)[0][0]
+    behind_sql = ("SELECT count(*) FROM pg_stat_replication WHERE replay_lsn IS NULL "
+                  "OR replay_lsn < {}::pg_lsn".format(pgclient.literal(lsn)))
+
+    def caught_up() -> bool:
+        return pgclient.psql(behind_sql, os_user=pgserver.SERVICE_USER)[0][0] == "0"
+    if not base.poll(caught_up, timeout, 0.1):
+        ctx.say("standbys had not replayed the SCRAM re-hash within {:.0f}s; run their require stage "
+                "once they have".format(timeout))
 
 
 def _rehash(ctx: base.Context, todo: List[str], passwords: Dict[str, str], secrets: Dict[str, Optional[str]],
