@@ -66,8 +66,10 @@ class Env:
         return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
 
 
-def _env_fixture(engine, topology: str, release: str) -> Iterator[Env]:
-    name = f"t-{topology}-{release}"
+def _env_fixture(engine, topology: str, release: str, prefix: str = "t") -> Iterator[Env]:
+    """An environment ``<prefix>-<topology>-<release>`` for the session or a module. Tests that
+    change the nodes' TLS state pass their own prefix so they never share one with other modules."""
+    name = f"{prefix}-{topology}-{release}"
     cluster.up(topology, env=name, release=release, progress=lambda m: None)
     try:
         yield Env(engine, name, topology, release)
@@ -86,25 +88,13 @@ def mariadb_cluster(request, engine) -> Iterator[Env]:
     yield from _env_fixture(engine, "mariadb-cluster", request.param)
 
 
-def _own_env_fixture(engine, topology: str, release: str, prefix: str) -> Iterator[Env]:
-    """Like _env_fixture but with a caller-chosen name prefix: tests that change the nodes' TLS
-    state must not share an environment with other test modules (or other engineers' runs)."""
-    name = f"{prefix}-{topology}-{release}"
-    cluster.up(topology, env=name, release=release, progress=lambda m: None)
-    try:
-        yield Env(engine, name, topology, release)
-    finally:
-        if os.environ.get("DBTLS_KEEP_SIM") != "1":
-            cluster.down(name, progress=lambda m: None)
-
-
 @pytest.fixture(scope="module", params=RELEASES)
 def pg_tls_cluster(request, engine) -> Iterator[Env]:
     """A pg-cluster of its own for the enable/disable tests (they change every node's config)."""
-    yield from _own_env_fixture(engine, "pg-cluster", request.param, "i4")
+    yield from _env_fixture(engine, "pg-cluster", request.param, "i4")
 
 
 @pytest.fixture(scope="module", params=RELEASES)
 def pg_single(request, engine) -> Iterator[Env]:
     """A standalone PostgreSQL node (topology ``pg``) of its own."""
-    yield from _own_env_fixture(engine, "pg", request.param, "i4")
+    yield from _env_fixture(engine, "pg", request.param, "i4")
