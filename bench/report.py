@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bench import downtime, scaling, tlscost
+from bench import downtime, hostcpu, scaling, tlscost
 
 NOISE = ("Absolute figures are noisy: the machine has 2 cores shared with other engineers' docker tests "
          "running at the same time. Compare the ratios, which come from the same run (cells interleaved).")
@@ -105,10 +105,16 @@ class Report:
                        f"Reproduce: `{command}`", "",
                        "Wall time of `Session.install` (sqldb layer, then pgpool layer) from a settled cluster "
                        "(every standby streaming); uninstall between repetitions. Target T(8)/T(1) <= 1.5.", "",
-                       "| DB nodes | install s (median) | runs | T(n)/T(1) | uninstall s |", "|---:|---:|---|---:|---:|"]
+                       "*host CPU s*: busy CPU seconds of the whole host during the install (median); "
+                       f"*CPU floor s* = that / {hostcpu.cores()} cores, the shortest the install could take on this "
+                       "machine if all of that work ran in parallel; *busy* = CPU s / (wall s x cores).", "",
+                       "| DB nodes | install s (median) | runs | T(n)/T(1) | host CPU s | CPU floor s | busy | "
+                       "uninstall s |", "|---:|---:|---|---:|---:|---:|---:|---:|"]
         for s in sizes:
+            cpu = s.cpu if s.cpu_s else float("nan")
             self.lines.append(f"| {s.db_nodes} | {s.install:.1f} | {', '.join(f'{x:.1f}' for x in s.install_s)} | "
-                              f"{s.install / base:.2f} | {s.uninstall:.1f} |")
+                              f"{s.install / base:.2f} | {cpu:.1f} | {cpu / hostcpu.cores():.1f} | "
+                              f"{cpu / (s.install * hostcpu.cores()):.0%} | {s.uninstall:.1f} |")
         self.lines.append("")
 
         def draw(ax) -> None:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import downtime, report, scaling, simenv, tlscost
+from bench import downtime, hostcpu, report, scaling, simenv, tlscost
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("downtime", "scaling", "certs", "tls")
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = report.Report(ROOT / "bench" / "results", dt.date.today().isoformat(), name)
     rep.header(command=command, quick=args.quick, seconds=seconds, reps=args.reps, dt_reps=dt_reps,
                sc_reps=sc_reps, host=f"{host_platform.node()} {host_platform.machine()}, "
-               f"{_cpus()} CPUs, release {args.release}")
+               f"{hostcpu.cores()} CPUs, release {args.release}")
     release = args.release
 
     def part(title: str, work) -> None:
@@ -95,11 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     path = rep.write()
     log(f"wrote {path.relative_to(ROOT)}" + "".join(f", {p.relative_to(ROOT)}" for p in rep.plots))
     return 0
-
-
-def _cpus() -> int:
-    import os
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":
