@@ -162,7 +162,7 @@ class Report:
                     continue
                 r = tls.median / plain.median
                 ratios.setdefault("MariaDB", []).append(r)
-                self.lines.append(f"| MariaDB mysqlslap SELECT 1 | client -> primary | {key} ({my['_key'].get(key)}, "
+                self.lines.append(f"| MariaDB mysqlslap SELECT 1 | client -> primary (TLS: --ssl-ca, verified) | {key} ({my['_key'].get(key)}, "
                                   f"{my['_tls'].get(key)}) | {'new per query (--detach=1)' if detach else 'persistent'} | "
                                   f"{plain.median:.0f} | {tls.median:.0f} | {r:.2f} |")
         self.lines.append("")

@@ -14,8 +14,13 @@ The manifest runs ``csr`` on every node of a layer at once, signs all their CSRs
 the certificates whose public key matches one of the node's keys (pending or installed), lists the
 others under ``skipped`` in its JSON, and fails (nothing written) when none matches.
 
-Re-issue: ``csr --rotate`` (server and/or client) then sign and install again; for a new CA run
-``ca init --rotate`` first and re-issue both kinds on every node.
+Re-issue: ``csr --rotate`` (server and/or client) then sign and install again. A new CA, without
+a moment where one node presents a certificate another does not trust yet::
+
+    CA node:    ca init --rotate; ca roots --with-previous  -> new root + previous root
+    every node: install-certs --roots-only < both roots     (root.crt trusts both)
+    then re-issue both kinds on every node with ``ca sign --with-previous`` (root.crt keeps both);
+    the next certificate run signs without it and root.crt holds the new root alone again.
 """
 
 import argparse
@@ -92,13 +97,24 @@ def cmd_ca_sign(args: argparse.Namespace) -> int:
     days = dict(DEFAULT_DAYS)
     if args.days:
         days["server"] = days["client"] = args.days
-    result = certs_ca.sign_requests(CertLayout(args.cert_dir), get_backend(args.backend), _read_stdin(), args.kind, days)
+    result = certs_ca.sign_requests(CertLayout(args.cert_dir), get_backend(args.backend), _read_stdin(), args.kind, days,
+                                    args.with_previous)
     if args.format == "pem":
         for item in result["certificates"]:
             sys.stdout.write(item["certificate"])
         sys.stdout.write(result["ca"]["certificate"])
+        for pem in result["ca"]["also_trusted"]:
+            sys.stdout.write(pem)
     else:
         print_json(result)
+    return 0
+
+
+def cmd_ca_roots(args: argparse.Namespace) -> int:
+    from dbtls_agent import certs_ca
+
+    for pem in certs_ca.trust_bundle(CertLayout(args.cert_dir), get_backend(args.backend), args.with_previous):
+        sys.stdout.write(str(pem, "ascii"))
     return 0
 
 
@@ -120,11 +136,13 @@ def cmd_csr(args: argparse.Namespace) -> int:
 def cmd_install(args: argparse.Namespace) -> int:
     from dbtls_agent import certs_node
 
-    print_json(
-        certs_node.install(
-            CertLayout(args.cert_dir), get_backend(args.backend), _read_stdin(), args.owner, args.pick_own
-        )
-    )
+    layout, backend = CertLayout(args.cert_dir), get_backend(args.backend)
+    if args.roots_only:
+        if args.pick_own:
+            raise AgentError("--roots-only and --pick-own exclude each other")
+        print_json(certs_node.install_roots(layout, backend, _read_stdin(), args.owner))
+        return 0
+    print_json(certs_node.install(layout, backend, _read_stdin(), args.owner, args.pick_own))
     return 0
 
 
@@ -154,7 +172,15 @@ def register(subparsers: Any) -> None:
     sign.add_argument("--days", type=_positive_days, help="validity (default server 825, client 365)")
     sign.add_argument("--kind", choices=("auto",) + KINDS, default="auto")
     sign.add_argument("--format", choices=("json", "pem"), default="json")
+    sign.add_argument("--with-previous", action="store_true",
+                      help="CA rotation: hand out the previous root next to the new one (root.crt = both)")
     sign.set_defaults(func=_locked(cmd_ca_sign))
+
+    roots = ca_sub.add_parser("roots", help="print the root(s) nodes should trust (PEM)")
+    _common(roots)
+    roots.add_argument("--with-previous", action="store_true",
+                       help="also the root the last 'ca init --rotate' retired, while it is in date")
+    roots.set_defaults(func=cmd_ca_roots)
     ca.set_defaults(func=lambda args: _usage(ca))
 
     csr = subparsers.add_parser("csr", help="make this node's key (if needed) and print a CSR")
@@ -174,6 +200,11 @@ def register(subparsers: Any) -> None:
         "--pick-own",
         action="store_true",
         help="stdin holds many nodes' certificates: install only those matching a key here (error if none)",
+    )
+    install.add_argument(
+        "--roots-only",
+        action="store_true",
+        help="stdin holds CA certificates only: make them root.crt in server/ and client/ (CA rotation)",
     )
     install.set_defaults(func=_locked(cmd_install))
 

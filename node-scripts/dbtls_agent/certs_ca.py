@@ -8,7 +8,7 @@ unlike the upstream add-on which copies its CA key to every node.
 import os
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio, killpoint
+from dbtls_agent import certs_inspect, fsio, killpoint
 from dbtls_agent.certs_layout import DIR_MODE, KEY_MODE, CertLayout, missing_error
 from dbtls_agent.crypto import KEY_TYPES, CryptoBackend, der
 from dbtls_agent.crypto.names import check_cn, normalize_sans, valid_dns_name
@@ -85,6 +85,9 @@ def init_ca(
             fsio.atomic_write(os.path.join(old_dir, "ca.crt"), old_cert, 0o644)
         if old_key is not None and not os.path.exists(os.path.join(old_dir, "ca.key")):
             fsio.atomic_write(os.path.join(old_dir, "ca.key"), old_key, KEY_MODE)
+        # The certificate is written last below, so an interrupted rotation still reads the real
+        # old root here when it runs again.
+        fsio.atomic_write(layout.previous_ca_cert, old_cert, 0o644)
         killpoint.reached("ca-init:previous-kept")
     # Key before certificate: an interruption in between leaves a mismatch that load_ca reports,
     # never a certificate whose key is lost.
@@ -92,6 +95,32 @@ def init_ca(
     killpoint.reached("ca-init:key")
     fsio.atomic_write(layout.ca_cert, cert, 0o644)
     return {"certificate": cert, "changed": True, "previous": old_dir}
+
+
+def trust_bundle(layout: CertLayout, backend: CryptoBackend, with_previous: bool) -> List[bytes]:
+    """The roots nodes should trust: the current CA, then (``with_previous``) the one the last
+    rotation retired, while it is still in date.
+
+    A CA rotation cannot switch every node at once: servers reload their new certificates one
+    after the other, and Pgpool-II / standbys / replicas verify the servers' certificates against
+    their own root.crt on every new connection. So the rotation first gives every node both roots,
+    then re-issues; the next certificate run (any re-issue, scale-out) writes the current root alone
+    again. See docs/buttons.md.
+    """
+    ca = load_ca(layout, backend)
+    if ca is None:
+        raise missing_error(layout)
+    roots = [ca["cert"]]
+    previous = fsio.read_bytes(layout.previous_ca_cert) if with_previous else None
+    if previous is not None and previous != ca["cert"]:
+        try:
+            info = backend.parse_cert(previous)
+            in_date = certs_inspect.days_left(info["not_after"]) >= 0
+        except (AgentError, ValueError):
+            in_date = False
+        if in_date and info["is_ca"]:
+            roots.append(previous)
+    return roots
 
 
 def _check_request(backend: CryptoBackend, index: int, csr_pem: bytes, kind_option: str) -> Dict[str, Any]:
@@ -158,9 +187,14 @@ def split_requests(data: bytes) -> List[bytes]:
 
 
 def sign_requests(
-    layout: CertLayout, backend: CryptoBackend, data: bytes, kind_option: str, days: Dict[str, int]
+    layout: CertLayout, backend: CryptoBackend, data: bytes, kind_option: str, days: Dict[str, int],
+    with_previous: bool = False,
 ) -> Dict[str, Any]:
-    """Check every request first, then sign them all: one bad CSR means nothing is issued."""
+    """Check every request first, then sign them all: one bad CSR means nothing is issued.
+
+    ``ca.also_trusted`` lists the previous root when ``with_previous`` (see trust_bundle): the
+    nodes keep trusting it next to the new one until the next certificate run.
+    """
     ca = load_ca(layout, backend)
     if ca is None:
         raise missing_error(layout)
@@ -192,6 +226,7 @@ def sign_requests(
             "serial": root["serial"],
             "sha256": root["sha256"],
             "certificate": str(ca["cert"], "ascii"),
+            "also_trusted": [str(pem, "ascii") for pem in trust_bundle(layout, backend, with_previous)[1:]],
         },
         "certificates": issued,
     }

@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 
 from dbtls_agent import fsio
 from dbtls_agent.certs_layout import CertLayout
-from dbtls_agent.crypto import CryptoBackend
+from dbtls_agent.crypto import CryptoBackend, der
 from dbtls_agent.errors import AgentError
 
 _FIELDS = (
@@ -42,6 +42,12 @@ def _entry(backend: CryptoBackend, role: str, cert_path: str, key_path: Optional
         return None
     entry = {"role": role, "path": cert_path, "key_path": key_path}  # type: Dict[str, Any]
     try:
+        blocks = [der.to_pem(label, body) for label, body in der.pem_blocks(pem) if label == "CERTIFICATE"]
+        if role.endswith("-root") and len(blocks) > 1:
+            # A trust bundle during a CA rotation: the current root first, then the previous one.
+            pem = blocks[0]
+            entry["also_trusted"] = [{k: backend.parse_cert(b)[k] for k in ("subject", "sha256", "not_after")}
+                                     for b in blocks[1:]]
         info = backend.parse_cert(pem)
     except AgentError as exc:
         entry["error"] = str(exc)

@@ -31,6 +31,8 @@ class CertLayout:
         self.ca_dir = os.path.join(self.root, "ca")
         self.ca_key = os.path.join(self.ca_dir, "ca.key")
         self.ca_cert = os.path.join(self.ca_dir, "ca.crt")
+        # The root the last rotation retired, offered next to the new one while nodes move over.
+        self.previous_ca_cert = os.path.join(self.ca_dir, "previous.crt")
         self.pending_dir = os.path.join(self.root, ".pending")
 
     def kind_dir(self, kind: str) -> str:

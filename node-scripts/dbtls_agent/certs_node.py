@@ -79,20 +79,75 @@ def make_request(
     return {"csr": csr, "key_path": key_path, "new_key": new_key, "cn": cn, "sans": sans}
 
 
-def _split_input(backend: CryptoBackend, data: bytes) -> Tuple[bytes, List[bytes]]:
-    """(root, leaf certificates) from stdin PEM; the root is the one self-signed CA certificate."""
+def _split_certs(backend: CryptoBackend, data: bytes) -> Tuple[List[bytes], List[bytes]]:
+    """(self-signed CA certificates, other certificates) from stdin PEM, each in input order."""
     certs = [der.to_pem(label, body) for label, body in der.pem_blocks(data) if label == "CERTIFICATE"]
     if not certs:
         raise AgentError("no PEM certificate on stdin")
-    roots, leaves = [], []
+    roots, leaves = [], []  # type: List[bytes], List[bytes]
     for pem in certs:
         info = backend.parse_cert(pem)
         (roots if info["is_ca"] and info["subject"] == info["issuer"] else leaves).append(pem)
-    if len(roots) != 1:
-        raise AgentError("expected exactly one root CA certificate on stdin, found {}".format(len(roots)))
+    return roots, leaves
+
+
+def _split_input(backend: CryptoBackend, data: bytes) -> Tuple[bytes, List[bytes]]:
+    """(root.crt content, leaf certificates) from stdin PEM.
+
+    root.crt is the one self-signed CA certificate, or during a CA rotation the trust bundle ``ca
+    sign --with-previous`` prints: the new root followed by the previous one (certs_ca.trust_bundle).
+    """
+    roots, leaves = _split_certs(backend, data)
+    if not roots or len(roots) > 2:
+        raise AgentError("expected exactly one root CA certificate on stdin (or the new and the previous "
+                         "root during a CA rotation), found {}".format(len(roots)))
     if not leaves:
         raise AgentError("no server or client certificate on stdin (only the root)")
-    return roots[0], leaves
+    return b"".join(roots), leaves
+
+
+def install_roots(layout: CertLayout, backend: CryptoBackend, data: bytes, owner_name: Optional[str]) -> Dict[str, Any]:
+    """Make root.crt in server/ and client/ the CA certificates on stdin (a trust bundle).
+
+    The first step of a CA rotation: every node trusts the new root next to the old one before any
+    server presents a certificate from it. A node never loses the root of a certificate it has
+    installed: when the bundle does not verify it (a rotation retried after a half-done one), the
+    roots of the current root.crt that do are kept too, and the re-issue that follows replaces
+    that certificate.
+    """
+    roots, leaves = _split_certs(backend, data)
+    if leaves or not roots:
+        raise AgentError("install-certs --roots-only expects CA certificates only on stdin")
+    _, ids = service_owner(owner_name)
+    results = []
+    for kind in ("server", "client"):
+        cert = fsio.read_bytes(layout.cert_path(kind))
+        if cert is None:
+            continue
+        path = layout.root_path(kind)
+        wanted, kept = list(roots), []  # type: List[bytes], List[str]
+        if not _verifies(backend, cert, wanted):
+            current = [der.to_pem(label, body) for label, body in der.pem_blocks(fsio.read_bytes(path) or b"")
+                       if label == "CERTIFICATE"]
+            for pem in current:
+                if pem not in wanted and _verifies(backend, cert, [pem]):
+                    wanted.append(pem)
+                    kept.append(backend.parse_cert(pem)["subject"])
+        bundle = b"".join(wanted)
+        changed = fsio.read_bytes(path) != bundle
+        if changed:
+            fsio.atomic_write(path, bundle, CERT_MODE, ids)
+        results.append({"kind": kind, "root_path": path, "changed": changed, "kept_roots": kept,
+                        "verified": _verifies(backend, cert, wanted)})
+    return {"roots": [backend.parse_cert(pem)["sha256"] for pem in roots], "installed": results}
+
+
+def _verifies(backend: CryptoBackend, cert: bytes, roots: List[bytes]) -> bool:
+    try:
+        backend.verify_chain(cert, b"".join(roots))
+    except AgentError:
+        return False
+    return True
 
 
 def _local_keys(layout: CertLayout, backend: CryptoBackend) -> List[Tuple[str, str, bytes, str]]:
@@ -205,7 +260,7 @@ def install(
                 "changed": changed,
             }
         )
-    root_info = backend.parse_cert(root)
+    root_info = backend.parse_cert(der.to_pem("CERTIFICATE", der.pem_blocks(root)[0][1]))
     report = {
         "owner": owner,
         "root": {"subject": root_info["subject"], "sha256": root_info["sha256"]},

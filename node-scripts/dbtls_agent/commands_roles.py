@@ -64,6 +64,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
     ctx = _context(args, command)
     with state.NodeLock(ctx.cert_dir):
         role = resolve_role(args.role)
+        if command == "disable" and ctx.stage != "all" and role != "postgres":
+            raise AgentError("disable --stage {} applies to the postgres role only".format(ctx.stage))
         result = getattr(roles.load(role), command)(ctx)  # type: Any
     print_json(result)
     return 0
@@ -99,6 +101,9 @@ def register(subparsers: Any) -> None:
     disable = subparsers.add_parser("disable", help="restore every file dbtls changed; reload/restart")
     _shared(disable)
     disable.add_argument("--remove-certs", action="store_true", help="also delete server/ and client/ certificates")
+    disable.add_argument("--stage", choices=("require", "all"), default="all",
+                         help="postgres: 'require' only stops requiring TLS/SCRAM (pg_hba.conf and md5 secrets "
+                              "back, TLS still offered), the first step of an uninstall; default all")
     disable.add_argument("--upstream-mode", action="store_true", help=argparse.SUPPRESS)
     disable.add_argument("--force", action="store_true",
                          help="pgpool: disable even while the backends still require TLS (Pgpool loses them)")

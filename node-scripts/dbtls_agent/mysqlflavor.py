@@ -63,10 +63,12 @@ def parse_version_line(output: str) -> ServerInfo:
     Forms: ``mysqld  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)``,
     ``mariadbd  Ver 10.11.6-MariaDB-0+deb12u1 for debian-linux-gnu ...``,
     ``mysql  Ver 15.1 Distrib 10.11.6-MariaDB, for ...`` (the client's own 15.1 is not the version),
-    ``mariadb from 11.4.2-MariaDB, client 15.2 for ...``.
+    ``mariadb from 11.4.2-MariaDB, client 15.2 for ...``,
+    ``mariadbd  Ver 11.8.3-MariaDB-0+deb13u1 from Debian-log for debian-linux-gnu ...``.
     """
     line = next((ln for ln in output.splitlines() if ln.strip()), "")
-    match = re.search(r"\b(?:Distrib|from)\s+(\S+)", line) or re.search(r"\bVer\s+(\S+)", line)
+    # "from" only before a number: MariaDB 11.8's server says "Ver 11.8.3-MariaDB-... from Debian-log".
+    match = re.search(r"\b(?:Distrib|from)\s+(\d\S*)", line) or re.search(r"\bVer\s+(\S+)", line)
     if not match:
         raise AgentError("cannot parse the server version from {!r}".format(line.strip()[:120]))
     version = _strip_mariadb_prefix(match.group(1).rstrip(","))

@@ -65,6 +65,19 @@ def first_password(ctx: Any, *names: str) -> Optional[str]:
     return None
 
 
+def start_journal(ctx: Any, role: str) -> Any:
+    """The run's step journal (a command ``Context``); None for a plain options object (tests)."""
+    start = getattr(ctx, "start_journal", None)
+    return start(role) if callable(start) else None
+
+
+def step(ctx: Any, name: str) -> None:
+    """Mark a step of the run as done: the journal records it and the test hook may kill here."""
+    mark = getattr(ctx, "step", None)
+    if callable(mark):
+        mark(name)
+
+
 def node_hostname(ctx: Any) -> str:
     """The name clients use for this node (its FQDN, which our server certificate carries)."""
     return str(opt(ctx, "hostname", None) or socket.getfqdn() or socket.gethostname())

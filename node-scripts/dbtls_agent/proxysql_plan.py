@@ -285,3 +285,80 @@ def check_runtime(
                 if use_ssl != 1:
                     problems.append("ProxySQL user {!r} may still log in without TLS".format(username))
     return problems
+
+
+# -- Draining one backend around its restart (db-tls.md §4.4, §5.4) ------------------------------
+# ``status='OFFLINE_SOFT'`` + LOAD: ProxySQL sends no new work to the server and closes its pooled
+# connections once their current work is done (stats_mysql_connection_pool.ConnUsed drops to 0);
+# ``ONLINE`` + LOAD takes it back. These changes are transient: never SAVEd to disk.
+
+ONLINE = "ONLINE"
+OFFLINE_SOFT = "OFFLINE_SOFT"
+
+#: (hostgroup_id, hostname, port): the primary key of a mysql_servers row.
+ServerKey = Tuple[int, str, int]
+
+
+def server_status_query(layer: str = "") -> str:
+    """Every mysql_servers row with its status; ``layer`` is ``""`` (memory), ``runtime_`` or ``disk.``."""
+    if layer not in ("", "runtime_", "disk."):
+        raise AgentError("unknown ProxySQL layer {!r}".format(layer))
+    return "SELECT hostgroup_id, hostname, port, status FROM {}mysql_servers ORDER BY hostgroup_id, hostname, port".format(
+        layer)
+
+
+def parse_server_status(output: str) -> List[Tuple[int, str, int, str]]:
+    """``hostgroup_id, hostname, port, status`` rows; status upper-cased (ProxySQL accepts any case)."""
+    return [(_int(r[0], "hostgroup_id"), r[1] or "", _int(r[2], "port"), (r[3] or "").upper())
+            for r in _rows(output, 4, "mysql_servers")]
+
+
+def normalize_host(name: str) -> str:
+    """How a backend name compares: case-insensitive, no trailing dot, IPv6 without brackets."""
+    return name.strip().lower().rstrip(".").strip("[]")
+
+
+def match_servers(rows: Sequence[Tuple[int, str, int, str]], names: Sequence[str],
+                  port: Optional[int] = None) -> List[Tuple[int, str, int, str]]:
+    """The rows that name one of ``names`` (hostnames, FQDNs, IPs of the same backend), on ``port``
+    when given. A backend may sit in several hostgroups: every such row matches."""
+    wanted = {normalize_host(n) for n in names if n and n.strip()}
+    return [row for row in rows if normalize_host(row[1]) in wanted and (port is None or row[2] == port)]
+
+
+def set_status_statements(keys: Sequence[ServerKey], status: str, only_if: str) -> List[str]:
+    """Set ``status`` on the given rows of the memory layer, each only while it still has status
+    ``only_if`` (a row someone else changed meanwhile is left alone), then LOAD to runtime.
+    Deliberately no SAVE: a drain is transient and must never reach disk."""
+    for value in (status, only_if):
+        if value not in (ONLINE, OFFLINE_SOFT):
+            raise AgentError("unexpected backend status {!r}".format(value))
+    statements = ["UPDATE mysql_servers SET status={} WHERE hostgroup_id={:d} AND hostname={} AND port={:d} "
+                  "AND UPPER(status)={}".format(_lit(status), hg, _lit(host), port, _lit(only_if))
+                  for hg, host, port in keys]
+    return statements + ["LOAD MYSQL SERVERS TO RUNTIME"] if statements else []
+
+
+def disk_online_statements(keys: Sequence[ServerKey]) -> List[str]:
+    """Put ONLINE back into ``disk.mysql_servers`` for rows someone SAVEd while we had them
+    OFFLINE_SOFT, without saving anything else of the memory layer."""
+    return ["UPDATE disk.mysql_servers SET status={} WHERE hostgroup_id={:d} AND hostname={} AND port={:d} "
+            "AND UPPER(status)={}".format(_lit(ONLINE), hg, _lit(host), port, _lit(OFFLINE_SOFT))
+            for hg, host, port in keys]
+
+
+def pool_query() -> str:
+    """Connections in use per backend and hostgroup (ProxySQL's stats schema)."""
+    return "SELECT hostgroup, srv_host, srv_port, status, ConnUsed FROM stats_mysql_connection_pool"
+
+
+def parse_pool(output: str) -> List[Tuple[int, str, int, str, int]]:
+    """``hostgroup, srv_host, srv_port, status, ConnUsed`` rows of :func:`pool_query`."""
+    return [(_int(r[0], "hostgroup"), r[1] or "", _int(r[2], "srv_port"), (r[3] or "").upper(),
+             _int(r[4], "ConnUsed")) for r in _rows(output, 5, "stats_mysql_connection_pool")]
+
+
+def conn_used(pool: Sequence[Tuple[int, str, int, str, int]], backends: Sequence[Tuple[str, int]]) -> int:
+    """Connections still in use to ``backends`` ((hostname, port) as in mysql_servers), every hostgroup."""
+    wanted = {(normalize_host(h), p) for h, p in backends}
+    return sum(used for _hg, host, port, _status, used in pool if (normalize_host(host), port) in wanted)

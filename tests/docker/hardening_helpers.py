@@ -48,7 +48,7 @@ class Env:
         self.secrets = cluster.read_secrets(engine, name)
         self.pw = {"webadmin": self.secrets["WEBADMIN_PASSWORD"], "pgpool": self.secrets["PGPOOL_PASSWORD"],
                    "replication": self.secrets["REPL_PASSWORD"]}
-        db = [n for n in self.nodes if n.role in ("postgres", "mysql")]
+        db = [n for n in self.nodes if n.role in ("postgres", "mysql", "mariadb")]
         db.sort(key=lambda n: (not n.is_master, n.node_id))
         self.c = {"primary": db[0].name, "client": self._by_role("client").name}
         if len(db) > 1:
@@ -145,6 +145,55 @@ def served_fingerprint(env: Env, node: str) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# --- MySQL-family environments (mariadb, mariadb-cluster): "standby" is the replica ------------
+
+
+def mysql_nodes(env: Env) -> list[str]:
+    return [k for k in ("primary", "standby", "proxysql") if k in env.c]
+
+
+def issue_mysql_certificates(env: Env) -> str:
+    """CA on the primary, a server certificate on every MariaDB and ProxySQL node; root.crt to the client."""
+    root = issue_certificates(env, env.c["primary"], [env.c[k] for k in mysql_nodes(env)], client=False)
+    rc, out = env.exec("client", ["sh", "-c", f"cat > {ROOT_ON_CLIENT}"], stdin=root.encode())
+    assert rc == 0, out
+    return root
+
+
+def mysql_ok(env: Env, host: str, tls: bool = True) -> bool:
+    """One query as root from the client container to ``host`` (a node key or a host name):
+    verifying the certificate and the name as typed (tls), or without TLS (not tls)."""
+    args = ["mariadb", f"--host={env.host.get(host, host)}", "--user=root", "--connect-timeout=5", "--batch",
+            "--skip-column-names"]
+    args += ["--ssl-verify-server-cert", f"--ssl-ca={ROOT_ON_CLIENT}"] if tls else ["--skip-ssl"]
+    rc, out = env.exec("client", args + ["-e", "SELECT 1"], env={"MYSQL_PWD": env.secrets["MYSQL_ROOT_PASSWORD"]})
+    return rc == 0 and out.strip() == "1"
+
+
+def served_mysql_fingerprint(env: Env, node: str, port: int = 3306) -> str:
+    """SHA-256 fingerprint of the certificate ``node`` serves (MySQL STARTTLS), from the client."""
+    rc, out = env.exec("client", ["bash", "-c", f"openssl s_client -starttls mysql -connect {env.host[node]}:{port} "
+                                  "</dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"])
+    return out.strip() if rc == 0 and "Fingerprint" in out else ""
+
+
+def cert_fingerprint(env: Env, node: str, path: str = f"{CERT_DIR}/server/server.crt") -> str:
+    """``sha256 Fingerprint=AB:CD:...`` of a certificate file on ``node`` (as openssl prints it)."""
+    rc, out = env.exec(node, ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", path])
+    assert rc == 0, out
+    return out.strip()
+
+
+def proxysql_admin(env: Env, query: str) -> str:
+    """A query on the ProxySQL admin interface (the test double on simulated nodes), as its admin."""
+    user = env.secrets.get("PROXYSQL_ADMIN_USER", "admin")
+    rc, out = env.exec("proxysql", ["mariadb", "--skip-ssl", "-h127.0.0.1", "-P6032", f"-u{user}", "--batch",
+                                    "--skip-column-names", "-e", query],
+                       env={"MYSQL_PWD": env.secrets.get("PROXYSQL_ADMIN_PASSWORD", "admin")})
+    assert rc == 0, out
+    return out
 
 
 __all__ = ["AGENT_DIR", "CERT_DIR", "Env", "own_env", "wait_for"]

@@ -74,6 +74,23 @@ class Tally:
             i = j
         return round(longest * 1000, 1)
 
+    def outages(self) -> list[float]:
+        """Every stretch of failed queries, in order: from the last successful answer before it (or
+        its first failure) to the first successful answer after it (or its last failure), in ms."""
+        found, i, events = [], 0, self.events
+        while i < len(events):
+            if events[i][1] == "ok":
+                i += 1
+                continue
+            start = events[i - 1][0] if i > 0 else events[i][0]
+            j = i
+            while j < len(events) and events[j][1] != "ok":
+                j += 1
+            end = events[j][0] if j < len(events) else events[j - 1][0]
+            found.append(round((end - start) * 1000, 1))
+            i = j
+        return found
+
     def report(self, mode: str) -> dict:
         span = (self.last_ok - self.first_ok) if self.first_ok is not None and self.last_ok is not None else 0.0
         auth = [t for t, k in self.events if k == "auth"]
@@ -81,7 +98,7 @@ class Tally:
                 "longest_gap_ms": round(self.longest_gap * 1000, 1), "span_s": round(span, 2),
                 "auth_failures": len(auth), "conn_failures": self.failed - len(auth),
                 "auth_window_ms": round((auth[-1] - auth[0]) * 1000, 1) if auth else 0.0,
-                "conn_outage_ms": self.outage_ms("conn"), "errors": self.errors}
+                "conn_outage_ms": self.outage_ms("conn"), "outages_ms": self.outages(), "errors": self.errors}
 
 
 def _psql_argv(conninfo: str) -> list[str]:

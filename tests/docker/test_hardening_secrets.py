@@ -1,22 +1,29 @@
 """No secret on any command line, in any message or log; key files locked down; one CA key (issue 8).
 
-The add-on is installed, re-issued and uninstalled through manifest.jps on a pg-cluster of its own
-while a sampler in every container records each process's /proc/<pid>/cmdline. Afterwards none of
-the environment's passwords, no private key material and not the pgpool key may appear in those
-command lines, in the manifest's messages and transcripts, in the agent's output or in the nodes'
-logs. In between, key files must be 0600 and owned by the service user, and the CA key must exist
-on exactly one node (looked for by name and by content on every node's filesystem).
+The add-on is installed, re-issued and uninstalled through manifest.jps on a pg-cluster and on a
+mariadb-cluster of its own while a sampler in every container records each process's
+/proc/<pid>/cmdline. Afterwards none of the environment's passwords (PostgreSQL's webadmin,
+replication and Pgpool users; MariaDB's root, application and replication users; the ProxySQL
+admin), no private key material and not the pgpool key may appear in those command lines, in the
+manifest's messages and transcripts, in the agent's output or in the nodes' logs. In between, key
+files must be 0600 and owned by the service user, and the CA key must exist on exactly one node
+(looked for by name and by content on every node's filesystem).
+
+The simulated ProxySQL's admin password is ``admin``, its user name, which no search can tell
+apart; before the add-on runs it is changed to a random one (as an operator would: admin variable,
+runtime, disk, /etc/proxysql.cnf), so that a leak of it would be found.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hardening_helpers import RELEASES, Env, own_env, wait_for
+from hardening_helpers import RELEASES, Env, own_env, proxysql_admin, wait_for
 
 from dbtls.build.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import addon, cluster, platform
@@ -28,13 +35,48 @@ SAMPLES, STOP = "/tmp/h8-cmdlines.txt", "/tmp/h8-cmdlines.stop"
 PGPOOL_KEY = "/var/lib/pgsql/.pgpoolkey"
 LOGS = "/var/log /var/lib/pgsql/data/log /var/lib/pgsql/data/pg_log /var/lib/dbtls-sim"
 PASSWORD_KEYS = ("WEBADMIN_PASSWORD", "REPL_PASSWORD", "PGPOOL_PASSWORD", "MYSQL_ROOT_PASSWORD", "APP_PASSWORD",
-                 "REPLICA_PSWD")
+                 "REPLICA_PSWD", "PROXYSQL_ADMIN_PASSWORD")
+PREFIX = os.environ.get("DBTLS_HARDENING_PREFIX", "h8")
+#: Per topology: the layers install reports, the install settings, the key files' service user by node role.
+TOPOLOGIES = {
+    "pg-cluster": (["sqldb", "pgpool"], {}, {"postgres": "postgres", "pgpool": "postgres"}),
+    # ProxySQL reads its own copy (datadir, owned proxysql); the node has no mysql user, so root keeps server/.
+    "mariadb-cluster": (["sqldb", "proxy"], {"requireTls": True}, {"mariadb": "mysql", "proxysql": "root"}),
+}
+PROXYSQL_KEY = "/var/lib/proxysql/proxysql-key.pem"
+PROXYSQL_FILES = ("/etc/proxysql.cnf", "/var/lib/proxysql/admin-credentials")
 
 
-@pytest.fixture(scope="module", params=RELEASES)
+@pytest.fixture(scope="module", params=[(t, r) for t in TOPOLOGIES for r in RELEASES],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def env(request, engine) -> Iterator[Env]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    yield from own_env("pg-cluster", request.param, "h8-sec")
+    topology, release = request.param
+    for e in own_env(topology, release, f"{PREFIX}-sec"):
+        if "proxysql" in e.c:
+            rotate_proxysql_admin(e)
+        yield e
+
+
+def rotate_proxysql_admin(env: Env) -> None:
+    """A random ProxySQL admin password, set through stdin only (never on a command line)."""
+    rc, current = env.exec("proxysql", ["cat", PROXYSQL_FILES[1]])  # a kept environment has its own already
+    assert rc == 0, current
+    (user, old), new = current.strip().split(":", 1), os.urandom(12).hex()
+    sql = (f"UPDATE global_variables SET variable_value='{user}:{new}' WHERE variable_name='admin-admin_credentials';\n"
+           "LOAD ADMIN VARIABLES TO RUNTIME;\nSAVE ADMIN VARIABLES TO DISK;\n")
+    rc, out = env.exec("proxysql", ["mariadb", "--skip-ssl", "-h127.0.0.1", "-P6032", f"-u{user}"], stdin=sql.encode(),
+                       env={"MYSQL_PWD": old})
+    assert rc == 0, out
+    edit = ("import re, sys\nnew = sys.stdin.read()\ncnf, creds = sys.argv[1:3]\n"
+            "text, n = re.subn(r'admin_credentials=\"[^\"]*\"', 'admin_credentials=\"' + new + '\"', open(cnf).read())\n"
+            "assert n == 1, cnf\nopen(cnf, 'w').write(text)\nopen(creds, 'w').write(new + '\\n')\n")
+    rc, out = env.exec("proxysql", ["python3", "-c", edit, *PROXYSQL_FILES], stdin=f"{user}:{new}".encode())
+    assert rc == 0, out
+    env.secrets["PROXYSQL_ADMIN_PASSWORD"] = new
+    assert proxysql_admin(env, "SELECT 1").strip() == "1"
+    for path in PROXYSQL_FILES:
+        assert f"{user}:{new}" in env.exec("proxysql", ["cat", path])[1], path
 
 
 def containers(env: Env) -> list[str]:
@@ -99,16 +141,19 @@ def result_text(result) -> str:
 
 
 def check_key_files(env: Env) -> list[str]:
-    """Problems with key files: server/client/pgpool keys 0600 postgres, the CA key 0600 root on one node."""
+    """Problems with key files: server/client/pgpool/ProxySQL keys 0600 owned by the service user,
+    the CA key 0600 root on one node."""
     bad, ca_nodes = [], []
+    owners = TOPOLOGIES[env.topology][2]
     for n in env.nodes:
-        if n.role not in ("postgres", "pgpool"):
+        if n.role not in owners:
             continue
         rc, out = env.exec(n.name, ["bash", "-c", f"stat -c '%n %a %U' {CERT_DIR}/server/server.key "
-                                    f"{CERT_DIR}/client/client.key {PGPOOL_KEY} {CERT_DIR}/ca/ca.key 2>/dev/null; true"])
+                                    f"{CERT_DIR}/client/client.key {PGPOOL_KEY} {PROXYSQL_KEY} {CERT_DIR}/ca/ca.key "
+                                    "2>/dev/null; true"])
         for line in out.splitlines():
             path, mode, owner = line.split()
-            wanted = "root" if path.endswith("/ca/ca.key") else "postgres"
+            wanted = "root" if path.endswith("/ca/ca.key") else "proxysql" if path == PROXYSQL_KEY else owners[n.role]
             if mode != "600" or owner != wanted:
                 bad.append(f"{n.name}: {line} (want 600 {wanted})")
             if path.endswith("/ca/ca.key"):
@@ -149,8 +194,9 @@ def run(env) -> dict:
     outcome: dict = {"messages": [], "transcripts": [], "key_files": [], "material": set()}
     start_samplers(env)
     try:
-        results = session(env, lambda s: s.install({}))
-        assert [g for g, _ in results] == ["sqldb", "pgpool"], results
+        layers, settings, _ = TOPOLOGIES[env.topology]
+        results = session(env, lambda s: s.install(dict(settings)))
+        assert [g for g, _ in results] == layers, results
         assert all(r.ok for _, r in results), [r.error for _, r in results]
         for phase in ("install", "reissue"):
             outcome["material"].update(p for pieces in key_material(env).values() for p in pieces)

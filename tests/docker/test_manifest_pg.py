@@ -8,9 +8,13 @@ Pgpool-II, plaintext refused, re-issue keeps the root, uninstall restores every 
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +45,7 @@ class Sim:
 @pytest.fixture(scope="module", params=RELEASES)
 def sim(request, engine) -> Iterator[Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    name = f"i6-pg-{request.param}"
+    name = f"{os.environ.get('DBTLS_MANIFEST_PG_ENV_PREFIX', 'i6-pg')}-{request.param}"
     cluster.up("pg-cluster", env=name, release=request.param, progress=lambda m: None)
     env = _Env(engine, name)
     try:
@@ -194,13 +198,126 @@ def test_reissue_client_keeps_server_certificates_and_root(sim, installed):
     assert all(new_clients[n] != old_clients[n] for n in old_clients), (old_clients, new_clients)
 
 
+# --- what clients of Pgpool-II see while the manifest works --------------------------------------
+
+LOOP_SRC = Path(__file__).with_name("pg_client_loop.py")
+LOOP = "/tmp/i6-pg_client_loop.py"
+#: Longest outage a client of Pgpool may see: one Pgpool-II restart (about 1.5 s in the simulator,
+#: whose service shim polls once a second) with room for a loaded machine.
+RESTART_MS = 6000
+
+
+class PgpoolLoops:
+    """pg_client_loop.py through Pgpool-II (one persistent connection, one fresh per query)."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+        subprocess.run(["docker", "cp", str(LOOP_SRC), f"{env.node('client').name}:{LOOP}"], check=True)
+        conninfo = f"host={env.node('pgpool').hostname} user=webadmin dbname=postgres connect_timeout=5"
+        self.procs = {}
+        for mode in ("persistent", "fresh"):
+            env.exec("client", ["rm", "-f", f"/tmp/i6-{mode}.stop", f"/tmp/i6-{mode}.ready"])
+            self.procs[mode] = subprocess.Popen(
+                ["docker", "exec", "-e", f"PGPASSWORD={env.secrets['WEBADMIN_PASSWORD']}", env.node("client").name,
+                 "python3", LOOP, "--mode", mode, "--conninfo", conninfo, "--deadline", "600",
+                 "--stop-file", f"/tmp/i6-{mode}.stop", "--ready-file", f"/tmp/i6-{mode}.ready"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for mode, proc in self.procs.items():
+            deadline = time.monotonic() + 60
+            while env.exec("client", ["test", "-e", f"/tmp/i6-{mode}.ready"])[0] != 0:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.1)
+
+    def stop(self) -> dict[str, dict]:
+        reports = {}
+        for mode, proc in self.procs.items():
+            self.env.exec("client", ["touch", f"/tmp/i6-{mode}.stop"])
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()
+            reports[mode] = json.loads(out.decode().strip().splitlines()[-1])
+        return reports
+
+
+def assert_one_restart_per_pgpool(env, reports: dict[str, dict]) -> None:
+    """Each loop saw at most one outage per Pgpool-II node, none longer than a restart."""
+    pgpools = len([n for n in env.nodes if n.role == "pgpool"])
+    for mode, rep in reports.items():
+        outages = rep["outages_ms"]
+        assert len(outages) <= pgpools and all(ms <= RESTART_MS for ms in outages), (mode, rep)
+
+
+def with_step_checks(sim, work: Callable, check: Callable[[], str]) -> tuple[object, list[str]]:
+    """Run ``work(session)`` and ``check()`` after every ``cmd`` of the manifest; return the
+    result and the problems ``check`` found, each with the agent command that preceded it."""
+    problems: list[str] = []
+
+    def wrapped(session):
+        original = session.interp.run_on_nodes
+
+        def run_on_nodes(nodes, script, *args, **kwargs):
+            outcome = original(nodes, script, *args, **kwargs)
+            problem = check()
+            if problem:
+                step = next((ln.strip() for ln in script.splitlines() if "$A " in ln), script.splitlines()[0])
+                problems.append(f"after {step!r} on {[n.id for n in nodes]}: {problem}")
+            return outcome
+        session.interp.run_on_nodes = run_on_nodes
+        return work(session)
+    return sim.session(wrapped), problems
+
+
+def distrust(env) -> str:
+    """Servers whose certificate a node that connects to them (Pgpool-II, the other PostgreSQL
+    nodes: standbys) cannot verify against its own root.crt right now."""
+    servers = [n for n in env.nodes if n.role == "postgres"]
+    bad = []
+    for client in (n for n in env.nodes if n.role in ("postgres", "pgpool")):
+        hosts = " ".join(s.hostname for s in servers if s.name != client.name)
+        code, out = env.exec(client.name, ["bash", "-c", f"""
+for h in {hosts}; do
+  if ! echo | timeout 10 openssl s_client -connect $h:5432 -starttls postgres -verify_return_error -brief \
+       -CAfile {CERT_DIR}/server/root.crt 2>&1 | grep -q 'Verification: OK'; then echo "$h"; fi
+done"""])
+        bad += [f"{client.hostname} -> {h}" for h in out.split()]
+    return ", ".join(bad)
+
+
+def auth_mismatch(env) -> str:
+    """From the Pgpool-II node: webadmin's password login to every backend must work, and every
+    backend must ask for the same method (Pgpool refuses sessions when they differ). SCRAM is told
+    apart from md5 by ``channel_binding=require``, which only a SCRAM exchange over TLS satisfies."""
+    seen = {}
+    for n in env.nodes:
+        if n.role != "postgres":
+            continue
+        code, out = env.exec("pgpool", ["psql", "-XAtqc", "SELECT 1",
+                                        f"host={n.hostname} user=webadmin dbname=postgres sslmode=prefer "
+                                        "channel_binding=require connect_timeout=10"],
+                             env={"PGPASSWORD": env.secrets["WEBADMIN_PASSWORD"]})
+        seen[n.hostname] = "scram" if code == 0 else "not scram" if "channel binding" in out else out.strip()[-200:]
+    if any(v not in ("scram", "not scram") for v in seen.values()) or len(set(seen.values())) > 1:
+        return str(seen)
+    return ""
+
+
 def test_reissue_all_makes_a_new_root_that_every_node_serves(sim, installed):
+    """A CA rotation: every node trusts both roots before any server presents a certificate of the
+    new CA, so after every manifest step each node still verifies the servers it connects to, and
+    clients of Pgpool-II see nothing but the one restart Pgpool needs to load its certificate."""
     env = sim.env
     old_root, old_servers = root_crt(env), serials(env)
-    result = sim.session(lambda s: s.press("Re-issue certificates", {"scope": "all"}))
+    loops = PgpoolLoops(env)
+    try:
+        result, problems = with_step_checks(
+            sim, lambda s: s.press("Re-issue certificates", {"scope": "all"}), lambda: distrust(env))
+    finally:
+        reports = loops.stop()
     assert result.ok and result.message_type == "success", result.error
+    assert problems == []
+    assert_one_restart_per_pgpool(env, reports)
     new_root = root_crt(env)
-    assert new_root != old_root
+    assert new_root != old_root and not new_root.startswith(old_root.strip())  # the new root comes first
+    assert old_root.strip() in new_root  # and the old one stays trusted until the next certificate run
     new_servers = serials(env)
     assert all(new_servers[n] != old_servers[n] for n in old_servers), (old_servers, new_servers)
     code, out = psql(env, env.node("postgres").hostname, "verify-full")  # the client trusts the old root only
@@ -214,10 +331,19 @@ def test_reissue_all_makes_a_new_root_that_every_node_serves(sim, installed):
 
 
 def test_uninstall_restores_files_and_removes_certificates(sim, installed):
+    """Reverse order: the servers stop requiring (rules first, then the md5 secrets), Pgpool-II
+    drops TLS with its one restart, the servers stop offering; no step leaves the backends asking
+    Pgpool for different authentication methods."""
     env = sim.env
-    results = sim.session(lambda s: s.uninstall())
+    loops = PgpoolLoops(env)
+    try:
+        results, problems = with_step_checks(sim, lambda s: s.uninstall(), lambda: auth_mismatch(env))
+    finally:
+        reports = loops.stop()
     assert [g for g, _ in results] == ["pgpool", "sqldb"]
     assert all(r.ok for _, r in results), [r.error for _, r in results]
+    assert problems == []
+    assert_one_restart_per_pgpool(env, reports)
     for n in env.nodes:
         if n.role in CONFIGS:
             assert sha256_of(env, n, CONFIGS[n.role]) == installed[n.name], n.name

@@ -12,7 +12,8 @@ Nodes are handled in parallel wherever the order allows (jps.md §5.2: one ``cmd
 id list runs on its nodes at once): one ``csr`` on the layer, one ``ca sign`` for all the requests,
 one ``install-certs --pick-own`` on the layer (each node keeps the certificates of its own keys);
 standbys' offer/use and every server's require in one cmd each. Restarts (Pgpool-II, MariaDB's
-first enable, a re-issue on Pgpool) stay one node at a time. Only the nodes whose enable uses
+first enable, a re-issue on Pgpool) stay one node at a time; a MariaDB node that is about to restart
+is first drained in ProxySQL (``behindProxies``: OFFLINE_SOFT, wait, restart, ONLINE), replicas first. Only the nodes whose enable uses
 passwords (database primary at offer/require, Pgpool at offer) gather sealed secrets.
 """
 
@@ -48,6 +49,46 @@ def _enable(stage: str, role: str = "auto", node: str = "${@n.id}", secrets: boo
     """``enableNode`` on ``node`` (an id, an id list or a layer: all at once); ``secrets`` = the
     enable needs passwords, gathered sealed for that one node."""
     return {"enableNode": {"nodeId": node, "role": role, "stage": stage, "secrets": "yes" if secrets else "no"}}
+
+
+def _db_names() -> str:
+    """Every name ProxySQL may list the sqldb node ``@n`` under: ``node<ID>`` (what the platform's
+    cluster manifests put into mysql_servers), its FQDN and its internal IP."""
+    return "node${@n.id} ${@n.hostname} ${@n.address}"
+
+
+def _behind_proxies(step: str, secrets: bool = False) -> dict[str, Any]:
+    """``behindProxies`` for the MySQL-family node ``@n``: ``step`` is ``offer``, ``disable``,
+    ``disableKeepCerts`` or ``disableCa`` (see the action)."""
+    return {"behindProxies": {"nodeId": "${@n.id}", "addresses": _db_names(), "step": step, "role": "auto",
+                              "stage": "offer", "secrets": "yes" if secrets else "no"}}
+
+
+def _proxies_ready() -> list[Any]:
+    """ProxySQL nodes get the current agent (their layer's add-on may not be installed yet) and put
+    back ONLINE whatever an earlier, unfinished run left OFFLINE_SOFT."""
+    return [{"if (nodes.proxy)": [{"fetchAgent": "proxy"}, cmd("proxy", shell.proxysql_backends_recover())]}]
+
+
+def _disable_servers() -> list[Any]:
+    """Uninstall on sqldb, after Pgpool-II: ProxySQL's settings go back first but its agent stays for
+    the drains; database nodes one at a time, replicas first (MariaDB restarts: drained); finally
+    ProxySQL's certificates, state and agent go."""
+    return [
+        {"if (nodes.proxy)": [
+            {"fetchAgent": "proxy"},
+            {"forEach(n:nodes.proxy)": [cmd("${@n.id}", shell.disable(remove_certs=False))]},
+        ]},
+        {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": [
+            _each("sqldb", [cmd("${@n.id}", shell.disable())], only="replicas"),
+            _each("sqldb", [cmd("${@n.id}", shell.disable(remove_ca=True))], only="master"),
+        ]},
+        {"else": [
+            _each("sqldb", [_behind_proxies("disable")], only="replicas"),
+            _each("sqldb", [_behind_proxies("disableCa")], only="master"),
+        ]},
+        {"if (nodes.proxy)": [{"forEach(n:nodes.proxy)": [cmd("${@n.id}", shell.disable())]}]},
+    ]
 
 
 def _replica_ids() -> list[Any]:
@@ -143,20 +184,52 @@ def custom_actions() -> dict[str, Any]:
             {"else": [cmd("${this.nodeId}", shell.enable(sealed=False))]},
         ],
         "serversOffer": [
-            _each("sqldb", [_enable("offer", secrets=True)], only="master"),
-            *_replica_ids(),
-            {"if ('${globals.replicaIds}' != '')": [
-                # PostgreSQL standbys reload: all at once. MariaDB's first enable restarts the
-                # server: one replica at a time.
-                {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": [
+            {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": [
+                # PostgreSQL reloads: the primary, then every standby at once.
+                _each("sqldb", [_enable("offer", secrets=True)], only="master"),
+                *_replica_ids(),
+                {"if ('${globals.replicaIds}' != '')": [
                     _enable("offer", node="${globals.replicaIds}"),
                     _enable("use", node="${globals.replicaIds}"),
                 ]},
-                {"else": [
-                    _each("sqldb", [_enable("offer")], only="replicas"),
-                    _each("sqldb", [_enable("use")], only="replicas"),
+            ]},
+            {"else": [
+                # MariaDB's first enable restarts the server: one node at a time, each drained
+                # in ProxySQL first, replicas before the primary; then replicas use TLS.
+                *_proxies_ready(),
+                _each("sqldb", [_behind_proxies("offer")], only="replicas"),
+                _each("sqldb", [_behind_proxies("offer", secrets=True)], only="master"),
+                _each("sqldb", [_enable("use")], only="replicas"),
+            ]},
+        ],
+        # One MySQL-family node's step that may restart its server (${this.step}: offer, or
+        # disable / disableKeepCerts / disableCa), wrapped in a ProxySQL drain when the node says it
+        # will restart: OFFLINE_SOFT on every ProxySQL node, wait for ConnUsed=0, the step, ONLINE.
+        # The step is deferred (its exit code kept on the node), so ONLINE runs even when it failed;
+        # step_result then fails the handler with the step's own error.
+        "behindProxies": [
+            {"if ('${this.secrets}' == 'yes')": [{"gatherSecrets": "${this.nodeId}"}]},
+            {"setGlobals": {"drained": "no"}},
+            {"if (nodes.proxy)": [
+                cmd("${this.nodeId}", shell.restart_expected()),
+                {"if ('${response.out}' == 'yes')": [
+                    {"setGlobals": {"drained": "yes"}},
+                    cmd("proxy", shell.proxysql_backend("offline-soft")),
                 ]},
             ]},
+            {"if ('${this.step}' == 'offer' && '${this.secrets}' == 'yes')": [
+                cmd("${this.nodeId}", shell.deferred(shell.enable(sealed=True))),
+            ]},
+            {"elif ('${this.step}' == 'offer')": [cmd("${this.nodeId}", shell.deferred(shell.enable(sealed=False)))]},
+            {"elif ('${this.step}' == 'disableCa')": [
+                cmd("${this.nodeId}", shell.deferred(shell.disable(remove_ca=True))),
+            ]},
+            {"elif ('${this.step}' == 'disableKeepCerts')": [
+                cmd("${this.nodeId}", shell.deferred(shell.disable(remove_certs=False))),
+            ]},
+            {"else": [cmd("${this.nodeId}", shell.deferred(shell.disable()))]},
+            {"if ('${globals.drained}' == 'yes')": [cmd("proxy", shell.proxysql_backend("online"))]},
+            cmd("${this.nodeId}", shell.step_result()),
         ],
         "serversRequire": [
             *_collect_proxy_ips(),
@@ -213,10 +286,32 @@ def custom_actions() -> dict[str, Any]:
                 {"setGlobals": {"report": "${globals.report}\n- node${@r.nodeid}: ${@r.out}"}},
             ]},
         ],
+        # CA rotation, step 1 (after ca init --rotate): every node with our certificates trusts the
+        # new root next to the old one before any server presents a certificate from it. Pgpool-II
+        # and standbys verify the servers' certificates against root.crt on every new connection;
+        # without this, a backend that reloaded its new certificate is refused by Pgpool until
+        # Pgpool's own root.crt is replaced (and its health check may detach the backend).
+        "trustBothRoots": [
+            cmd(CA_NODE, shell.ca_roots()),
+            {"setGlobals": {"trustRoots": "${response.out}"}},
+            cmd("sqldb", shell.install_roots()),
+            *[{f"if (nodes.{layer})": [cmd(layer, shell.install_roots())]} for layer in PROXY_LAYERS],
+        ],
+        # Reverse of serversRequire (PostgreSQL): the standbys' rules first, then the primary's rules
+        # and, once those are live, its md5 secrets; TLS stays offered. Every backend keeps asking
+        # Pgpool-II for the same authentication method (roles/postgres_disable.py explains).
+        "serversUnrequire": [
+            {"fetchAgent": "sqldb"},
+            *_replica_ids(),
+            {"if ('${globals.replicaIds}' != '')": [cmd("${globals.replicaIds}", shell.disable(stage="require"))]},
+            _each("sqldb", [cmd("${@n.id}", shell.disable(stage="require"))], only="master"),
+        ],
         "reissue": [
             {"fetchAgent": "${targetNodes.nodeGroup}"},
             {"if ('${settings.scope}' == 'all')": [
+                *_agents_for_rotation(),
                 cmd(CA_NODE, shell.ca_init(rotate=True)),
+                "trustBothRoots",
                 _reissue("all", "sqldb"),
                 *[{f"if (nodes.{layer})": [_reissue("all", layer)]} for layer in PROXY_LAYERS],
             ]},
@@ -242,23 +337,43 @@ def custom_actions() -> dict[str, Any]:
         ],
         "disableLayer": [
             {"if ('${targetNodes.nodeGroup}' == 'sqldb')": [
-                *[{f"if (nodes.{layer})": [
-                    {f"forEach(n:nodes.{layer})": [cmd("${@n.id}", shell.disable())]},
-                ]} for layer in PROXY_LAYERS],
-                _each("sqldb", [cmd("${@n.id}", shell.disable())], only="replicas"),
-                _each("sqldb", [cmd("${@n.id}", shell.disable(remove_ca=True))], only="master"),
+                # Reverse order: servers stop requiring, then proxies drop TLS, then servers stop offering.
+                {"if (nodes.pgpool)": [
+                    cmd("${nodes.pgpool.master.id}", shell.has_tls()),
+                    {"if ('${response.out}' == 'yes')": ["serversUnrequire"]},
+                ]},
+                {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [cmd("${@n.id}", shell.disable())]}]},
+                *_disable_servers(),
             ]},
             {"else": [
                 cmd(CA_NODE, shell.has_tls()),
                 {"if ('${response.out}' == 'yes')": [
                     # Servers go back to "offer" first, or the plain-text proxy would be locked out.
-                    _each("sqldb", [cmd("${@n.id}", shell.disable(remove_certs=False))]),
-                    "serversOffer",
+                    {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": ["serversUnrequire"]},
+                    {"else": [
+                        # MariaDB restarts to drop require: drained, replicas first.
+                        *_proxies_ready(),
+                        _each("sqldb", [_behind_proxies("disableKeepCerts")], only="replicas"),
+                        _each("sqldb", [_behind_proxies("disableKeepCerts")], only="master"),
+                        "serversOffer",
+                    ]},
                 ]},
                 _each("${targetNodes.nodeGroup}", [cmd("${@n.id}", shell.disable())]),
             ]},
         ],
     }
+
+
+def _agents_for_rotation() -> list[Any]:
+    """A CA rotation runs the agent on every layer that has our certificates, not only the one the
+    button was pressed on: give those layers the current agent first (nothing has changed yet)."""
+    items: list[Any] = [{"if ('${targetNodes.nodeGroup}' != 'sqldb')": [{"fetchAgent": "sqldb"}]}]
+    for layer in PROXY_LAYERS:
+        items.append({f"if (nodes.{layer})": [{f"if ('${{targetNodes.nodeGroup}}' != '{layer}')": [
+            cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
+            {"if ('${response.out}' == 'yes')": [{"fetchAgent": layer}]},
+        ]}]})
+    return items
 
 
 def _reissue(scope: str, nodes: str) -> dict[str, Any]:

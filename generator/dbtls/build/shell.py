@@ -119,7 +119,8 @@ exit 0
 
 def ca_sign() -> str:
     """Sign every CSR collected in ``${globals.csrs}`` (public material, all nodes) in one run on
-    the CA node; the answer is one PEM bundle: each node's certificates, then the root."""
+    the CA node; the answer is one PEM bundle: each node's certificates, then the root (and, in the
+    re-issue that rotates the CA, the previous root: root.crt keeps trusting both until the next run)."""
     return f"""\
 set -e
 {PRELUDE}
@@ -127,10 +128,38 @@ csrs=$(cat <<'DBTLS_CSR'
 ${{globals.csrs}}
 DBTLS_CSR
 )
+previous=
+if [ '${{this.mode}}' = reissue ] && [ '${{this.scope}}' = all ]; then previous=--with-previous; fi
 case "$csrs" in
-  *'BEGIN CERTIFICATE REQUEST'*) printf '%s\\n' "$csrs" | $A ca sign --format pem ;;
+  *'BEGIN CERTIFICATE REQUEST'*) printf '%s\\n' "$csrs" | $A ca sign --format pem $previous ;;
   *) echo "no requests" ;;
 esac
+"""
+
+
+def ca_roots() -> str:
+    """On the CA node right after ``ca init --rotate``: the new root and the one it retired (PEM)."""
+    return f"""\
+set -e
+{PRELUDE}
+$A ca roots --with-previous
+"""
+
+
+def install_roots() -> str:
+    """Make ``${globals.trustRoots}`` (both roots of a CA rotation) this node's root.crt, so it
+    trusts certificates of either CA while the servers move to the new one; nodes without our
+    certificates have nothing to trust with."""
+    return f"""\
+set -e
+{PRELUDE}
+if [ ! -s {CERT_DIR}/server/server.crt ]; then echo "no certificates on $(hostname)"; exit 0; fi
+roots=$(cat <<'DBTLS_ROOTS'
+${{globals.trustRoots}}
+DBTLS_ROOTS
+)
+printf '%s\\n' "$roots" | $A install-certs --roots-only >/dev/null
+echo "root.crt on $(hostname) trusts the new and the previous CA"
 """
 
 
@@ -349,10 +378,14 @@ $A status 2>/dev/null || $A inspect
 """
 
 
-def disable(*, remove_certs: bool = True, remove_ca: bool = False) -> str:
+def disable(*, remove_certs: bool = True, remove_ca: bool = False, stage: str = "all") -> str:
     """Restore this node's configuration; by default also remove its certificates and the agent
-    (and the CA on the CA node). Without ``remove_certs`` the node can offer TLS again at once."""
-    flag = " --remove-certs" if remove_certs else ""
+    (and the CA on the CA node). Without ``remove_certs`` the node can offer TLS again at once.
+    ``stage="require"`` (PostgreSQL): only stop requiring TLS/SCRAM; TLS stays offered."""
+    if stage != "all":
+        remove_certs = remove_ca = False
+    flag = " --remove-certs" if remove_certs else (" --stage " + stage if stage != "all" else "")
+    done = "TLS disabled" if stage == "all" else "TLS no longer required"
     ca = f"\nrm -rf {CERT_DIR}/ca {CERT_DIR}/.pending" if remove_ca else ""
     agent = (f"\nrm -rf {CERT_DIR}/.dbtls-state\nrmdir {CERT_DIR} 2>/dev/null || true"
              f"\nrm -f $A {AGENT_DIR}/dbtls-agent.pyz\nrmdir {AGENT_DIR} 2>/dev/null || true") if remove_certs else ""
@@ -364,7 +397,7 @@ if [ -x $A ]; then
   [ '${{settings.upstreamMode}}' != true ] || upstream=--upstream-mode
   $A disable --role auto{flag} $upstream >/dev/null
 fi{ca}{agent}
-echo "TLS disabled on $(hostname)"
+echo "{done} on $(hostname)"
 """
 
 
@@ -400,4 +433,92 @@ def require_client_cert() -> str:
 set -e
 {PRELUDE}
 $A user-cert --user '${{settings.dbUser}}'
+"""
+
+
+# -- MySQL family behind ProxySQL: drain a backend around its restart ------------------------------
+#: How long ProxySQL waits for a backend's connections in use to finish before its restart goes ahead.
+DRAIN_TIMEOUT_S = 60
+#: Where a deferred step keeps its exit code and stderr until ``step_result`` replays them.
+STEP_DIR = "/run/dbtls-step"
+
+
+def restart_expected() -> str:
+    """``yes`` when this node's next ``${this.step}`` (offer, or any disable) restarts the server, so
+    ProxySQL must drain it first; ``no`` when nothing restarts. Unsure (agent error): ``yes``."""
+    return f"""\
+{PRELUDE}
+case '${{this.step}}' in offer) step=offer ;; *) step=disable ;; esac
+if [ ! -x $A ]; then echo no; exit 0; fi
+if out=$($A restart-expected --step "$step" --min-tls '${{settings.minTls}}' </dev/null); then
+  case "$out" in *'"restart": true'*) echo yes ;; *) echo no ;; esac
+else
+  echo yes
+fi
+exit 0
+"""
+
+
+def proxysql_backend(state: str) -> str:
+    """On every ProxySQL node: ``offline-soft`` (then wait for the drain) or ``online`` for the
+    backend named by ``${this.addresses}``. A failed offline-soft is only a warning (the restart then
+    goes ahead undrained, as without ProxySQL); a failed online fails the step: a backend must not
+    stay out of rotation unnoticed."""
+    if state not in ("offline-soft", "online"):
+        raise ValueError(state)
+    timeout = f" --drain-timeout {DRAIN_TIMEOUT_S}" if state == "offline-soft" else ""
+    call = f'$A proxysql-backend --state {state} "$@"{timeout} </dev/null'
+    if state == "offline-soft":
+        call += (' || echo "dbtls: warning: ProxySQL on $(hostname) could not take the backend offline; '
+                 'it restarts without a drain" >&2')
+    return f"""\
+{PRELUDE}
+set --
+for a in ${{this.addresses}}; do set -- "$@" --address "$a"; done
+{call}
+"""
+
+
+def proxysql_backends_recover() -> str:
+    """Backends an earlier, unfinished run left OFFLINE_SOFT go back ONLINE (nothing recorded: no-op)."""
+    return f"""\
+set -e
+{PRELUDE}
+$A proxysql-backend --state online --all </dev/null
+"""
+
+
+def deferred(script: str) -> str:
+    """Run ``script`` but exit 0 whatever it does, keeping its exit code and stderr on the node for
+    ``step_result``: the actions after it (ProxySQL ``online``) must run even when it failed. The
+    script goes through a file in the 0700 step directory (never argv: it may carry sealed blobs)."""
+    if "DBTLS_STEP" in script:
+        raise ValueError("the script already contains the deferred-step delimiter")
+    return f"""\
+D={STEP_DIR}
+rm -rf $D && mkdir -m 0700 $D || {{ echo "dbtls: cannot create $D" >&2; exit 1; }}
+echo 1 > $D/rc
+cat > $D/script <<'DBTLS_STEP'
+{script.rstrip()}
+DBTLS_STEP
+rc=0
+bash $D/script </dev/null >$D/out 2>$D/err || rc=$?
+rm -f $D/script
+cat $D/out
+cat $D/err >&2
+echo $rc > $D/rc
+exit 0
+"""
+
+
+def step_result() -> str:
+    """The exit code and stderr of the last ``deferred`` step on this node, replayed."""
+    return f"""\
+D={STEP_DIR}
+if ! rc=$(cat $D/rc 2>/dev/null); then
+  echo "dbtls: the result of the previous step on $(hostname) is missing" >&2; exit 1
+fi
+[ "$rc" = 0 ] || cat $D/err >&2
+rm -rf $D
+exit $rc
 """

@@ -9,6 +9,8 @@ import abc
 import os
 from typing import Any, Dict, List
 
+from dbtls_agent.errors import AgentError
+
 KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ecdsa-p256")
 DEFAULT_KEY_TYPE = "rsa2048"
 KINDS = ("server", "client")
@@ -99,8 +101,31 @@ class CryptoBackend(abc.ABC):
         return str(self.public_key_info(key_pem)["spki_sha256"])
 
     @abc.abstractmethod
+    def verify_one(self, cert_pem: bytes, root_pem: bytes) -> None:
+        """Raise ``AgentError`` unless ``cert_pem`` is validly signed by the one CA ``root_pem``, in date."""
+
     def verify_chain(self, cert_pem: bytes, root_pem: bytes) -> None:
-        """Raise ``AgentError`` unless ``cert_pem`` is validly signed by ``root_pem`` and in date."""
+        """Raise ``AgentError`` unless ``cert_pem`` is validly signed by a CA of ``root_pem`` and in date.
+
+        ``root_pem`` may be a trust bundle (during a CA rotation root.crt holds the new root and
+        the previous one): one root that verifies is enough. The error names the root whose
+        subject issued the certificate, else the first one.
+        """
+        from dbtls_agent.crypto import der
+
+        roots = [der.to_pem(label, body) for label, body in der.pem_blocks(root_pem) if label == "CERTIFICATE"]
+        if len(roots) <= 1:
+            self.verify_one(cert_pem, root_pem)
+            return
+        issuer = self.parse_cert(cert_pem)["issuer"]
+        errors = []
+        for root in roots:
+            try:
+                self.verify_one(cert_pem, root)
+                return
+            except AgentError as exc:
+                errors.append((self.parse_cert(root)["subject"] == issuer, exc))
+        raise next((exc for match, exc in errors if match), errors[0][1])
 
     def key_matches_cert(self, key_pem: bytes, cert_pem: bytes) -> bool:
         """True when the private key belongs to the certificate (same public key)."""

@@ -138,7 +138,7 @@ class OpensslBackend(CryptoBackend):
             raise AgentError("private key is not a readable unencrypted PEM key")
         return der.parse_spki(proc.stdout)
 
-    def verify_chain(self, cert_pem: bytes, root_pem: bytes) -> None:
+    def verify_one(self, cert_pem: bytes, root_pem: bytes) -> None:
         root = self.parse_cert(root_pem)
         if not root["is_ca"]:
             raise AgentError("root certificate {} is not a CA".format(root["subject"]))

@@ -215,7 +215,7 @@ class CryptographyBackend(CryptoBackend):
     def public_key_info(self, key_pem: bytes) -> Dict[str, Any]:
         return _describe_key(_load_key(key_pem).public_key())
 
-    def verify_chain(self, cert_pem: bytes, root_pem: bytes) -> None:
+    def verify_one(self, cert_pem: bytes, root_pem: bytes) -> None:
         cert = _load_cert(cert_pem)
         root = _load_cert(root_pem)
         try:

@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-from .. import fsio, mycnf, mysqlflavor, mysqlnode, mysqlprobe, mysqlusers
+from .. import fsio, mycnf, mysqlcipherorder, mysqlflavor, mysqlnode, mysqlprobe, mysqlusers
 from .. import mysqlrolectx as rc
 from ..crypto import get_backend
 from ..errors import AgentError
@@ -95,6 +95,7 @@ class Node(object):
     def restart(self, log_error: Optional[str]) -> Optional[str]:
         """Restart through the platform; None when the server is back, else its error."""
         since = mysqlnode.file_size(log_error)
+        mysqlcipherorder.reload_units(mysqlnode.run)  # our service drop-in, written or removed
         ok, output = mysqlnode.service("restart")
         try:
             self.client.wait_ready(90.0)
@@ -121,7 +122,7 @@ def _our_files(node: Node) -> Dict[str, bytes]:
     return files
 
 
-def _restart_relevant(text: Optional[str]) -> str:
+def restart_relevant(text: Optional[str]) -> str:
     """The file minus the require_secure_transport line (that one is switched live)."""
     return "".join(ln for ln in mycnf.split_lines(text or "") if "require_secure_transport" not in ln)
 
@@ -145,9 +146,23 @@ def _write_config(node: Node, changes: ChangeSet, require: bool, undo: List[Any]
     before = fsio.read_bytes(path)
     undo.append((path, before))
     changes.write(path, text.encode(), mode=0o644, owner=(0, 0) if os.geteuid() == 0 else None)
-    return {"path": path, "restart_relevant_change": _restart_relevant(
-        before.decode("utf-8", "replace") if before is not None else None) != _restart_relevant(text),
-        "created_dirs": created, "include_added_to": main_needing_include}
+    order = mysqlcipherorder.write_files(changes, undo, directory, node.flavor == mysqlflavor.MARIADB, mysqlnode.run)
+    if order["created_dirs"]:
+        node.state.set("created_dirs", sorted(set(node.state.get("created_dirs", []) + order["created_dirs"])))
+    return {"path": path, "restart_relevant_change": order["changed"] or restart_relevant(
+        before.decode("utf-8", "replace") if before is not None else None) != restart_relevant(text),
+        "created_dirs": created, "include_added_to": main_needing_include, "cipher_order": order}
+
+
+def _cipher_order(node: Node, order: Dict[str, Any]) -> Dict[str, Any]:
+    """Does the server's ssl-cipher order win (mysqlcipherorder)? Reported, never fatal: every
+    suite we offer is AEAD with forward secrecy, so the client's pick is still a strong one."""
+    order = {k: v for k, v in order.items() if k != "created_dirs"}
+    if "skip" not in order:
+        order["enforced"] = mysqlcipherorder.server_order_enforced(
+            rc.node_hostname(node.ctx), int(node.live()["port"] or 3306), node.root_crt,
+            node.client.value("SELECT @@ssl_cipher") or "")
+    return order
 
 
 
@@ -195,6 +210,7 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
     undo = []  # type: List[Any]
     written = _write_config(node, changes, require, undo)
     report["config"] = written["path"]
+    rc.step(ctx, "write-files")
     ours = {"ssl_cert": os.path.join(node.server_dir, "server.crt"), "ssl_key": os.path.join(node.server_dir, "server.key"),
             "ssl_ca": node.root_crt}
     live_ok = (live["have_ssl"] or "").upper() == "YES" and all(live[k] == v for k, v in ours.items())
@@ -230,6 +246,7 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
                     error = node.restart(live["log_error"])
                     if error:
                         raise AgentError("the server did not restart: {}".format(error))
+        rc.step(ctx, "apply")
         report["verified"] = _verify(node, files)
     except AgentError as exc:
         changes.undo(undo)
@@ -244,6 +261,8 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
             node.client.try_query(statement or "SELECT 1")
         raise AgentError("{}; the previous configuration was restored".format(exc)) from None
     _save_served(node, files)
+    report["cipher_order"] = _cipher_order(node, written["cipher_order"])
+    rc.step(ctx, "verify")
     report["apply"] = action
     report["restarted"] = action == "restart"
     _say(ctx, "mysql: TLS offered ({}) on {} {}".format(action, node.flavor, ".".join(map(str, node.version))))
@@ -257,6 +276,10 @@ def _require(ctx: Any, node: Node, report: Dict[str, Any]) -> None:
         raise AgentError("{} {} has no require_secure_transport; require TLS per account instead".format(
             node.flavor, ".".join(map(str, node.version))))
     changes = ChangeSet(node.cert_dir, ROLE)
+    before = (node.state.get("before", {}).get("require_secure_transport") or "OFF").upper()
+    if want and before in ("OFF", "0") and not node.state.get("require_set_by_dbtls"):
+        # Ours even when the offer stage's restart already read it from our file (MariaDB).
+        node.state.set("require_set_by_dbtls", True)
     if want or node.state.get("require_set_by_dbtls"):
         _write_config(node, changes, want, [])
     if want and not current:
@@ -271,26 +294,35 @@ def _require(ctx: Any, node: Node, report: Dict[str, Any]) -> None:
 
 
 def enable(ctx: Any) -> Dict[str, Any]:
+    journal = rc.start_journal(ctx, ROLE)
     node = Node(ctx)
     stages = rc.stages(ctx)
     report = {"role": ROLE, "flavor": node.flavor, "version": ".".join(map(str, node.version)),
-              "stages": stages}  # type: Dict[str, Any]
+              "stages": stages, "resumed": bool(journal and journal.resumed)}  # type: Dict[str, Any]
+    rc.step(ctx, "preflight")
     if "offer" in stages:
-        keep_require = bool(rc.opt(ctx, "require_tls", False)) and (
-            "require" in stages or bool(node.state.get("require_set_by_dbtls")))
+        # Only the require stage changes the require setting: an offer-only run (the re-issue's live
+        # swap, run without --require-tls) keeps the line the require stage wrote.
+        keep_require = bool(rc.opt(ctx, "require_tls", False)) if "require" in stages else bool(
+            node.state.get("require_set_by_dbtls"))
         _offer(ctx, node, keep_require, report)
     if "use" in stages:
         report["replication"] = enable_replica(ctx, node, strict=stages == ["use"])
+        rc.step(ctx, "replica")
     if "require" in stages:
         _require(ctx, node, report)
+        rc.step(ctx, "require")
+    rc.step(ctx, "done")
     return report
 
 
 def disable(ctx: Any) -> Dict[str, Any]:
+    journal = rc.start_journal(ctx, ROLE)
     cert_dir = rc.cert_dir(ctx)
     node = Node(ctx)
     report = {"role": ROLE, "flavor": node.flavor, "version": ".".join(map(str, node.version))}  # type: Dict[str, Any]
     report["replication"] = disable_replica(ctx, node)
+    rc.step(ctx, "replica")
     before = node.state.get("before", {})
     if node.state.get("require_set_by_dbtls") and (before.get("require_secure_transport") or "OFF").upper() in ("OFF", "0"):
         node.client.execute([mysqlflavor.require_secure_transport_statement(node.flavor, node.version, False)])
@@ -298,6 +330,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     snapshot = node.state.get("tls_snapshot")
     if snapshot:
         node.client.execute(mysqlflavor.restore_tls_statements({k: tuple(v) for k, v in snapshot.items()}))
+    rc.step(ctx, "live-settings")
     changes = ChangeSet(cert_dir, ROLE)
     restored = {}
     for path in list(changes.paths()):
@@ -317,18 +350,24 @@ def disable(ctx: Any) -> Dict[str, Any]:
         except OSError:
             pass
     report["files"] = restored
+    rc.step(ctx, "write-files")
     live = node.live()
-    if mysqlflavor.first_enable_needs_restart(node.flavor, node.version) and any(
-            v in ("restored", "removed", "include-removed") for v in restored.values()):
+    # A run killed after restoring the files left the server running with TLS: the re-run finds
+    # nothing left to restore, so the journal decides the restart (as for PostgreSQL).
+    if mysqlflavor.first_enable_needs_restart(node.flavor, node.version) and (any(
+            v in ("restored", "removed", "include-removed") for v in restored.values())
+            or (journal is not None and journal.resumed)):
         error = node.restart(live["log_error"])
         if error:
             raise AgentError("the server did not start after restoring its configuration: {}".format(error))
         report["restarted"] = True
+    rc.step(ctx, "apply")
     node.state.remove()
     shutil.rmtree(os.path.join(rc.state.state_dir(cert_dir), SERVED_COPY), ignore_errors=True)
     # Uninstall asks for --remove-certs: server/, client/ (users' certificates too) and .pending go.
     report["certs_removed"] = common.remove_certs(ctx) if rc.opt(ctx, "remove_certs") else False
     _say(ctx, "mysql: TLS configuration removed")
+    rc.step(ctx, "done")
     return report
 
 

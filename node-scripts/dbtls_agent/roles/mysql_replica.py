@@ -9,6 +9,7 @@ import time
 from typing import Any, Dict, List
 
 from .. import mysqlflavor, mysqlprobe
+from .. import mysqlrolectx as rc
 from ..errors import AgentError
 
 REPLICA_WAIT_S = 60.0
@@ -88,6 +89,7 @@ def enable_replica(ctx: Any, node: Any, strict: bool = False) -> Dict[str, Any]:
     restart = _running(channel)
     node.client.execute(mysqlflavor.replica_ssl_statements(node.flavor, node.version, node.root_crt,
                                                            verify_server_cert=verify, restart_threads=restart))
+    rc.step(ctx, "replica-channel")  # switched, not yet seen running: a re-run finds it done
     problems = _wait_tls(node) if restart else []
     if problems:
         node.client.execute(_restore_statements(node, node.state.get("replica_before"), restart=True))

@@ -336,75 +336,9 @@ def _rollback(ctx: base.Context, cs: Any, info: Dict[str, Any], before: Dict[str
 
 
 def disable(ctx: base.Context) -> Dict[str, Any]:
-    info = pgserver.facts(require_running=False)
-    if info is None:
-        raise AgentError("no PostgreSQL server on this node")
-    cs = ctx.changeset(ROLE)
-    journal = ctx.start_journal(ROLE)
-    extra = common.load_extra(ctx, ROLE)
-    inverse = {info["config_file"]: lambda t: pgconf.revert(t, source=info["config_file"]),
-               info["hba_file"]: lambda t: pghba.disable_hostssl(t, source=info["hba_file"])}
-    files = common.restore_all(ctx, cs, inverse, skip=[info["auto_conf"]])
-    auto = _restore_auto_conf(ctx, cs, info, extra)
-    if auto:
-        files.append(auto)
-    journal.step("write-files")
-    changed = any(f["result"] != "unchanged" for f in files)
-    action = "none"
-    # A disable killed after restoring the files left the server running the TLS settings it loaded
-    # earlier; the files look unchanged to the re-run, so the journal decides the reload.
-    if (changed or journal.resumed) and info["running"]:
-        action = _reload_and_wait(ctx, info)
-        problems = pgserver.file_setting_errors()
-        if problems:
-            ctx.say("the server reports configuration errors after disable: " + "; ".join(problems[:3]))
-    # md5 secrets come back only once the md5 rules are live: before the reload, the scram-sha-256
-    # rules would refuse them and Pgpool's health check would detach this backend for good.
-    if info["running"] and not info["in_recovery"]:
-        _restore_secrets(ctx, extra)
-    journal.step("apply")
-    common.save_extra(ctx, ROLE, {})
-    result = {"role": ROLE, "changed": changed, "files": files, "action": action,
-              "certs_removed": common.remove_certs(ctx) if ctx.opt("remove_certs") else False,
-              "messages": ctx.messages}
-    journal.step("done")
-    return result
-
-
-def _restore_secrets(ctx: base.Context, extra: Dict[str, Any]) -> None:
-    """Give re-hashed roles their md5 secret back, unless their password was changed since."""
-    rehashed = extra.get("rehashed") or {}
-    if not rehashed:
-        return
-    current = pgclient.role_secrets()
-    for user, record in sorted(rehashed.items()):
-        if current.get(user) != record["written"]:
-            ctx.say("{}'s password was changed after enable; its new secret is kept".format(user))
-            continue
-        pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(record["original"])),
-                      os_user=pgserver.SERVICE_USER)
-    extra.pop("rehashed", None)
-    common.save_extra(ctx, ROLE, extra)
-
-
-def _restore_auto_conf(ctx: base.Context, cs: Any, info: Dict[str, Any], extra: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    path = os.path.abspath(info["auto_conf"])
-    if path not in cs.entries:
-        return None
-    outcome = common.restore_one(cs, path, None)
-    if outcome != "foreign-edit":
-        return {"path": path, "result": outcome}
-    # The server rewrites postgresql.auto.conf on every ALTER SYSTEM, so undo our settings one by one.
-    if not info["running"]:
-        raise AgentError("{} changed since enable and the server is not running to undo our ALTER SYSTEM "
-                         "settings; start it and run disable again".format(path))
-    for name, value in sorted((extra.get("alter_system") or {}).items()):
-        sql = "ALTER SYSTEM RESET {}".format(name) if value is None else \
-            "ALTER SYSTEM SET {} = {}".format(name, pgclient.literal(value))
-        pgclient.psql(sql, os_user=pgserver.SERVICE_USER)
-    cs.forget(path)
-    ctx.say("{} was changed by someone else after enable; our ALTER SYSTEM changes were undone one by one".format(path))
-    return {"path": path, "result": "inverse-edit"}
+    """Restore what enable changed (``--stage require``: only the rules and the md5 secrets)."""
+    from dbtls_agent.roles import postgres_disable
+    return postgres_disable.disable(ctx)
 
 
 def status(ctx: base.Context) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import fsio, mysqlnode, proxysql_plan
+from .. import fsio, mysqlnode, proxysql_drain, proxysql_plan
 from .. import mysqlrolectx as rc
 from ..errors import AgentError
 from ..state import ChangeSet
@@ -160,11 +160,14 @@ def _datadir_owner(datadir: str) -> Optional[Tuple[int, int]]:
 
 
 def enable(ctx: Any) -> Dict[str, Any]:
+    rc.start_journal(ctx, ROLE)
     cert_dir = rc.cert_dir(ctx)
     require = bool(rc.opt(ctx, "require_tls", False)) and any(s in rc.stages(ctx) for s in ("require",))
     admin = Admin(ctx)
+    _undrain(ctx, admin, cert_dir)
     role_state = rc.RoleState(cert_dir, ROLE)
     role_state.remember("snapshot", admin.snapshot().to_dict())
+    rc.step(ctx, "preflight")
     backend_ca = os.path.join(cert_dir, "server", "root.crt")
     changes = ChangeSet(cert_dir, ROLE)
     owner = _datadir_owner(admin.datadir)
@@ -175,9 +178,11 @@ def enable(ctx: Any) -> Dict[str, Any]:
         undo.append((path, fsio.read_bytes(path)))
         mode = 0o600 if name == proxysql_plan.FRONTEND_KEY else 0o644
         changes.write(path, content, mode=mode, owner=owner)
+    rc.step(ctx, "write-files")
     plan = proxysql_plan.enable_plan(admin.version, backend_ca, require_tls=require)
     try:
         admin.client.execute(plan.statements)
+        rc.step(ctx, "apply")
         problems = admin.runtime_problems(backend_ca, require)
         if problems:
             raise AgentError("; ".join(problems))
@@ -186,6 +191,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
         raise AgentError("{}; the previous ProxySQL settings were restored".format(exc)) from None
     for message in plan.notes:
         _say(ctx, "proxysql: " + message)
+    rc.step(ctx, "done")
     return {"role": ROLE, "version": ".".join(map(str, admin.version)), "datadir": admin.datadir,
             "restart_required": plan.restart_required, "require_tls": require,
             "statements": len(plan.statements), "verified": "runtime"}
@@ -211,9 +217,18 @@ def _say(ctx: Any, message: str) -> None:
         say(message)
 
 
+def _undrain(ctx: Any, admin: Admin, cert_dir: str) -> None:
+    """Backends an unfinished ``proxysql-backend --state offline-soft`` left OFFLINE_SOFT go back ONLINE
+    first: the plans below SAVE mysql_servers to disk, which must never keep a transient drain."""
+    for message in proxysql_drain.restore_leftovers(admin, cert_dir):
+        _say(ctx, "proxysql: " + message)
+
+
 def disable(ctx: Any) -> Dict[str, Any]:
+    rc.start_journal(ctx, ROLE)
     cert_dir = rc.cert_dir(ctx)
     admin = Admin(ctx)
+    _undrain(ctx, admin, cert_dir)
     role_state = rc.RoleState(cert_dir, ROLE)
     changes = ChangeSet(cert_dir, ROLE)
     files = {}
@@ -221,17 +236,20 @@ def disable(ctx: Any) -> Dict[str, Any]:
         files[path] = changes.restore(path)
         if files[path] != "foreign-edit":
             changes.forget(path)
+    rc.step(ctx, "write-files")
     recorded = role_state.get("snapshot")
     # Uninstall asks for --remove-certs: the node's server/ files and .pending go once it is restored.
     def certs_removed() -> bool:
         return common.remove_certs(ctx) if rc.opt(ctx, "remove_certs") else False
 
     if recorded is None:
+        rc.step(ctx, "done")
         return {"role": ROLE, "changed": bool(files), "files": files, "note": "nothing recorded at enable",
                 "certs_removed": certs_removed()}
     reload_version = admin.version if _all_frontend_files(admin.datadir) else None
     plan = proxysql_plan.disable_plan(proxysql_plan.Snapshot.from_dict(recorded), reload_version)
     admin.client.execute(plan.statements)
+    rc.step(ctx, "apply")
     restored = admin.snapshot()
     expected = proxysql_plan.Snapshot.from_dict(recorded)
     if restored.variables != expected.variables:
@@ -240,6 +258,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     role_state.remove()
     for message in plan.notes:
         _say(ctx, "proxysql: " + message)
+    rc.step(ctx, "done")
     return {"role": ROLE, "changed": True, "files": files, "restart_required": plan.restart_required,
             "certs_removed": certs_removed()}
 

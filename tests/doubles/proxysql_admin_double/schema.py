@@ -60,12 +60,21 @@ TABLE_BODIES = {
 CONFIG_TABLES = tuple(TABLE_BODIES)
 
 STATS_TABLES = {
-    # ProxySQL's real table; the double has no backend connections, so every counter is 0.
-    # Rebuilt from runtime_mysql_servers on LOAD MYSQL SERVERS TO RUNTIME.
+    # ProxySQL's real table, rebuilt from runtime_mysql_servers whenever it is read. The double has
+    # no backend connections: ConnUsed (and MaxConnUsed) come from main.double_busy_connections,
+    # every other counter is 0.
     "stats_mysql_connection_pool": (
         "(hostgroup INT , srv_host VARCHAR , srv_port INT , status VARCHAR , ConnUsed INT ,"
         " ConnFree INT , ConnOK INT , ConnERR INT , MaxConnUsed INT , Queries INT ,"
         " Queries_GTID_sync INT , Bytes_data_sent INT , Bytes_data_recv INT , Latency_us INT)"
+    ),
+    # NOT a ProxySQL table: every status a mysql_servers row had in the runtime and disk layers,
+    # appended when it changes (epoch seconds), so tests can see a backend's OFFLINE_SOFT/ONLINE
+    # history. A row that disappears from a layer gets status ''.
+    "stats_double_status_history": (
+        "(seq INTEGER PRIMARY KEY , at REAL NOT NULL , layer VARCHAR NOT NULL ,"
+        " hostgroup_id INT NOT NULL , hostname VARCHAR NOT NULL , port INT NOT NULL ,"
+        " status VARCHAR NOT NULL)"
     ),
     # NOT a ProxySQL table: the double's record of the frontend TLS context it "runs".
     "stats_double_tls": (
@@ -73,6 +82,18 @@ STATS_TABLES = {
         " ca_sha256 VARCHAR , pubkey_sha256 VARCHAR , cert_subject VARCHAR ,"
         " cert_issuer VARCHAR , cert_not_after VARCHAR , loaded_at INT ,"
         " last_error VARCHAR NOT NULL DEFAULT '')"
+    ),
+}
+
+# NOT ProxySQL tables, in main and writable: what tests tell the double to pretend.
+DOUBLE_TABLES = {
+    # Connections in use to a backend (every hostgroup it is in): ConnUsed shows conn_used while the
+    # runtime status is ONLINE; from the moment it turns OFFLINE_SOFT the in-flight work needs drain_ms
+    # more milliseconds (-1: never ends), then ConnUsed is 0. OFFLINE_HARD and SHUNNED: 0 at once.
+    "double_busy_connections": (
+        "(srv_host VARCHAR NOT NULL , srv_port INT NOT NULL DEFAULT 3306 ,"
+        " conn_used INT CHECK (conn_used >= 0) NOT NULL DEFAULT 0 ,"
+        " drain_ms INT NOT NULL DEFAULT 0 , PRIMARY KEY (srv_host, srv_port))"
     ),
 }
 

@@ -12,7 +12,7 @@ import re
 import sqlite3
 import time
 
-from . import VERSION_COMMENT, schema, tls
+from . import VERSION_COMMENT, pool, schema, tls
 
 
 class AdminError(Exception):
@@ -77,6 +77,7 @@ class AdminStore:
         self._denied = None
         self._udf_error = None
         self.session_info = {}
+        self._seen = {}  # (layer, hostgroup_id, hostname, port) -> (status, since)
         os.makedirs(datadir, exist_ok=True)
         self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.db.execute("ATTACH DATABASE ? AS disk", (os.path.join(datadir, "proxysql.db"),))
@@ -110,6 +111,8 @@ class AdminStore:
                 self.db.execute(f"CREATE TABLE IF NOT EXISTS disk.{name} {body}")
             for name, body in schema.STATS_TABLES.items():
                 self.db.execute(f"CREATE TABLE IF NOT EXISTS stats.{name} {body}")
+            for name, body in schema.DOUBLE_TABLES.items():
+                self.db.execute(f"CREATE TABLE IF NOT EXISTS main.{name} {body}")
             self.db.execute(
                 "INSERT INTO stats.stats_double_tls (loaded, reloads) VALUES (0, 0)"
             )
@@ -137,11 +140,11 @@ class AdminStore:
                         self.db.execute(f"INSERT INTO disk.{t} SELECT * FROM main.{t}")
                 for t in schema.CONFIG_TABLES:
                     self.db.execute(f"INSERT INTO main.runtime_{t} SELECT * FROM main.{t}")
-                self._rebuild_connection_pool()
                 self.db.execute("COMMIT")
             except Exception:
                 self.db.execute("ROLLBACK")
                 raise
+            self._servers_changed()
 
     def _apply_seed(self, seed, credentials):
         unknown = set(seed) - {"variables", "mysql_servers", "mysql_users",
@@ -262,6 +265,9 @@ class AdminStore:
         rewritten = "".join(parts)
         self._denied = None
         self._udf_error = None
+        if "connection_pool" in rewritten.lower():
+            with self._as_internal():
+                self._rebuild_connection_pool()
         try:
             cur = self.db.execute(rewritten)
             rows = cur.fetchall()
@@ -279,6 +285,8 @@ class AdminStore:
                 ) from None
             raise AdminError(f"ProxySQL Admin Error: {exc}") from None
         if cur.description is None:
+            with self._as_internal():
+                self._servers_changed()  # a direct write to disk.mysql_servers counts too
             return None
         names = [_SYSVAR_COL_RE.sub(r"@@\1", d[0]) for d in cur.description]
         return names, [[None if v is None else str(v) for v in row] for row in rows]
@@ -314,12 +322,12 @@ class AdminStore:
                     self._copy(t, prefix, src, dst)
                 if src == "memory" and dst == "runtime" and prefix:
                     self._validate_runtime_variables(prefix, before)
-                if module == "MYSQL SERVERS" and dst == "runtime":
-                    self._rebuild_connection_pool()
                 self.db.execute("COMMIT")
             except Exception:
                 self.db.execute("ROLLBACK")
                 raise
+            if module == "MYSQL SERVERS":
+                self._servers_changed()
         return True
 
     def _copy(self, table, prefix, src, dst):
@@ -357,12 +365,11 @@ class AdminStore:
         return dict(self.db.execute(
             "SELECT variable_name, variable_value FROM main.runtime_global_variables"))
 
+    def _servers_changed(self):
+        pool.servers_changed(self.db, self._seen)
+
     def _rebuild_connection_pool(self):
-        self.db.execute("DELETE FROM stats.stats_mysql_connection_pool")
-        self.db.execute(
-            "INSERT INTO stats.stats_mysql_connection_pool SELECT hostgroup_id, hostname, port,"
-            " UPPER(status), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 FROM main.runtime_mysql_servers"
-            " ORDER BY hostgroup_id, hostname, port")
+        pool.rebuild_connection_pool(self.db, self._seen)
 
     def reload_tls(self):
         try:

@@ -212,8 +212,8 @@ def test_role_state_remembers_the_first_value_only(tmp_path):
 def test_restart_relevant_ignores_only_the_require_line():
     a = "[mysqld]\nssl_cert=/a\n#require_secure_transport=ON\n"
     b = "[mysqld]\nssl_cert=/a\nrequire_secure_transport=ON\n"
-    assert mysql_role._restart_relevant(a) == mysql_role._restart_relevant(b)
-    assert mysql_role._restart_relevant(a) != mysql_role._restart_relevant(a.replace("/a", "/b"))
+    assert mysql_role.restart_relevant(a) == mysql_role.restart_relevant(b)
+    assert mysql_role.restart_relevant(a) != mysql_role.restart_relevant(a.replace("/a", "/b"))
 
 
 def test_frontend_files_put_only_the_leaf_into_proxysql_cert(tmp_path):

@@ -55,6 +55,8 @@ def test_parse_version_query(output, flavor, version):
     ("mysql  Ver 15.1 Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64) using  EditLine wrapper",
      "mariadb", (10, 11, 19)),
     ("mariadb from 11.4.2-MariaDB, client 15.2 for Linux (x86_64) using readline 5.1", "mariadb", (11, 4, 2)),
+    ("/usr/sbin/mariadbd  Ver 11.8.9-MariaDB-0+deb13u1 from Debian-log for debian-linux-gnu on x86_64", "mariadb",
+     (11, 8, 9)),
 ])
 def test_parse_version_line(line, flavor, version):
     assert mf.parse_version_line(line + "\n") == (flavor, version)

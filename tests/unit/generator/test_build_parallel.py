@@ -41,8 +41,9 @@ def test_secrets_gathered_once_per_layer_and_only_where_needed():
     assert "forEach(s:nodes." not in text  # no per-node visit loop: one cmd per knowing layer
     assert [sel for sel, _ in _cmds(actions["gatherSecrets"])] == ["${this}", "sqldb", "pgpool"]
     dumped = json.dumps({k: actions[k] for k in ("serversOffer", "serversRequire", "proxiesEnable")})
-    # Only the primary (offer, require) and Pgpool (offer) ask for secrets.
-    assert dumped.count('"secrets": "yes"') == 3
+    # Only the primary (offer, require) and Pgpool (offer) ask for secrets; the primary's offer is
+    # listed twice: PostgreSQL's, and MySQL's behind the ProxySQL drain.
+    assert dumped.count('"secrets": "yes"') == 4
 
 
 def test_standbys_enable_together():
