@@ -87,9 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         part("3. Certificate work", lambda: rep.certs(
             [(py, certs_table(args.reps, py)) for py in pythons], args.reps))
     if "tls" in parts:
+        def mariadb_or_error() -> dict:
+            """MariaDB's half of table 4; a failure there keeps PostgreSQL's half and is reported."""
+            try:
+                return tlscost.run_mariadb(release, seconds, args.reps, args.clients, log)
+            except Exception as exc:  # noqa: BLE001 - reported in the table, not swallowed
+                log(f"4. TLS cost (MariaDB) FAILED: {exc}")
+                rep.lines += ["## 4. TLS cost, MariaDB: FAILED", "", f"`{exc}`", ""]
+                return {}
+
         part("4. TLS cost", lambda: rep.tls(
             tlscost.run_pg(release, seconds, args.reps, args.clients, log),
-            tlscost.run_mariadb(release, seconds, args.reps, args.clients, log),
+            mariadb_or_error(),
             f".venv/bin/python -m bench --only tls --seconds {seconds} --reps {args.reps} --clients {args.clients}"))
     rep.footer(time.monotonic() - started)
     path = rep.write()
