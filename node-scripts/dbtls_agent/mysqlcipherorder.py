@@ -211,9 +211,9 @@ def plan(run: Runner, dropin_dir: str, flavor_is_mariadb: bool) -> Dict[str, str
     candidates = ([os.path.join(openssl_dir(out) or "", "openssl.cnf")] if code == 0 and openssl_dir(out) else [])
     system = next((p for p in candidates + list(SYSTEM_CANDIDATES) if os.path.isfile(p)), None)
     sections = {}  # type: Sections
-    text = _read(system) if system else None
+    text = fsio.read_text(system) if system else None
     if system and text is not None:
-        sections = parse_config(text, system, _read, os.listdir)
+        sections = parse_config(text, system, fsio.read_text, os.listdir)
     shown = []
     if os.path.isdir("/run/systemd/system"):
         for name in ("mariadb.service", "mysql.service", "mysqld.service"):
@@ -224,14 +224,6 @@ def plan(run: Runner, dropin_dir: str, flavor_is_mariadb: bool) -> Dict[str, str
     conf = os.path.join(os.path.dirname(dropin_dir.rstrip("/")) or "/", CONF_NAME)
     return {"conf": conf, "conf_text": render_openssl_conf(system, sections), "unit": unit,
             "dropin": os.path.join(SYSTEMD_DIR, unit + ".d", DROPIN_NAME), "dropin_text": render_dropin(conf)}
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError:
-        return None
 
 
 def write_files(changes: Any, undo: List[Any], dropin_dir: str, flavor_is_mariadb: bool,
@@ -260,7 +252,7 @@ def pending(dropin_dir: str, flavor_is_mariadb: bool, run: Runner) -> bool:
     """True when :func:`write_files` would change a file, so the offer stage restarts the server
     (for forecasts such as roles/mysql_forecast.offer_restarts)."""
     wanted = plan(run, dropin_dir, flavor_is_mariadb)
-    return "skip" not in wanted and any(_read(path) != text for path, text in (
+    return "skip" not in wanted and any(fsio.read_text(path) != text for path, text in (
         (wanted["conf"], wanted["conf_text"]), (wanted["dropin"], wanted["dropin_text"])))
 
 
