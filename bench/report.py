@@ -120,6 +120,9 @@ class Report:
         def draw(ax) -> None:
             ax.plot([s.db_nodes for s in sizes], [s.install for s in sizes], "o-", label="install")
             ax.plot([s.db_nodes for s in sizes], [1.5 * base for _ in sizes], "--", label="target 1.5 x T(1)")
+            if all(s.cpu_s for s in sizes):
+                ax.plot([s.db_nodes for s in sizes], [s.cpu / hostcpu.cores() for s in sizes], ":",
+                        label=f"CPU floor (host CPU s / {hostcpu.cores()} cores)")
             ax.set_xlabel("database nodes")
             ax.set_ylabel("seconds")
             ax.set_title("Install time vs cluster size")
