@@ -24,6 +24,8 @@ DATA = "/var/lib/pgsql/data"
 PG_FILES = [f"{DATA}/postgresql.conf", f"{DATA}/pg_hba.conf", f"{DATA}/postgresql.auto.conf"]
 POOL_FILES = ["/etc/pgpool-II/pgpool.conf", "/etc/pgpool-II/pool_hba.conf", "/etc/pgpool-II/pool_passwd"]
 ROOT_ON_CLIENT = "/tmp/h8-root.crt"
+KILLED = (-9, 137)  # docker exec reports a SIGKILLed process as 137
+KILL_ENV = "DBTLS_TEST_KILL_AFTER_STEP"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -197,3 +199,27 @@ def proxysql_admin(env: Env, query: str) -> str:
 
 
 __all__ = ["AGENT_DIR", "CERT_DIR", "Env", "own_env", "wait_for"]
+
+
+def run_killed(env: Env, node: str, args: list[str], step: str, stdin: bytes | None = None) -> None:
+    """Run the agent with the kill hook set to ``step`` and insist that it died there."""
+    proc = env.agent(node, *args, stdin=stdin, extra_env={KILL_ENV: step})
+    assert proc.returncode in KILLED, f"{args} was not killed after {step}: rc={proc.returncode} {proc.stderr!r}"
+
+
+def reissue_server_cert(env: Env, node: str, kill: str | None) -> bytes:
+    """The manifest's certificate steps of a server re-issue on ``node`` (csr on the node, signing on
+    the primary, install on the node), killed once at ``kill`` (``csr:...``/``install-certs:...``)
+    and re-run; returns what the CA signed (certificate first). Reloading is the caller's."""
+    csr_args = ["csr", "--kind", "server", "--rotate"]
+    if kill and kill.startswith("csr:"):
+        run_killed(env, node, csr_args, kill)
+    proc = env.agent(node, *csr_args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    signed = env.agent("primary", "ca", "sign", "--format", "pem", stdin=proc.stdout)
+    assert signed.returncode == 0, signed.stderr.decode()
+    if kill and kill.startswith("install-certs:"):
+        run_killed(env, node, ["install-certs"], kill, signed.stdout)
+    proc = env.agent(node, "install-certs", stdin=signed.stdout)
+    assert proc.returncode == 0, f"{node} install-certs: {proc.stderr.decode()}"
+    return signed.stdout

@@ -31,11 +31,12 @@ from hardening_helpers import (
     issue_pg_certificates,
     own_env,
     psql_ok,
+    reissue_server_cert,
+    run_killed,
     served_fingerprint,
     wait_for,
 )
 
-KILLED = (-9, 137)  # docker exec reports a SIGKILLed process as 137
 PGPOOL_KEY = "/var/lib/pgsql/.pgpoolkey"
 STEPS = {
     ("postgres", "enable"): ["preflight", "write-files", "alter-system", "apply", "verify", "rehash", "done"],
@@ -76,11 +77,6 @@ def enable_args(env: Env, role: str) -> tuple[list[str], bytes]:
 
 def command(env: Env, node: str, role: str, what: str) -> tuple[list[str], bytes | None]:
     return enable_args(env, role) if what == "enable" else (["disable", "--role", role], None)
-
-
-def run_killed(env: Env, node: str, args: list[str], step: str, stdin: bytes | None = None) -> None:
-    proc = env.agent(node, *args, stdin=stdin, extra_env={"DBTLS_TEST_KILL_AFTER_STEP": step})
-    assert proc.returncode in KILLED, f"{args} was not killed after {step}: rc={proc.returncode} {proc.stderr!r}"
 
 
 def journal(env: Env, node: str, role: str) -> dict:
@@ -169,20 +165,10 @@ def test_pgpool_enable_and_disable_survive_every_kill(env):
 
 def reissue(env: Env, node: str, kill: str | None) -> str:
     """The manifest's server re-issue for ``node`` with an optional kill (and re-run) at one step."""
-    csr_args = ["csr", "--kind", "server", "--rotate"]
-    if kill and kill.startswith("csr:"):
-        run_killed(env, node, csr_args, kill)
-    proc = env.agent(node, *csr_args)
-    assert proc.returncode == 0, proc.stderr.decode()
-    signed = env.agent("primary", "ca", "sign", "--format", "pem", stdin=proc.stdout)
-    assert signed.returncode == 0, signed.stderr.decode()
-    if kill and kill.startswith("install-certs:"):
-        run_killed(env, node, ["install-certs"], kill, signed.stdout)
-    proc = env.agent(node, "install-certs", stdin=signed.stdout)
-    assert proc.returncode == 0, proc.stderr.decode()
+    signed = reissue_server_cert(env, node, kill)
     rc, out = env.exec(node, ["jem", "service", "restart" if node == "pgpool" else "reload"])
     assert rc == 0, out
-    return signed.stdout.decode().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    return signed.decode().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
 
 
 @pytest.mark.parametrize("node", ["primary", "pgpool"])

@@ -31,12 +31,13 @@ from hardening_helpers import (
     mysql_ok,
     own_env,
     proxysql_admin,
+    reissue_server_cert,
+    run_killed,
     served_mysql_fingerprint,
     wait_for,
 )
 
 PREFIX = os.environ.get("DBTLS_HARDENING_PREFIX", "h8")
-KILLED = (-9, 137)  # docker exec reports a SIGKILLed process as 137
 MY_FILES = ["/etc/my.cnf", "/etc/mysql/conf.d/ssl-config.cnf"]
 FRONTEND = [f"/var/lib/proxysql/proxysql-{n}.pem" for n in ("ca", "cert", "key")]
 LIVE = "SELECT @@have_ssl, @@require_secure_transport, @@ssl_cert, @@ssl_key, @@ssl_ca, @@tls_version"
@@ -88,11 +89,6 @@ def role_of(node: str) -> str:
 def command(node: str, what: str) -> list[str]:
     """What the manifest runs with requireTls set (stage all = offer, use, require in one run)."""
     return [what, "--role", role_of(node)] + (["--require-tls"] if what == "enable" else [])
-
-
-def run_killed(env: Env, node: str, args: list[str], step: str, stdin: bytes | None = None) -> None:
-    proc = env.agent(node, *args, stdin=stdin, extra_env={"DBTLS_TEST_KILL_AFTER_STEP": step})
-    assert proc.returncode in KILLED, f"{args} was not killed after {step}: rc={proc.returncode} {proc.stderr!r}"
 
 
 def run_ok(env: Env, node: str, args: list[str], stdin: bytes | None = None) -> dict:
@@ -216,23 +212,14 @@ def test_proxysql_enable_and_disable_survive_every_kill(env):
 def reissue(env: Env, node: str, kill: str | None) -> str:
     """The manifest's server re-issue for ``node`` with an optional kill (and re-run) at one step:
     a certificate step, or ``swap:<step>`` of the live swap (``enable --stage offer``)."""
-    csr_args = ["csr", "--kind", "server", "--rotate"]
-    if kill and kill.startswith("csr:"):
-        run_killed(env, node, csr_args, kill)
-    proc = env.agent(node, *csr_args)
-    assert proc.returncode == 0, proc.stderr.decode()
-    signed = env.agent("primary", "ca", "sign", "--format", "pem", stdin=proc.stdout)
-    assert signed.returncode == 0, signed.stderr.decode()
-    if kill and kill.startswith("install-certs:"):
-        run_killed(env, node, ["install-certs"], kill, signed.stdout)
-    run_ok(env, node, ["install-certs"], signed.stdout)
+    signed = reissue_server_cert(env, node, kill)
     swap = ["enable", "--role", role_of(node), "--stage", "offer"]  # what the manifest runs, without --require-tls
     if kill and kill.startswith("swap:"):
         run_killed(env, node, swap, kill[len("swap:"):])
     result = run_ok(env, node, swap)
     if node != "proxysql":
         assert result["apply"] in ("FLUSH SSL", "none"), result  # a live swap, never a restart
-    return signed.stdout.decode().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    return signed.decode().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
 
 
 @pytest.mark.parametrize("node", ["primary", "standby", "proxysql"])
