@@ -13,7 +13,7 @@ import pytest
 
 from dbtls.sim import cluster
 from dbtls.sim.errors import SimError
-from support import require
+from support import env_name, require
 
 RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 
@@ -69,7 +69,7 @@ class Env:
 def _env_fixture(engine, topology: str, release: str, prefix: str = "t") -> Iterator[Env]:
     """An environment ``<prefix>-<topology>-<release>`` for the session or a module. Tests that
     change the nodes' TLS state pass their own prefix so they never share one with other modules."""
-    name = f"{prefix}-{topology}-{release}"
+    name = env_name(f"{prefix}-{topology}-{release}")
     cluster.up(topology, env=name, release=release, progress=lambda m: None)
     try:
         yield Env(engine, name, topology, release)

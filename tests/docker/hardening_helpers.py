@@ -18,6 +18,7 @@ from typing import Any
 from agent_helpers import AGENT_DIR, CERT_DIR, agent, issue_certificates
 
 from dbtls.sim import cluster
+from support import env_name
 
 RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 DATA = "/var/lib/pgsql/data"
@@ -96,7 +97,7 @@ class Env:
 
 def own_env(topology: str, release: str, prefix: str = "h8") -> Iterator[Env]:
     """An environment of the caller's own (``<prefix>-<topology>-<release>``), removed afterwards."""
-    name = f"{prefix}-{topology}-{release}"
+    name = env_name(f"{prefix}-{topology}-{release}")
     cluster.up(topology, env=name, release=release, progress=lambda m: None)
     try:
         yield Env(name, topology, release)

@@ -161,8 +161,9 @@ def mariadb(request, engine) -> Iterator[_Cluster]:
     import mysql_helpers as mh
 
     from dbtls.sim import cluster
+    from support import env_name
 
-    name = f"h8-tls-mariadb-cluster-{request.param}"
+    name = env_name(f"h8-tls-mariadb-cluster-{request.param}")
     cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
     try:
         env = _Cluster(engine, name)

@@ -20,6 +20,7 @@ import pytest
 
 from dbtls.build.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import cluster, platform
+from support import env_name
 
 RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
@@ -70,7 +71,7 @@ class Sim:
 @pytest.fixture(scope="module", params=RELEASES)
 def sim(request, engine) -> Iterator[Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    name = f"m16-mysql-{request.param}"
+    name = env_name(f"m16-mysql-{request.param}")
     cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
     try:
         yield Sim(_Env(engine, name))

@@ -20,6 +20,7 @@ import pytest
 
 from dbtls.build.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import addon, cluster, platform
+from support import env_name
 
 RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 CONFIGS = {
@@ -45,7 +46,7 @@ class Sim:
 @pytest.fixture(scope="module", params=RELEASES)
 def sim(request, engine) -> Iterator[Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    name = f"{os.environ.get('DBTLS_MANIFEST_PG_ENV_PREFIX', 'i6-pg')}-{request.param}"
+    name = env_name(f"{os.environ.get('DBTLS_MANIFEST_PG_ENV_PREFIX', 'i6-pg')}-{request.param}")
     cluster.up("pg-cluster", env=name, release=request.param, progress=lambda m: None)
     env = _Env(engine, name)
     try:

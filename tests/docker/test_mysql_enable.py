@@ -17,6 +17,7 @@ import mysql_helpers as h
 import pytest
 
 from dbtls.sim import cluster
+from support import env_name
 
 RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 ROOT_CRT = "/tmp/i5-root.crt"
@@ -28,7 +29,7 @@ def env(request, engine):
     Env = _docker_conftest().Env
 
     # DBTLS_MYSQL_ENV_PREFIX: run beside other engineers' environments (default i5-mysql).
-    name = os.environ.get("DBTLS_MYSQL_ENV_PREFIX", "i5-mysql") + "-" + request.param
+    name = env_name(os.environ.get("DBTLS_MYSQL_ENV_PREFIX", "i5-mysql") + "-" + request.param)
     cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
     try:
         e = Env(engine, name, "mariadb-cluster", request.param)

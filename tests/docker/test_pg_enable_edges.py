@@ -20,6 +20,7 @@ import pytest
 from agent_helpers import AGENT_DIR, CERT_DIR, agent, agent_json, issue_certificates
 
 from dbtls.sim import cluster
+from support import env_name
 
 RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 DATA = "/var/lib/pgsql/data"
@@ -149,12 +150,12 @@ def _up(topology: str, name: str, release: str) -> Iterator[Env]:
 
 @pytest.fixture(scope="module", params=RELEASES)
 def single(request, engine) -> Iterator[Env]:
-    yield from _up("pg", f"i4b-pg-{request.param}", request.param)
+    yield from _up("pg", env_name(f"i4b-pg-{request.param}"), request.param)
 
 
 @pytest.fixture(scope="module", params=RELEASES)
 def cl(request, engine) -> Iterator[Env]:
-    yield from _up("pg-cluster", f"i4b-pgc-{request.param}", request.param)
+    yield from _up("pg-cluster", env_name(f"i4b-pgc-{request.param}"), request.param)
 
 
 def all_shas(env: Env) -> dict:

@@ -23,6 +23,7 @@ import test_manifest_mysql as m
 
 from dbtls.build.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import cluster
+from support import env_name
 
 DRAIN_MS = 1500
 BUSY = 2
@@ -37,7 +38,7 @@ TIMINGS: dict[str, list] = {}
 @pytest.fixture(scope="module", params=m.RELEASES)
 def sim(request, engine) -> Iterator[m.Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    name = f"h1-drain-{request.param}"
+    name = env_name(f"h1-drain-{request.param}")
     cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda msg: None)
     try:
         yield m.Sim(m._Env(engine, name))
