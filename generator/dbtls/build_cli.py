@@ -16,7 +16,9 @@ err = Console(stderr=True)
 
 
 def build(
-    base_url: Annotated[str, typer.Option(help="where nodes download the agent from (${baseUrl})")]
+    base_url: Annotated[str | None, typer.Option(
+        help="declare this baseUrl in the manifests (pins where nodes download the agent from); by default "
+             "none is declared and the platform uses the folder the manifest was imported from")]
     = DEFAULT_BASE_URL,
     check: Annotated[bool, typer.Option("--check", help="rebuild in memory; fail if committed files differ")]
     = False,

@@ -230,3 +230,52 @@ def sign_requests(
         },
         "certificates": issued,
     }
+
+
+def sign_for_nodes(
+    layout: CertLayout, backend: CryptoBackend, requests: List[Any], nodes: Dict[int, List[str]],
+    env_domain: str, layer: str, extra_names: List[str], client_users: List[str], days: Dict[str, int],
+    with_previous: bool = False,
+) -> Dict[str, Any]:
+    """Sign the requests the manifest collected, under the CA's own policy (see capolicy).
+
+    ``requests`` is ``[(node id, {"server": PEM, "client": PEM})]``; ``nodes`` maps each node id to
+    the IP SANs the platform lists for it. Every request is checked first; one refusal means
+    nothing is issued. Nodes that asked for nothing (a re-issue of a node without certificates)
+    are skipped.
+    """
+    from dbtls_agent import capolicy
+
+    ca = load_ca(layout, backend)
+    if ca is None:
+        raise missing_error(layout)
+    plans = []  # type: List[Dict[str, Any]]
+    for node_id, kinds in requests:
+        if node_id not in nodes:
+            raise AgentError("node {} sent a request but is not in the platform's node list; refusing to sign"
+                             .format(node_id))
+        allowed = capolicy.allowed_server_sans(node_id, nodes[node_id], env_domain, extra_names)
+        for kind in ("server", "client"):
+            pem = kinds.get(kind)
+            if not pem:
+                continue
+            try:
+                plan = _check_request(backend, 0, pem.encode("ascii"), kind)
+            except AgentError as exc:
+                raise AgentError("node {}: {}".format(node_id, str(exc).replace("request #1", kind + " request"))) from None
+            plan["dropped"] = []
+            if kind == "server":
+                plan["sans"], plan["dropped"] = capolicy.filter_server_sans(node_id, plan["cn"], plan["sans"], allowed)
+            else:
+                capolicy.check_client(node_id, layer, plan["cn"], client_users)
+            plan.update({"node": node_id, "csr": pem.encode("ascii")})
+            plans.append(plan)
+    issued = []
+    for plan in plans:
+        cert = backend.sign_csr(plan["csr"], ca["cert"], ca["key"], plan["kind"], plan["cn"], plan["sans"],
+                                days[plan["kind"]])
+        info = backend.parse_cert(cert)
+        issued.append({"node": plan["node"], "kind": plan["kind"], "cn": plan["cn"], "sans": info["sans"],
+                       "dropped": plan["dropped"], "serial": info["serial"], "certificate": str(cert, "ascii")})
+    roots = trust_bundle(layout, backend, with_previous)
+    return {"certificates": issued, "roots": [str(pem, "ascii") for pem in roots]}

@@ -269,3 +269,49 @@ def install(
     if pick:
         report["skipped"] = skipped
     return report
+
+
+def make_bundle(
+    layout: CertLayout, backend: CryptoBackend, scope: str, client_user: Optional[str], extra_sans: List[str],
+    key_type: Optional[str], rotate: bool, info: Optional[Dict[str, Any]] = None,
+) -> Dict[str, str]:
+    """The requests of one node for ``scope`` (server, client or all) as {kind: CSR PEM}.
+
+    A node whose family has no client user (Pgpool-II, ProxySQL) makes a server request only.
+    """
+    out = {}  # type: Dict[str, str]
+    if scope in ("server", "all"):
+        out["server"] = str(make_request(layout, backend, "server", None, extra_sans, key_type, rotate, info)["csr"],
+                            "ascii")
+    if scope in ("client", "all") and client_user:
+        out["client"] = str(make_request(layout, backend, "client", client_user, [], key_type, rotate, info)["csr"],
+                            "ascii")
+    return out
+
+
+def bundle_to_pem(bundle: Dict[str, Any]) -> bytes:
+    """PEM text (every certificate, then the roots) of what ``ca sign --from-manifest`` printed."""
+    certs = bundle.get("certificates")
+    roots = bundle.get("roots")
+    if not isinstance(certs, list) or not isinstance(roots, list) or not roots:
+        raise AgentError("the signed bundle has no certificates/roots lists")
+    parts = []  # type: List[str]
+    for item in certs:
+        if not isinstance(item, dict) or not isinstance(item.get("certificate"), str):
+            raise AgentError("the signed bundle holds an entry without a certificate")
+        parts.append(item["certificate"])
+    for pem in roots:
+        if not isinstance(pem, str):
+            raise AgentError("the signed bundle holds a root that is not PEM text")
+        parts.append(pem)
+    data = "".join(parts).encode("ascii", "replace")
+    if der.text_outside_pem(data):
+        raise AgentError("the signed bundle holds text outside its PEM certificates")
+    return data
+
+
+def has_own_certificate(layout: CertLayout, backend: CryptoBackend, data: bytes) -> bool:
+    """Whether any leaf of ``data`` was issued for a key of this node."""
+    _, leaves = _split_certs(backend, data)
+    keys = _local_keys(layout, backend)
+    return any(_find_key(keys, backend.parse_cert(pem)) is not None for pem in leaves)

@@ -36,6 +36,11 @@ def _enable_options(parser: argparse.ArgumentParser) -> None:
                         help="read blobs from 'secrets seal' on stdin; opened with this node's recipient key, "
                              "which is deleted afterwards")
     parser.add_argument("--upstream-mode", action="store_true", help="restart instead of reload (benchmarks)")
+    parser.add_argument("--options", action="store_true",
+                        help="take --min-tls, --client-cert-auth, --keep-md5-compat, --require-tls and "
+                             "--upstream-mode from the install options saved on this node ('options save')")
+    parser.add_argument("--from-manifest", action="store_true",
+                        help="with --passwords-sealed: stdin is the manifest's base64 list of the blobs")
 
 
 def resolve_role(requested: str) -> str:
@@ -48,6 +53,10 @@ def resolve_role(requested: str) -> str:
 
 
 def _context(args: argparse.Namespace, command: str) -> base.Context:
+    if getattr(args, "options", False):
+        from dbtls_agent import options
+
+        options.apply_to_enable(args, options.load(args.cert_dir))
     passwords = {}  # type: Dict[str, str]
     if getattr(args, "passwords_stdin", False) and getattr(args, "passwords_sealed", False):
         raise AgentError("--passwords-stdin and --passwords-sealed both read stdin: pass one")
@@ -56,7 +65,7 @@ def _context(args: argparse.Namespace, command: str) -> base.Context:
         passwords = pgroles.read_passwords_stdin()
     elif getattr(args, "passwords_sealed", False):
         from dbtls_agent import commands_secrets
-        passwords = commands_secrets.read_sealed_stdin(args.cert_dir)
+        passwords = commands_secrets.read_sealed_stdin(args.cert_dir, getattr(args, "from_manifest", False))
     return base.Context(args, command, passwords)
 
 

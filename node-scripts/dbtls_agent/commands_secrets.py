@@ -166,10 +166,26 @@ def open_all(cert_dir: str, text: str, sealer: Any = None) -> Dict[str, str]:
     return merged
 
 
-def read_sealed_stdin(cert_dir: str) -> Dict[str, str]:
+def blobs_from_manifest(text: str) -> str:
+    """The blob lines inside the manifest's list: base64 of ``<node id>:<base64 of a seal output> ...``."""
+    from dbtls_agent import payload
+
+    if not text.strip():
+        return ""
+    lines = []  # type: List[str]
+    for node_id, data in payload.decode_list(payload.decode_text(text, "sealed list"), "sealed list"):
+        try:
+            lines.append(data.decode("ascii").strip())
+        except UnicodeDecodeError:
+            raise AgentError("sealed list: node {} sent something that is not a sealed blob".format(node_id)) from None
+    return "\n".join(lines)
+
+
+def read_sealed_stdin(cert_dir: str, from_manifest: bool = False) -> Dict[str, str]:
     """``enable --passwords-sealed``: open stdin's blobs, then delete the recipient key (always)."""
     try:
-        return open_all(cert_dir, sys.stdin.read())
+        text = sys.stdin.read()
+        return open_all(cert_dir, blobs_from_manifest(text) if from_manifest else text)
     finally:
         forget(cert_dir)
 
@@ -202,7 +218,11 @@ def cmd_recipient(args: argparse.Namespace) -> int:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    if args.to == "-":
+    if args.from_manifest:
+        from dbtls_agent import payload
+
+        text = payload.decode_text(sys.stdin.read(), "recipient key from the manifest")
+    elif args.to == "-":
         text = sys.stdin.read()
     else:
         text = fsio.read_text(args.to)
@@ -249,5 +269,7 @@ def register(subparsers: Any) -> None:
     sealp = add("seal", "stdin: recipient public key [+ JSON passwords]; print one sealed blob line", cmd_seal)
     sealp.add_argument("--to", default="-", metavar="FILE", help="read the public key from FILE (default stdin)")
     sealp.add_argument("--no-gather", action="store_true", help="seal only the JSON given, not this node's passwords")
+    sealp.add_argument("--from-manifest", action="store_true",
+                       help="stdin: base64 of the recipient's 'secrets recipient' output, as the manifest carries it")
     add("inspect", "JSON: user names inside the sealed blobs on stdin (never the passwords)", cmd_inspect)
     add("forget", "delete this node's recipient key", cmd_forget)

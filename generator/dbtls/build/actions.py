@@ -1,24 +1,29 @@
-"""Custom actions of the add-on: the cross-stack order of reference/db-tls.md §6 as JPS.
+"""Custom actions of the add-on: the cross-stack order of enabling TLS, as JPS.
 
 Each add-on instance is bound to one layer (``${targetNodes.nodeGroup}``). The database layer
 (``sqldb``) holds the CA on its primary. Order across the stack: servers *offer* TLS, standbys and
 proxies *use* it, proxies *require* it, and only then servers *require* it, because requiring first
-would lock Pgpool/ProxySQL out of their backends. So the ``sqldb`` instance stops after "use" when a
-proxy layer exists that does not speak TLS yet; the proxy instance finishes the order.
+would lock Pgpool-II/ProxySQL out of their backends. So the ``sqldb`` instance stops after "use"
+when a proxy layer exists that does not speak TLS yet; the proxy instance finishes the order.
 
-Iterators are not visible inside custom actions, so loops pass node ids as ``${this.*}``.
+How the engine is used (see docs/jps-semantics.md for the sources):
 
-Nodes are handled in parallel wherever the order allows (jps.md §5.2: one ``cmd`` on a layer or an
-id list runs on its nodes at once): one ``csr`` on the layer, one ``ca sign`` for all the requests,
-one ``install-certs --pick-own`` on the layer (each node keeps the certificates of its own keys);
-standbys' offer/use and every server's require in one cmd each. Restarts (Pgpool-II, MariaDB's
-first enable, a re-issue on Pgpool) stay one node at a time; a MariaDB node that is about to restart
-is first drained in ProxySQL (``behindProxies``: OFFLINE_SOFT, wait, restart, ONLINE), replicas first. Only the nodes whose enable uses
-passwords (database primary at offer/require, Pgpool at offer) gather sealed secrets.
+* ``${response}`` holds the previous action's result only, so a node's output is read in the very
+  next action, and per-node output is collected by visiting the nodes one by one
+  (``forEach(n:nodes.<layer>)`` + ``cmd[${@n.id}]``), never by iterating ``response.responses``.
+* A node's output is stored as data (``setGlobals``) and reaches another node only as
+  ``${....toBase64()}``; conditions compare node output in its base64 form, so nothing a node prints
+  is ever JavaScript or shell text.
+* Buttons get only their own form's values: everything else they need (key type, extra names,
+  toggles) was saved on the nodes at install (``options save``).
+* Work runs on a whole layer in one ``cmd`` wherever the order allows (fetching the agent,
+  installing certificates, the standbys' stages); restarts stay one node at a time.
 """
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from typing import Any
 
 from . import shell
@@ -26,14 +31,18 @@ from . import shell
 ROOT = "root"
 CA_NODE = "${nodes.sqldb.master.id}"
 PROXY_LAYERS = ("pgpool", "proxy")
+LAYER = "${targetNodes.nodeGroup}"
 
 
-def cmd(selector: str, script: str, *, say_yes: bool = False) -> dict[str, Any]:
-    """One ``cmd`` item run as root; ``sayYes: false`` so heredocs and the agent see a clean stdin."""
-    item: dict[str, Any] = {f"cmd[{selector}]": script, "user": ROOT}
-    if not say_yes:
-        item["sayYes"] = False
-    return item
+def cmd(selector: str, script: str) -> dict[str, Any]:
+    """One ``cmd`` item run as root with an empty stdin (``sayYes: false``)."""
+    return {f"cmd[{selector}]": script, "user": ROOT, "sayYes": False}
+
+
+def output_is(value: str, source: str = "response.out") -> str:
+    """A condition: ``source`` equals ``value``, compared in base64 so the output is never code."""
+    encoded = base64.b64encode(value.encode()).decode()
+    return f"'${{{source}.toBase64()}}' == '{encoded}'"
 
 
 def _each(layer: str, body: list[Any], only: str | None = None) -> dict[str, Any]:
@@ -53,42 +62,23 @@ def _enable(stage: str, role: str = "auto", node: str = "${@n.id}", secrets: boo
 
 def _db_names() -> str:
     """Every name ProxySQL may list the sqldb node ``@n`` under: ``node<ID>`` (what the platform's
-    cluster manifests put into mysql_servers), its FQDN and its internal IP."""
-    return "node${@n.id} ${@n.hostname} ${@n.address}"
+    cluster manifests put into mysql_servers), its FQDN and its internal address."""
+    return "node${@n.id} node${@n.id}-${env.domain} ${@n.address}"
 
 
 def _behind_proxies(step: str, secrets: bool = False) -> dict[str, Any]:
     """``behindProxies`` for the MySQL-family node ``@n``: ``step`` is ``offer``, ``disable``,
-    ``disableKeepCerts`` or ``disableCa`` (see the action)."""
+    ``disableKeepCerts`` or ``disableCa``."""
     return {"behindProxies": {"nodeId": "${@n.id}", "addresses": _db_names(), "step": step, "role": "auto",
                               "stage": "offer", "secrets": "yes" if secrets else "no"}}
 
 
-def _proxies_ready() -> list[Any]:
-    """ProxySQL nodes get the current agent (their layer's add-on may not be installed yet) and put
-    back ONLINE whatever an earlier, unfinished run left OFFLINE_SOFT."""
-    return [{"if (nodes.proxy)": [{"fetchAgent": "proxy"}, cmd("proxy", shell.proxysql_backends_recover())]}]
-
-
-def _disable_servers() -> list[Any]:
-    """Uninstall on sqldb, after Pgpool-II: ProxySQL's settings go back first but its agent stays for
-    the drains; database nodes one at a time, replicas first (MariaDB restarts: drained); finally
-    ProxySQL's certificates, state and agent go."""
-    return [
-        {"if (nodes.proxy)": [
-            {"fetchAgent": "proxy"},
-            {"forEach(n:nodes.proxy)": [cmd("${@n.id}", shell.disable(remove_certs=False))]},
-        ]},
-        {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": [
-            _each("sqldb", [cmd("${@n.id}", shell.disable())], only="replicas"),
-            _each("sqldb", [cmd("${@n.id}", shell.disable(remove_ca=True))], only="master"),
-        ]},
-        {"else": [
-            _each("sqldb", [_behind_proxies("disable")], only="replicas"),
-            _each("sqldb", [_behind_proxies("disableCa")], only="master"),
-        ]},
-        {"if (nodes.proxy)": [{"forEach(n:nodes.proxy)": [cmd("${@n.id}", shell.disable())]}]},
-    ]
+def _if_layer_has_tls(layer: str, body: list[Any]) -> dict[str, Any]:
+    """Run ``body`` when ``layer`` exists and its first node carries our certificates and agent."""
+    return {f"if (nodes.{layer})": [
+        cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
+        {f"if ({output_is('yes')})": body},
+    ]}
 
 
 def _replica_ids() -> list[Any]:
@@ -96,29 +86,35 @@ def _replica_ids() -> list[Any]:
     return [
         {"setGlobals": {"replicaIds": ""}},
         _each("sqldb", [
-            {"if ('${globals.replicaIds}' == '')": [{"setGlobals": {"replicaIds": "${@n.id}"}}]},
+            {"if ('${globals.replicaIds.toBase64()}' == '')": [{"setGlobals": {"replicaIds": "${@n.id}"}}]},
             {"else": [{"setGlobals": {"replicaIds": "${globals.replicaIds},${@n.id}"}}]},
         ], only="replicas"),
     ]
 
 
-def _issue_steps(reload_after: bool) -> list[Any]:
-    """CSRs of every node of ``${this.nodeId}`` at once, one signing run, one parallel install."""
-    steps: list[Any] = [
-        cmd("${this.nodeId}", shell.csr()),
-        {"setGlobals": {"csrs": ""}},
-        {"forEach(r:response.responses)": [{"setGlobals": {"csrs": "${globals.csrs}\n${@r.out}"}}]},
-        cmd(CA_NODE, shell.ca_sign()),
-        cmd("${this.nodeId}", shell.install_certs()),
+def _have_replicas() -> str:
+    return "'${globals.replicaIds.toBase64()}' != ''"
+
+
+def _request(iterable: str, scope: str, mode: str) -> list[Any]:
+    """Ask every node of ``iterable`` for its requests, one node after the other."""
+    return [
+        {"setGlobals": {"csrs": "", "nodeList": ""}},
+        {f"forEach(n:{iterable})": [
+            {"requestCert": {"nodeId": "${@n.id}", "addresses": "${@n.intIP},${@n.address}", "scope": scope,
+                             "mode": mode}},
+        ]},
     ]
-    if reload_after:
-        # Servers load the new files one node at a time (Pgpool-II restarts to do so).
-        steps.append({"forEach(r:response.responses)": [cmd("${@r.nodeid}", shell.reload_certs())]})
-    return steps
 
 
-def _issue(scope: str, mode: str) -> dict[str, Any]:
-    return {"issueNode": {"nodeId": "${@n.id}", "scope": scope, "mode": mode}}
+def _sign_and_install(layer: str, previous: str = "no") -> dict[str, Any]:
+    return {"signAndInstall": {"layer": layer, "previous": previous}}
+
+
+def _proxies_ready() -> list[Any]:
+    """ProxySQL nodes get the current agent and put back ONLINE whatever an earlier, unfinished run
+    left OFFLINE_SOFT."""
+    return [{"if (nodes.proxy)": [{"fetchAgent": "proxy"}, cmd("proxy", shell.proxysql_backends_recover())]}]
 
 
 def _collect_proxy_ips() -> list[Any]:
@@ -131,64 +127,105 @@ def _collect_proxy_ips() -> list[Any]:
     return items
 
 
-def custom_actions() -> dict[str, Any]:
-    """Every custom action, in a stable order."""
+def _fetch_everywhere() -> list[Any]:
+    """The agent on every layer the add-on may touch (sealing passwords, uninstall's restores)."""
+    return [{"fetchAgent": "sqldb"}, *[{f"if (nodes.{layer})": [{"fetchAgent": layer}]} for layer in PROXY_LAYERS]]
+
+
+def _disable_servers() -> list[Any]:
+    """Uninstall on sqldb, after Pgpool-II: ProxySQL's settings go back first but its agent stays for
+    the drains; database nodes one at a time, replicas first (MariaDB restarts: drained); finally
+    ProxySQL's certificates, state and agent go."""
+    return [
+        {"if (nodes.proxy)": [{"forEach(n:nodes.proxy)": [cmd("${@n.id}", shell.disable(remove_certs=False))]}]},
+        {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
+            _each("sqldb", [cmd("${@n.id}", shell.disable())], only="replicas"),
+            _each("sqldb", [cmd("${@n.id}", shell.disable(remove_ca=True))], only="master"),
+        ]},
+        {"else": [
+            _each("sqldb", [_behind_proxies("disable")], only="replicas"),
+            _each("sqldb", [_behind_proxies("disableCa")], only="master"),
+        ]},
+        {"if (nodes.proxy)": [{"forEach(n:nodes.proxy)": [cmd("${@n.id}", shell.disable())]}]},
+    ]
+
+
+def _reissue_layer(layer: str, scope: str, previous: str = "no") -> dict[str, Any]:
+    return {"reissueLayer": {"group": layer, "scope": scope, "previous": previous}}
+
+
+# -- the actions ---------------------------------------------------------------------------------
+
+def _setup() -> dict[str, Any]:
     return {
+        # Before anything changes: Python and the agent on the layer and the CA node, a supported
+        # database, and for a proxy layer a database layer that is done.
         "checkSupported": [
-            cmd(CA_NODE, shell.check_version()),
-            {"if ('${response.out}'.indexOf('unsupported') == 0)": [
-                {"stopEvent": {"type": "warning", "message":
-                               "${response.out}: the add-on needs PostgreSQL 11 or newer "
-                               "(like the platform's own SSL add-on)."}},
+            {"fetchAgent": LAYER},
+            {f"if ('{LAYER}' != 'sqldb')": [
+                {"fetchAgent": CA_NODE},
+                cmd(CA_NODE, shell.require_database_layer()),
             ]},
+            cmd(CA_NODE, shell.check_version()),
         ],
-        "fetchAgent": [cmd("${this}", shell.fetch_agent())],
-        "prepareLayer": [
-            {"fetchAgent": "${targetNodes.nodeGroup}"},
-            {"if ('${targetNodes.nodeGroup}' != 'sqldb')": [{"fetchAgent": CA_NODE}]},
+        "fetchAgent": [cmd("${this}", "")],  # filled in by custom_actions (needs the agent's sha256)
+        "saveOptions": [cmd("${this}", shell.save_options())],
+        "prepareCa": [
             cmd(CA_NODE, shell.ca_init(rotate=False)),
+            cmd(CA_NODE, shell.ca_policy()),
         ],
-        # ${this.nodeId}: one node id, an id list or a layer; all its nodes work at once.
-        "issueNode": _issue_steps(reload_after=False),
-        "reissueNode": _issue_steps(reload_after=True),
-        "issueLayer": [{"issueNode": {"nodeId": "${targetNodes.nodeGroup}", "scope": "all", "mode": "install"}}],
-        # Passwords cross nodes sealed: the node that uses them (${this} = its id) prints a one-run
-        # public key, every node that knows some seals them to it, and only that node's agent opens
-        # the blobs (enable --passwords-sealed). The transcript holds a public key and ciphertext.
-        # Each knowing layer is visited once per recipient, all its nodes at once: O(N) per run.
+        # One node's requests; the platform's addresses of the node go with them to the CA.
+        "requestCert": [
+            cmd("${this.nodeId}", shell.csr()),
+            {"setGlobals": {"csrs": "${globals.csrs} ${this.nodeId}:${response.out.toBase64()}",
+                            "nodeList": "${globals.nodeList} ${this.nodeId}=${this.addresses}"}},
+        ],
+        # Sign every collected request in one run; every node of the layer installs what is its own.
+        "signAndInstall": [
+            cmd(CA_NODE, shell.ca_sign()),
+            {"setGlobals": {"signed": "${response.out}"}},
+            cmd("${this.layer}", shell.install_certs()),
+        ],
+        "issueLayer": [*_request(f"nodes.{LAYER}", "all", "install"), _sign_and_install(LAYER)],
+        "repairLayer": [*_request(f"nodes.{LAYER}", "all", "repair"), _sign_and_install(LAYER)],
+    }
+
+
+def _secrets() -> dict[str, Any]:
+    # Passwords cross nodes sealed: the node that uses them (${this} = its id) prints a one-run
+    # public key, every node that knows some seals them to it, and only that node's agent opens
+    # the blobs (enable --passwords-sealed). The transcript holds a public key and ciphertext.
+    return {
         "gatherSecrets": [
             cmd("${this}", shell.seal_recipient()),
             {"setGlobals": {"sealTo": "${response.out}", "sealed": ""}},
-            *[{f"if (nodes.{layer})": [
-                cmd(layer, shell.seal(if_agent=True)),
-                {"forEach(s:response.responses)": [
-                    # A node of a layer the add-on is not installed on may have no agent yet.
-                    {f"if ('${{@s.out}}' == '{shell.NO_AGENT}')": [{"sealFrom": "${@s.nodeid}"}]},
-                    {"else": [{"setGlobals": {"sealed": "${globals.sealed}\n${@s.out}"}}]},
-                ]},
-            ]} for layer in ("sqldb", "pgpool")],
+            {"forEach(s:nodes.sqldb)": [{"sealOne": {"nodeId": "${@s.id}"}}]},
+            {"if (nodes.pgpool)": [{"forEach(s:nodes.pgpool)": [{"sealOne": {"nodeId": "${@s.id}"}}]}]},
         ],
-        "sealFrom": [
-            {"fetchAgent": "${this}"},
-            cmd("${this}", shell.seal()),
-            {"setGlobals": {"sealed": "${globals.sealed}\n${response.out}"}},
+        "sealOne": [
+            cmd("${this.nodeId}", shell.seal()),
+            {"setGlobals": {"sealed": "${globals.sealed} ${this.nodeId}:${response.out.toBase64()}"}},
         ],
         "enableNode": [
-            # The primary's offer (password checks) and require (the SCRAM re-hash, done just
-            # before scram-sha-256 is required) and Pgpool's offer (AES pool_passwd entries) need
-            # the passwords: the caller says so, and then ${this.nodeId} is one node.
+            # The primary's offer and require (the SCRAM re-hash) and Pgpool's offer (its AES
+            # pool_passwd entries) need passwords: the caller says so; ${this.nodeId} is one node then.
             {"if ('${this.secrets}' == 'yes')": [
                 {"gatherSecrets": "${this.nodeId}"},
                 cmd("${this.nodeId}", shell.enable(sealed=True)),
             ]},
             {"else": [cmd("${this.nodeId}", shell.enable(sealed=False))]},
         ],
+    }
+
+
+def _enabling() -> dict[str, Any]:
+    return {
         "serversOffer": [
-            {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": [
+            {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
                 # PostgreSQL reloads: the primary, then every standby at once.
                 _each("sqldb", [_enable("offer", secrets=True)], only="master"),
                 *_replica_ids(),
-                {"if ('${globals.replicaIds}' != '')": [
+                {f"if ({_have_replicas()})": [
                     _enable("offer", node="${globals.replicaIds}"),
                     _enable("use", node="${globals.replicaIds}"),
                 ]},
@@ -212,7 +249,7 @@ def custom_actions() -> dict[str, Any]:
             {"setGlobals": {"drained": "no"}},
             {"if (nodes.proxy)": [
                 cmd("${this.nodeId}", shell.restart_expected()),
-                {"if ('${response.out}' == 'yes')": [
+                {f"if ({output_is('yes')})": [
                     {"setGlobals": {"drained": "yes"}},
                     cmd("proxy", shell.proxysql_backend("offline-soft")),
                 ]},
@@ -228,7 +265,7 @@ def custom_actions() -> dict[str, Any]:
                 cmd("${this.nodeId}", shell.deferred(shell.disable(remove_certs=False))),
             ]},
             {"else": [cmd("${this.nodeId}", shell.deferred(shell.disable()))]},
-            {"if ('${globals.drained}' == 'yes')": [cmd("proxy", shell.proxysql_backend("online"))]},
+            {f"if ({output_is('yes', 'globals.drained')})": [cmd("proxy", shell.proxysql_backend("online"))]},
             cmd("${this.nodeId}", shell.step_result()),
         ],
         "serversRequire": [
@@ -236,120 +273,128 @@ def custom_actions() -> dict[str, Any]:
             # The primary re-hashes passwords first; then every standby at once.
             _each("sqldb", [_enable("require", secrets=True)], only="master"),
             *_replica_ids(),
-            {"if ('${globals.replicaIds}' != '')": [
-                {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": [
+            {f"if ({_have_replicas()})": [
+                {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
                     _enable("require", node="${globals.replicaIds}"),
                 ]},
                 {"else": [_each("sqldb", [_enable("require")], only="replicas")]},
             ]},
         ],
         "proxiesEnable": [
-            {"if ('${targetNodes.nodeGroup}' == 'pgpool')": [
+            {f"if ('{LAYER}' == 'pgpool')": [
                 # Pgpool-II restarts to load TLS: one node at a time.
                 _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
                 _each("pgpool", [_enable("require", "pgpool")]),
             ]},
-            {"else": [
-                _each("${targetNodes.nodeGroup}", [_enable("use", "proxysql")]),
-                _each("${targetNodes.nodeGroup}", [_enable("require", "proxysql")]),
-            ]},
+            {"else": ["proxysqlEnable"]},
+        ],
+        # ProxySQL: backends over TLS (new rows too: the platform adds a scaled-out node's row with
+        # use_ssl=0), then TLS required of the users.
+        "proxysqlEnable": [
+            _each("proxy", [_enable("use", "proxysql")]),
+            _each("proxy", [_enable("require", "proxysql")]),
         ],
         "enableLayer": [
-            {"if ('${targetNodes.nodeGroup}' == 'sqldb')": [
+            *_fetch_everywhere(),
+            {f"if ('{LAYER}' == 'sqldb')": [
                 "serversOffer",
                 {"setGlobals": {"proxyReady": "yes"}},
                 *[{f"if (nodes.{layer})": [
                     cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
-                    {"if ('${response.out}' != 'yes')": [{"setGlobals": {"proxyReady": "no"}}]},
+                    {f"if (!({output_is('yes')}))": [{"setGlobals": {"proxyReady": "no"}}]},
                 ]} for layer in PROXY_LAYERS],
-                {"if ('${globals.proxyReady}' == 'yes')": ["serversRequire"]},
+                {f"if ({output_is('yes', 'globals.proxyReady')})": ["serversRequire"]},
                 {"else": [{"setGlobals": {"pending": "TLS is offered but not yet required: install the "
                                           "add-on on the proxy layer too; it finishes the order."}}]},
             ]},
-            {"else": [
-                cmd(CA_NODE, shell.has_tls()),
-                {"if ('${response.out}' != 'yes')": [
-                    {"stopEvent": {"type": "warning", "message":
-                                   "Install the add-on on the database layer (sqldb) first: its primary "
-                                   "holds the environment's CA and must offer TLS before "
-                                   "${targetNodes.nodeGroup} can use it."}},
-                ]},
-                "proxiesEnable",
-                "serversRequire",
-            ]},
+            {"else": ["proxiesEnable", "serversRequire"]},
         ],
+    }
+
+
+def _reporting() -> dict[str, Any]:
+    return {
         "report": [
             {"setGlobals": {"report": ""}},
-            # Every node of the layer at once; the lines are joined in node order.
-            cmd("${targetNodes.nodeGroup}", shell.status_line()),
-            {"forEach(r:response.responses)": [
-                {"setGlobals": {"report": "${globals.report}\n- node${@r.nodeid}: ${@r.out}"}},
+            {f"forEach(n:nodes.{LAYER})": [
+                cmd("${@n.id}", shell.status_line()),
+                {"setGlobals": {"report": "${globals.report}\n- node${@n.id}: ${response.out}"}},
             ]},
-        ],
-        # CA rotation, step 1 (after ca init --rotate): every node with our certificates trusts the
-        # new root next to the old one before any server presents a certificate from it. Pgpool-II
-        # and standbys verify the servers' certificates against root.crt on every new connection;
-        # without this, a backend that reloaded its new certificate is refused by Pgpool until
-        # Pgpool's own root.crt is replaced (and its health check may detach the backend).
-        "trustBothRoots": [
-            cmd(CA_NODE, shell.ca_roots()),
-            {"setGlobals": {"trustRoots": "${response.out}"}},
-            cmd("sqldb", shell.install_roots()),
-            *[{f"if (nodes.{layer})": [cmd(layer, shell.install_roots())]} for layer in PROXY_LAYERS],
-        ],
-        # Reverse of serversRequire (PostgreSQL): the standbys' rules first, then the primary's rules
-        # and, once those are live, its md5 secrets; TLS stays offered. Every backend keeps asking
-        # Pgpool-II for the same authentication method (roles/postgres_disable.py explains).
-        "serversUnrequire": [
-            {"fetchAgent": "sqldb"},
-            *_replica_ids(),
-            {"if ('${globals.replicaIds}' != '')": [cmd("${globals.replicaIds}", shell.disable(stage="require"))]},
-            _each("sqldb", [cmd("${@n.id}", shell.disable(stage="require"))], only="master"),
-        ],
-        "reissue": [
-            {"fetchAgent": "${targetNodes.nodeGroup}"},
-            {"if ('${settings.scope}' == 'all')": [
-                *_agents_for_rotation(),
-                cmd(CA_NODE, shell.ca_init(rotate=True)),
-                "trustBothRoots",
-                _reissue("all", "sqldb"),
-                *[{f"if (nodes.{layer})": [_reissue("all", layer)]} for layer in PROXY_LAYERS],
-            ]},
-            {"else": [_reissue("${settings.scope}", "${targetNodes.nodeGroup}")]},
-            "report",
-            {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
         ],
         "certStatus": [
             "report",
-            {"return": {"type": "info", "message": "Certificates of ${targetNodes.nodeGroup}:${globals.report}"}},
+            {"return": {"type": "success", "message": f"Certificates of {LAYER}:${{globals.report}}"}},
+        ],
+    }
+
+
+def _reissue() -> dict[str, Any]:
+    return {
+        # CA rotation, step 1 (after ca init --rotate): every node with our certificates trusts the
+        # new root next to the old one before any server presents a certificate from it. Pgpool-II
+        # and standbys verify the servers' certificates against root.crt on every new connection.
+        "trustBothRoots": [
+            cmd(CA_NODE, shell.ca_roots()),
+            {"setGlobals": {"roots": "${response.out}"}},
+            cmd("sqldb", shell.install_roots()),
+            *[{f"if (nodes.{layer})": [cmd(layer, shell.install_roots())]} for layer in PROXY_LAYERS],
+        ],
+        # New certificates for the nodes of ${this.group} that have ours, then each server loads
+        # them, one node at a time (Pgpool-II restarts to do so).
+        "reissueLayer": [
+            *_request("nodes.${this.group}", "${this.scope}", "reissue"),
+            {"signAndInstall": {"layer": "${this.group}", "previous": "${this.previous}"}},
+            {"forEach(n:nodes.${this.group})": [cmd("${@n.id}", shell.reload_certs())]},
+        ],
+        "reissue": [
+            {"fetchAgent": LAYER},
+            {"if ('${settings.scope}' == 'all')": [
+                # A new CA: every layer with our certificates moves to it, the database layer first.
+                {"fetchAgent": "sqldb"},
+                *[_if_layer_has_tls(layer, [{"fetchAgent": layer}]) for layer in PROXY_LAYERS],
+                cmd(CA_NODE, shell.ca_init(rotate=True)),
+                "trustBothRoots",
+                _reissue_layer("sqldb", "all", "yes"),
+                *[{f"if (nodes.{layer})": [_reissue_layer(layer, "all", "yes")]} for layer in PROXY_LAYERS],
+            ]},
+            {"elif ('${settings.scope}' == 'client')": [_reissue_layer(LAYER, "client")]},
+            {"else": [_reissue_layer(LAYER, "server")]},
+            "report",
+            {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
         ],
         "requireClientCert": [
             cmd(CA_NODE, shell.require_client_cert()),
             {"return": {"type": "success", "message": "${settings.dbUser} must now log in with a client "
                         "certificate signed by the environment's CA: ${response.out}"}},
         ],
+    }
+
+
+def _lifecycle() -> dict[str, Any]:
+    return {
         "addNodes": [
-            {"forEach(n:event.response.nodes)": [
-                {"fetchAgent": "${@n.id}"},
-                _issue("all", "install"),
-                cmd("${@n.id}", shell.start_if_stopped()),
-            ]},
+            {"forEach(n:event.response.nodes)": [{"fetchAgent": "${@n.id}"}, {"saveOptions": "${@n.id}"}]},
+            *_request("event.response.nodes", "all", "install"),
+            _sign_and_install(LAYER),
+            {"forEach(n:event.response.nodes)": [cmd("${@n.id}", shell.start_if_stopped())]},
+        ],
+        # After a new database node joined: ProxySQL's rows for it get use_ssl=1 too.
+        "refreshProxies": [
+            {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("proxy", ["proxysqlEnable"])]},
         ],
         "disableLayer": [
-            {"if ('${targetNodes.nodeGroup}' == 'sqldb')": [
+            *_fetch_everywhere(),
+            {f"if ('{LAYER}' == 'sqldb')": [
                 # Reverse order: servers stop requiring, then proxies drop TLS, then servers stop offering.
-                {"if (nodes.pgpool)": [
-                    cmd("${nodes.pgpool.master.id}", shell.has_tls()),
-                    {"if ('${response.out}' == 'yes')": ["serversUnrequire"]},
-                ]},
+                _if_layer_has_tls("pgpool", ["serversUnrequire"]),
                 {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [cmd("${@n.id}", shell.disable())]}]},
                 *_disable_servers(),
             ]},
             {"else": [
                 cmd(CA_NODE, shell.has_tls()),
-                {"if ('${response.out}' == 'yes')": [
+                {f"if ({output_is('yes')})": [
                     # Servers go back to "offer" first, or the plain-text proxy would be locked out.
-                    {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') == 0)": ["serversUnrequire"]},
+                    {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": ["serversUnrequire"]},
                     {"else": [
                         # MariaDB restarts to drop require: drained, replicas first.
                         *_proxies_ready(),
@@ -358,23 +403,41 @@ def custom_actions() -> dict[str, Any]:
                         "serversOffer",
                     ]},
                 ]},
-                _each("${targetNodes.nodeGroup}", [cmd("${@n.id}", shell.disable())]),
+                _each(LAYER, [cmd("${@n.id}", shell.disable())]),
             ]},
+        ],
+        # Reverse of serversRequire (PostgreSQL): the standbys' rules first, then the primary's rules
+        # and, once those are live, its md5 secrets; TLS stays offered. Every backend keeps asking
+        # Pgpool-II for the same authentication method.
+        "serversUnrequire": [
+            *_replica_ids(),
+            {f"if ({_have_replicas()})": [cmd("${globals.replicaIds}", shell.disable(stage="require"))]},
+            _each("sqldb", [cmd("${@n.id}", shell.disable(stage="require"))], only="master"),
+        ],
+        # A redeploy keeps our folders (redeploy.conf), but the configuration files it replaces lose
+        # our settings: put back whatever is missing. Every step is idempotent.
+        "afterRedeploy": [
+            {"fetchAgent": LAYER},
+            {"saveOptions": LAYER},
+            "repairLayer",
+            "enableLayer",
+        ],
+        # After the password of webadmin was reset on the database layer: Pgpool-II's AES entry
+        # follows, on the Pgpool-II nodes that carry our agent.
+        "passwordReset": [
+            {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("pgpool", [
+                *_fetch_everywhere(),
+                _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
+            ])]},
         ],
     }
 
 
-def _agents_for_rotation() -> list[Any]:
-    """A CA rotation runs the agent on every layer that has our certificates, not only the one the
-    button was pressed on: give those layers the current agent first (nothing has changed yet)."""
-    items: list[Any] = [{"if ('${targetNodes.nodeGroup}' != 'sqldb')": [{"fetchAgent": "sqldb"}]}]
-    for layer in PROXY_LAYERS:
-        items.append({f"if (nodes.{layer})": [{f"if ('${{targetNodes.nodeGroup}}' != '{layer}')": [
-            cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
-            {"if ('${response.out}' == 'yes')": [{"fetchAgent": layer}]},
-        ]}]})
-    return items
-
-
-def _reissue(scope: str, nodes: str) -> dict[str, Any]:
-    return {"reissueNode": {"nodeId": nodes, "scope": scope, "mode": "reissue"}}
+def custom_actions(agent_sha256: str) -> dict[str, Any]:
+    """Every custom action, in a stable order."""
+    groups: list[Callable[[], dict[str, Any]]] = [_setup, _secrets, _enabling, _reporting, _reissue, _lifecycle]
+    actions: dict[str, Any] = {}
+    for group in groups:
+        actions.update(group())
+    actions["fetchAgent"] = [cmd("${this}", shell.fetch_agent(agent_sha256))]
+    return actions

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .actions import custom_actions
+from .actions import LAYER, custom_actions
 
 ADDON_ID = "dbtls"
 NAME = "SSL/TLS Encryption in Transit"
@@ -18,13 +18,17 @@ DOCS = f"{HOMEPAGE}/blob/main/docs"
 TUTORIAL_PG = "https://www.virtuozzo.com/application-platform-docs/ssl-for-pgsql/"
 TUTORIAL_MYSQL = "https://www.virtuozzo.com/application-platform-docs/ssl-for-mysql-mariadb-percona/"
 
-#: Canonical nodeTypes and versioned aliases (jps.md §3: list both, aliases may be needed).
+#: Canonical nodeTypes and their aliases, as the Cloud Scripting docs list them
+#: (selecting-containers.md), plus the versioned names working add-ons use for newer stacks. The
+#: docs say aliases cannot be used in filters, yet the platform's own add-ons list them: both are
+#: listed. The marketplace launchers match node types by family name instead (see marketplace.py).
 POSTGRES_TYPES = ["postgresql", "postgres11", "postgres12", "postgres13", "postgres14", "postgres15",
                   "postgres16", "postgres17"]
 PGPOOL_TYPES = ["pgpool2", "pgpool2-4"]
-MYSQL_TYPES = ["mysql", "mysql5", "mysql8", "mariadb-dockerized", "mariadb", "mariadb10", "mariadb104",
-               "mariadb105", "mariadb106", "mariadb1011", "perconadb", "percona5.7", "percona8",
-               "percona8.0"]
+MYSQL_TYPES = ["mysql", "mysql5", "mysql8",
+               "mariadb-dockerized", "mariadb", "mariadb10", "mariadb103", "mariadb104", "mariadb105",
+               "mariadb106", "mariadb107", "mariadb108", "mariadb109", "mariadb1010", "mariadb1011",
+               "perconadb", "percona5", "percona5.7", "percona8", "percona8.0"]
 PROXYSQL_TYPES = ["proxysql"]
 ALL_TYPES = POSTGRES_TYPES + PGPOOL_TYPES + MYSQL_TYPES + PROXYSQL_TYPES
 
@@ -102,38 +106,29 @@ def success() -> dict[str, Any]:
 
 
 def events() -> dict[str, Any]:
-    """Platform events; node events are filtered to this add-on's layer (jps.md §7.1)."""
-    layer = "${targetNodes.nodeGroup}"
+    """Platform events. Every installed instance hears every event, so each handler is filtered to
+    the instance's own layer and checks what it needs before touching another layer."""
     return {
-        f"onAfterServiceScaleOut[{layer}]": [
-            "addNodes", "enableLayer", "report",
-        ],
-        f"onAfterRedeployContainer[{layer}]": [
-            {"if (!${event.params.useExistingVolumes:true})": [
-                "prepareLayer", "issueLayer", "enableLayer",
-            ]},
-        ],
-        "onAfterResetServicePassword[sqldb]": [
-            {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [
-                {"enableNode": {"nodeId": "${@n.id}", "role": "pgpool", "stage": "offer", "secrets": "yes"}},
-            ]}]},
-        ],
+        f"onAfterServiceScaleOut[{LAYER}]": ["addNodes", "enableLayer", "refreshProxies", "report"],
+        f"onAfterRedeployContainer[{LAYER}]": ["afterRedeploy"],
+        f"onAfterResetServicePassword[{LAYER}]": ["passwordReset"],
         "onAfterClone": [
-            {"script": "delete MANIFEST.id; return {result: 0, jps: MANIFEST};"},
+            {"script": "return {result: 0, jps: MANIFEST};"},
             {"install": {"jps": "${response.jps}", "envName": "${event.response.env.envName}",
-                         "nodeGroup": layer, "settings": {
-                             "keyType": "${settings.keyType}", "minTls": "${settings.minTls}",
-                             "requireTls": "${settings.requireTls}",
-                             "clientCertAuth": "${settings.clientCertAuth}",
-                             "md5Compat": "${settings.md5Compat}", "extraNames": "${settings.extraNames}"}}},
+                         "nodeGroup": LAYER, "settings": {
+                             f["name"]: "${settings." + f["name"] + "}" for f in install_fields()}}},
         ],
     }
 
 
-def build_manifest(base_url: str, agent_sha256: str) -> dict[str, Any]:
-    """The whole add-on manifest for agent ``agent_sha256`` downloaded below ``base_url``."""
-    actions = custom_actions()
-    return {
+def build_manifest(agent_sha256: str, base_url: str | None = None) -> dict[str, Any]:
+    """The whole add-on manifest for agent ``agent_sha256``.
+
+    Without ``base_url`` the manifest declares none: the platform then takes the folder the manifest
+    was imported from (a tag or commit of this repository), which is where the agent lies. A
+    declared baseUrl would beat the import URL, so only ``dbtls build --base-url`` pins one.
+    """
+    manifest: dict[str, Any] = {
         "type": "update",
         "jpsVersion": "6.1.1",
         "id": ADDON_ID,
@@ -150,15 +145,18 @@ def build_manifest(base_url: str, agent_sha256: str) -> dict[str, Any]:
         "homepage": HOMEPAGE,
         "categories": ["apps/dev-and-admin-tools", "apps/clustered-dbs"],
         "targetEditions": "any",
-        "baseUrl": base_url,
+    }
+    if base_url:
+        manifest["baseUrl"] = base_url
+    manifest.update({
         "targetNodes": {"nodeType": ALL_TYPES},
         "settings": settings(),
-        "globals": {"agentSha256": agent_sha256, "proxyIps": "", "report": "", "pending": "",
-                    "proxyReady": "no", "csrs": "", "replicaIds": ""},
-        "onInstall": ["checkSupported", "prepareLayer", "issueLayer", "enableLayer", "report"],
+        "globals": {"report": "", "pending": ""},
+        "onInstall": ["checkSupported", {"saveOptions": LAYER}, "prepareCa", "issueLayer", "enableLayer", "report"],
         "onUninstall": ["disableLayer"],
         **events(),
         "buttons": buttons(),
-        "actions": actions,
+        "actions": custom_actions(agent_sha256),
         "success": success(),
-    }
+    })
+    return manifest

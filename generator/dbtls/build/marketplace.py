@@ -31,24 +31,36 @@ class Family:
     title: str
     db_types: list[str]
     proxy_types: list[str]
+    #: Substrings of nodeType that mark the family's database / proxy nodes (as upstream matches).
+    db_match: list[str]
+    proxy_match: list[str]
+    #: Oldest major version the family's databases need (0: none).
+    min_major: int
     proxy_layer: str
     tutorial: str
     blurb: str
 
 
 FAMILIES = (
-    Family("postgres-ssl", "PostgreSQL", POSTGRES_TYPES, PGPOOL_TYPES, "pgpool", TUTORIAL_PG,
-           "PostgreSQL and Pgpool-II: hostssl + scram-sha-256 rules, TLS from Pgpool-II to every "
+    Family("dbtls-postgres", "PostgreSQL", POSTGRES_TYPES, PGPOOL_TYPES, ["postgres"], ["pgpool"], 11, "pgpool",
+           TUTORIAL_PG, "PostgreSQL and Pgpool-II: hostssl + scram-sha-256 rules, TLS from Pgpool-II to every "
            "backend, streaming replication over TLS."),
-    Family("mysql-ssl", "MySQL/MariaDB/Percona", MYSQL_TYPES, PROXYSQL_TYPES, "proxy", TUTORIAL_MYSQL,
+    Family("dbtls-mysql", "MySQL/MariaDB/Percona", MYSQL_TYPES, PROXYSQL_TYPES, ["mysql", "mariadb", "percona"],
+           ["proxysql"], 0, "proxy", TUTORIAL_MYSQL,
            "MySQL, MariaDB and Percona with ProxySQL: ssl-config.cnf on every server, TLS on both sides "
-           "of ProxySQL with CA verification, optional require_secure_transport."),
+           "of ProxySQL, optional require_secure_transport."),
 )
 
-#: Runs in the platform before the form shows: list running environments that have the family's
-#: node types, and for each the layers the add-on can go on (as upstream's onBeforeInit does).
+#: Runs in the platform before the form shows: the running environments that have the family's
+#: databases, and for each the layers the add-on can go on. Node types are matched by family name
+#: (``postgres15``, ``mariadb-dockerized`` ...), as the platform's own add-ons do, so a new version
+#: of a stack is offered without a new release of this add-on.
 _ON_BEFORE_INIT = """\
-var dbTypes = %(db)s, proxyTypes = %(proxy)s;
+var dbMatch = %(db)s, proxyMatch = %(proxy)s, minMajor = %(min_major)d;
+function matches(type, names) {
+  for (var k = 0; k < names.length; k++) if (String(type).indexOf(names[k]) > -1) return true;
+  return false;
+}
 var resp = jelastic.env.control.GetEnvs();
 if (resp.result != 0) return resp;
 var envs = {}, groups = {}, found = false;
@@ -57,8 +69,9 @@ for (var i = 0; i < resp.infos.length; i++) {
   if (info.env.status != 1) continue;
   for (var j = 0; j < info.nodes.length; j++) {
     var n = info.nodes[j];
-    if (dbTypes.indexOf(n.nodeType) > -1) { layers[n.nodeGroup] = n.nodeGroup + " (database)"; hasDb = true; }
-    if (proxyTypes.indexOf(n.nodeType) > -1) layers[n.nodeGroup] = n.nodeGroup + " (proxy)";
+    var major = parseInt(String(n.version || "0").split(".")[0], 10) || 0;
+    if (matches(n.nodeType, dbMatch) && major >= minMajor) { layers[n.nodeGroup] = n.nodeGroup + " (database)"; hasDb = true; }
+    else if (matches(n.nodeType, proxyMatch)) layers[n.nodeGroup] = n.nodeGroup + " (proxy)";
   }
   if (!hasDb) continue;
   found = true;
@@ -72,25 +85,36 @@ jps.settings.fields[1].dependsOn = {envName: groups};
 return {result: 0, settings: jps.settings};
 """
 
+#: The repository root, from the launcher's own base URL: the platform derives baseUrl from the
+#: folder the launcher was imported from (``.../marketplace``), and manifest.jps lies one level up.
+_ROOT_SCRIPT = """\
+var base = String('${baseUrl}').replace(/\\/+$/, '');
+if (/\\/marketplace$/.test(base)) base = base.replace(/\\/marketplace$/, '');
+return {result: 0, root: base};
+"""
+
 
 def _child_settings() -> dict[str, str]:
     return {f["name"]: "${settings." + f["name"] + "}" for f in install_fields()}
 
 
-def launcher(family: Family, base_url: str) -> dict[str, Any]:
-    """The ``type: install`` listing of one family."""
-    install = []
+def launcher(family: Family, base_url: str | None = None) -> dict[str, Any]:
+    """The ``type: install`` listing of one family (``base_url`` pins one, see build_manifest)."""
+    install: list[Any] = [
+        {"script": _ROOT_SCRIPT},
+        {"setGlobals": {"root": "${response.root}"}},
+    ]
     for layer in ("sqldb", family.proxy_layer):
         install.append({f"if ('${{settings.nodeGroups}}'.indexOf('{layer}') > -1)": [
-            {"install": {"jps": "${baseUrl}/manifest.jps?_r=${fn.random}", "envName": "${settings.envName}",
+            {"install": {"jps": "${globals.root}/manifest.jps?_r=${fn.random}", "envName": "${settings.envName}",
                          "nodeGroup": layer, "settings": _child_settings()}},
         ]})
-    return {
+    manifest: dict[str, Any] = {
         "type": "install",
         "jpsVersion": "6.1.1",
         "id": family.slug,
         "name": f"{family.title} SSL/TLS Encryption in Transit",
-        "logo": "/marketplace/dbtls.svg",
+        "logo": "/dbtls.svg",
         "description": {
             "short": f"Encryption in transit for {family.title} clusters",
             "text": f"Turns on SSL/TLS for {family.blurb} One private CA per environment (its key stays "
@@ -101,10 +125,14 @@ def launcher(family: Family, base_url: str) -> dict[str, Any]:
         "homepage": HOMEPAGE,
         "categories": ["apps/dev-and-admin-tools", "apps/clustered-dbs"],
         "targetEditions": "any",
-        "baseUrl": base_url,
+    }
+    if base_url:
+        manifest["baseUrl"] = base_url
+        manifest["logo"] = "/marketplace/dbtls.svg"
+    manifest.update({
         "targetNodes": {"nodeType": family.db_types + family.proxy_types},
-        "onBeforeInit": _ON_BEFORE_INIT % {"db": json.dumps(family.db_types),
-                                          "proxy": json.dumps(family.proxy_types)},
+        "onBeforeInit": _ON_BEFORE_INIT % {"db": json.dumps(family.db_match), "proxy": json.dumps(family.proxy_match),
+                                          "min_major": family.min_major},
         "settings": {"fields": [
             {"type": "list", "name": "envName", "caption": "Environment", "required": True, "values": {}},
             {"type": "list", "name": "nodeGroups", "caption": "Node Group(s)", "multiSelect": True,
@@ -117,7 +145,8 @@ def launcher(family: Family, base_url: str) -> dict[str, Any]:
                             "per-node result and the Re-issue / Certificate status buttons in each "
                             f"layer's Add-Ons tab. Connecting with TLS: {family.tutorial}",
                     "email": False},
-    }
+    })
+    return manifest
 
 
 LOGO_SVG = """\

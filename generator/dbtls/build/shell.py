@@ -1,11 +1,19 @@
-"""Node-side bash snippets of the manifest, kept deliberately thin.
+"""Node-side bash of the manifest, kept thin: every decision lives in the agent.
 
-Every real decision lives in the agent; these scripts only fetch it, move public material (CSRs,
-certificates) through ``${response.out}``, and call subcommands. Rules they follow (jps.md §5.3,
-§13): shell variables are written ``$VAR`` (never ``${VAR}``, which the engine would substitute),
-every script ends with an explicit exit decision, and no script or output ever holds a secret: the
-platform records both. Passwords that cross nodes travel sealed (``secrets recipient``/``seal``,
-``enable --passwords-sealed``): the transcript sees a public key and opaque blobs only.
+How the platform runs these (Cloud Scripting docs, actions.md, ``cmd``): the text, trimmed, is
+wrapped as ``yes | (TEXT)`` (or ``(TEXT)`` with ``sayYes: false``), base64-encoded and run through
+``base64 -d | su root``. Rules that follow from it, and from who is trusted:
+
+* Shell variables are written ``$VAR``, never ``${VAR}``: the engine would take that for one of its
+  placeholders, and an unresolved one is a bash "bad substitution" that aborts the whole group.
+* No script ends with a heredoc terminator or a comment: after trimming, the closing ``)`` would
+  land on that line.
+* Nothing a node printed, and nothing a person typed, is pasted into a script as text. Such values
+  reach a script only as the platform's ``${....toBase64()}`` inside single quotes, are checked to
+  be base64 (``b64``), and go to the agent's stdin, which parses them as data.
+* No secret ever appears in a script or an output: the platform records both, and the wrapped text
+  is visible in the node's process list while it runs. Passwords that cross nodes travel sealed
+  (``secrets recipient``/``seal``): the transcript holds a public key and ciphertext only.
 """
 
 from __future__ import annotations
@@ -13,402 +21,324 @@ from __future__ import annotations
 AGENT = "/usr/local/sbin/dbtls-agent"
 AGENT_DIR = "/usr/local/lib/dbtls"
 CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+REDEPLOY_CONF = "/etc/jelastic/redeploy.conf"
+#: What must survive a container redeploy: certificates, backups and state, and the agent.
+KEEP_ON_REDEPLOY = (CERT_DIR, AGENT_DIR, AGENT)
+#: Oldest Python the agent runs on.
+MIN_PYTHON = (3, 6)
 
-#: First lines of every script that calls the agent or Python.
-PRELUDE = f"""\
-A={AGENT}
-PY=$(command -v python3 || echo /usr/libexec/platform-python)
-. /etc/jelastic/metainf.conf 2>/dev/null || true"""
+#: First lines of every script that calls the agent.
+PRELUDE = """\
+set -e -o pipefail
+A=@AGENT@
+. /etc/jelastic/metainf.conf 2>/dev/null || true
+b64() { case "$1" in *[!A-Za-z0-9+/=]*) echo "dbtls: a value from the manifest is not base64; refusing it" >&2; return 65 ;; esac; printf '%s\\n' "$1"; }"""
 
 
-def fetch_agent() -> str:
-    """Install python3 if the node has none, download the agent, check its pinned sha256."""
-    return f"""\
+def _fill(text: str, **extra: str) -> str:
+    """Replace ``@NAME@`` markers (constants of this module and ``extra``) in a script."""
+    values = {"AGENT": AGENT, "AGENT_DIR": AGENT_DIR, "CERT_DIR": CERT_DIR, "REDEPLOY_CONF": REDEPLOY_CONF,
+              "PRELUDE": PRELUDE, **extra}
+    for _ in range(2):  # PRELUDE itself holds markers
+        for name, value in values.items():
+            text = text.replace(f"@{name}@", value)
+    return text
+
+
+def fetch_agent(agent_sha256: str) -> str:
+    """Find Python >= 3.6 (install python3 with the node's package manager if there is none), fetch
+    the agent pinned by sha256 unless the same build is already there, and keep our folders across
+    redeploys. Fails with a line naming the node when no usable Python can be had: nothing has been
+    changed on any database by then."""
+    return _fill(r"""
 set -e
-if ! command -v python3 >/dev/null 2>&1 && [ ! -x /usr/libexec/platform-python ]; then
-  if command -v dnf >/dev/null 2>&1; then dnf -y -q install python3
-  elif command -v yum >/dev/null 2>&1; then yum -y -q install python3
-  elif command -v apt-get >/dev/null 2>&1; then apt-get -qq update && apt-get -qq -y install python3
-  else echo "dbtls: this node has no python3 and no package manager to install it" >&2; exit 3; fi
+want=@SHA@
+dir=@AGENT_DIR@
+usable() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (@PYMIN@) else 1)' >/dev/null 2>&1; }
+find_python() {
+  for p in python3 /usr/libexec/platform-python python3.12 python3.11 python3.9 python3.8 python3.6; do
+    if command -v "$p" >/dev/null 2>&1 && usable "$p"; then command -v "$p"; return 0; fi
+  done
+  return 1
+}
+if ! PY=$(find_python); then
+  how="no package manager found"
+  if command -v dnf >/dev/null 2>&1; then how="dnf install python3 failed"; timeout 600 dnf -y -q install python3 >/dev/null 2>&1 || true
+  elif command -v yum >/dev/null 2>&1; then how="yum install python3 failed"; timeout 600 yum -y -q install python3 >/dev/null 2>&1 || true
+  elif command -v apt-get >/dev/null 2>&1; then how="apt-get install python3 failed"; { timeout 600 apt-get -qq update && timeout 600 apt-get -qq -y install python3; } >/dev/null 2>&1 || true
+  fi
+  if ! PY=$(find_python); then
+    echo "dbtls: node $(hostname) has no Python 3.6 or newer ($how). Install python3 on it and run the installation again; nothing was changed." >&2
+    exit 3
+  fi
 fi
-PY=$(command -v python3 || echo /usr/libexec/platform-python)
-base=$(printf '%s' '${{baseUrl}}' | sed 's:/*$::')
-url="$base/node-scripts/dist/dbtls-agent.pyz?_r=${{fn.random}}"
-mkdir -p {AGENT_DIR}
-tmp=$(mktemp {AGENT_DIR}/.download.XXXXXX)
-trap 'rm -f "$tmp"' EXIT
-if command -v curl >/dev/null 2>&1; then curl -fsS --retry 3 -o "$tmp" "$url"
-elif command -v wget >/dev/null 2>&1; then wget -q -O "$tmp" "$url"
-else "$PY" -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$url" "$tmp"
+mkdir -p "$dir"
+if ! echo "$want  $dir/dbtls-agent.pyz" | sha256sum -c --status - 2>/dev/null; then
+  base=$(printf '%s' '${baseUrl}' | sed 's:/*$::')
+  url="$base/node-scripts/dist/dbtls-agent.pyz?_r=${fn.random}"
+  tmp=$(mktemp "$dir/.download.XXXXXX")
+  trap 'rm -f "$tmp"' EXIT
+  if command -v curl >/dev/null 2>&1; then curl -fsS --retry 3 -o "$tmp" "$url"
+  elif command -v wget >/dev/null 2>&1; then wget -q -O "$tmp" "$url"
+  else "$PY" -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$url" "$tmp"
+  fi
+  if ! echo "$want  $tmp" | sha256sum -c --status -; then
+    echo "dbtls: the agent downloaded from $base does not match its pinned sha256" >&2
+    exit 4
+  fi
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$dir/dbtls-agent.pyz"
 fi
-if ! echo "${{globals.agentSha256}}  $tmp" | sha256sum -c --status -; then
-  echo "dbtls: the agent downloaded from $base does not match its pinned sha256" >&2; exit 4
-fi
-chmod 0644 "$tmp"
-mv -f "$tmp" {AGENT_DIR}/dbtls-agent.pyz
-cat > {AGENT}.new <<'DBTLS_LAUNCHER'
+cat > @AGENT@.new <<'DBTLS_LAUNCHER'
 #!/bin/sh
-# dbtls-agent launcher, installed by the dbtls add-on: the first Python 3 the node has.
-for py in python3 /usr/libexec/platform-python; do
-  if command -v "$py" >/dev/null 2>&1; then exec "$py" {AGENT_DIR}/dbtls-agent.pyz "$@"; fi
+# dbtls-agent launcher, installed by the dbtls add-on: the first Python 3.6 or newer of the node.
+for py in python3 /usr/libexec/platform-python python3.12 python3.11 python3.9 python3.8 python3.6; do
+  if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (@PYMIN@) else 1)' >/dev/null 2>&1; then
+    exec "$py" @AGENT_DIR@/dbtls-agent.pyz "$@"
+  fi
 done
-echo "dbtls-agent: no python3 on this node" >&2
+echo "dbtls-agent: no Python 3.6 or newer on this node" >&2
 exit 127
 DBTLS_LAUNCHER
-chmod 0755 {AGENT}.new
-mv -f {AGENT}.new {AGENT}
-echo "dbtls-agent $({AGENT} --version) on $(hostname)"
-"""
+chmod 0755 @AGENT@.new
+mv -f @AGENT@.new @AGENT@
+if [ -f @REDEPLOY_CONF@ ]; then
+  for keep in @KEEP@; do
+    if ! grep -qxF "$keep" @REDEPLOY_CONF@; then
+      echo "$keep" >> @REDEPLOY_CONF@
+      echo "$keep" >> "$dir/redeploy-added"
+    fi
+  done
+fi
+echo "dbtls-agent $(@AGENT@ --version) on $(hostname)"
+""".strip(), SHA=agent_sha256, PYMIN=", ".join(map(str, MIN_PYTHON)), KEEP=" ".join(KEEP_ON_REDEPLOY))
 
 
 def check_version() -> str:
-    """Print ``unsupported ...`` for PostgreSQL older than 11 (what upstream refuses), else ``ok``."""
-    return """\
+    """Refuse PostgreSQL older than 11 (what the platform's own add-on refuses), before any change."""
+    return _fill(r"""
 . /etc/jelastic/metainf.conf 2>/dev/null || true
-v=$COMPUTE_TYPE_VERSION
 case "$COMPUTE_TYPE" in
   postgres*)
-    major=$(printf '%s' "$v" | sed 's/[^0-9].*//')
-    [ -n "$major" ] || major=0
-    if [ "$major" -lt 11 ]; then echo "unsupported PostgreSQL $v"; else echo "ok PostgreSQL $v"; fi ;;
-  *) echo "ok $COMPUTE_TYPE $v" ;;
+    major=$(printf '%s' "$COMPUTE_TYPE_VERSION" | sed 's/[^0-9].*//')
+    if [ "$major" -lt 11 ] 2>/dev/null; then
+      echo "dbtls: PostgreSQL $COMPUTE_TYPE_VERSION on $(hostname) is not supported: the add-on needs PostgreSQL 11 or newer. Nothing was changed." >&2
+      exit 1
+    fi ;;
 esac
-"""
+echo "database $COMPUTE_TYPE $COMPUTE_TYPE_VERSION"
+""".strip())
+
+
+def require_database_layer() -> str:
+    """On the CA node, before a proxy layer changes anything: the database layer must be done."""
+    return _fill(r"""
+if [ -x @AGENT@ ] && [ -s @CERT_DIR@/server/server.crt ] && [ -s @CERT_DIR@/ca/ca.crt ]; then
+  echo "database layer ready on $(hostname)"
+else
+  echo "dbtls: install the add-on on the database layer (sqldb) first: its primary holds the environment's CA and must offer TLS before a proxy layer can use it. Nothing was changed." >&2
+  exit 1
+fi
+""".strip())
+
+
+#: Install form fields -> the agent's option names (``options save --from-manifest``).
+FORM_OPTIONS = {"keyType": "key_type", "minTls": "min_tls", "extraNames": "extra_names",
+                "requireTls": "require_tls", "clientCertAuth": "client_cert_auth", "md5Compat": "md5_compat",
+                "upstreamMode": "upstream_mode"}
+
+
+def save_options() -> str:
+    """Keep the install form's values on this node (validated by the agent)."""
+    fields = " ".join(f"'{name}=" + "${settings." + field + ".toBase64()}'" for field, name in FORM_OPTIONS.items())
+    return _fill(r"""
+@PRELUDE@
+printf '%s\n' @FIELDS@ | $A options save --from-manifest >/dev/null
+echo "options kept on $(hostname)"
+""".strip(), FIELDS=fields)
+
+
+def ca_policy() -> str:
+    """On the CA node: the extra names typed for this layer may be certified for its nodes."""
+    return _fill(r"""
+@PRELUDE@
+printf 'extra_names=%s\n' '${settings.extraNames.toBase64()}' | $A ca policy --layer '${targetNodes.nodeGroup}' --from-manifest >/dev/null
+echo "names of ${targetNodes.nodeGroup} recorded on $(hostname)"
+""".strip())
 
 
 def ca_init(rotate: bool) -> str:
-    """Create the environment CA on the CA node (kept when it exists, unless rotating)."""
+    """Create the environment CA on the CA node (kept when it exists, unless rotating; a CA
+    copied from another environment by a clone is replaced)."""
     flag = " --rotate" if rotate else ""
-    return f"""\
-set -e
-{PRELUDE}
-$A ca init --key-type '${{settings.keyType}}' --env-name '${{env.envName}}'{flag} >/dev/null
+    return _fill(r"""
+@PRELUDE@
+$A ca init --options --env-name '${env.envName}'@FLAG@ >/dev/null
 echo "CA ready on $(hostname)"
-"""
+""".strip(), FLAG=flag)
 
 
 def csr() -> str:
-    """CSRs of one node for ``${this.scope}`` (server, client or all); ``${this.mode}`` is
-    ``install`` or ``reissue`` (re-issue rotates keys and skips nodes without certificates)."""
-    return f"""\
-set -e
-{PRELUDE}
-scope='${{this.scope}}'
-if [ '${{this.mode}}' = reissue ]; then
-  [ -s {CERT_DIR}/server/server.crt ] || exit 0
-  rotate=--rotate
-else
-  rotate=
-fi
-if [ "$scope" != client ]; then
-  set -- csr --kind server --key-type '${{settings.keyType}}' $rotate
-  for name in $(printf '%s' '${{settings.extraNames}}' | tr ',;' '  '); do set -- "$@" --san "$name"; done
-  $A "$@"
-fi
-case "$COMPUTE_TYPE" in
-  postgres*) user=webadmin ;;
-  mysql*|mariadb*|percona*) user=root ;;
-  *) user= ;;
+    """This node's requests for ``${this.scope}`` as one JSON line. ``${this.mode}``: ``install``
+    (always), ``reissue`` (new keys, only nodes that already have certificates) or ``repair``
+    (only nodes that have none)."""
+    return _fill(r"""
+@PRELUDE@
+case '${this.mode}' in
+  reissue) [ -x $A ] || { echo '{}'; exit 0; }; $A csr --bundle --options --scope '${this.scope}' --rotate --if-installed ;;
+  repair) $A csr --bundle --options --scope '${this.scope}' --only-missing ;;
+  *) $A csr --bundle --options --scope '${this.scope}' ;;
 esac
-if [ "$scope" != server ] && [ -n "$user" ]; then
-  $A csr --kind client --user "$user" $rotate
-fi
-exit 0
-"""
+""".strip())
 
 
 def ca_sign() -> str:
-    """Sign every CSR collected in ``${globals.csrs}`` (public material, all nodes) in one run on
-    the CA node; the answer is one PEM bundle: each node's certificates, then the root (and, in the
-    re-issue that rotates the CA, the previous root: root.crt keeps trusting both until the next run)."""
-    return f"""\
-set -e
-{PRELUDE}
-csrs=$(cat <<'DBTLS_CSR'
-${{globals.csrs}}
-DBTLS_CSR
-)
-previous=
-if [ '${{this.mode}}' = reissue ] && [ '${{this.scope}}' = all ]; then previous=--with-previous; fi
-case "$csrs" in
-  *'BEGIN CERTIFICATE REQUEST'*) printf '%s\\n' "$csrs" | $A ca sign --format pem $previous ;;
-  *) echo "no requests" ;;
-esac
-"""
+    """On the CA node: sign what the nodes asked for, under the CA's own policy (the node list is
+    the platform's); one JSON line back. ``${this.previous}`` = yes during a CA rotation."""
+    return _fill(r"""
+@PRELUDE@
+set -- ca sign --from-manifest --env-domain '${env.domain}' --layer '${this.layer}'
+[ '${this.previous}' != yes ] || set -- "$@" --with-previous
+{ b64 '${globals.csrs.toBase64()}'; b64 '${globals.nodeList.toBase64()}'; } | $A "$@"
+""".strip())
+
+
+def install_certs() -> str:
+    """Install this node's certificates out of the CA node's answer (a node with no request in it
+    has nothing to do)."""
+    return _fill(r"""
+@PRELUDE@
+if [ ! -x $A ]; then echo "no agent on $(hostname)"; exit 0; fi
+b64 '${globals.signed.toBase64()}' | $A install-certs --from-manifest --allow-none >/dev/null
+echo "certificates checked on $(hostname)"
+""".strip())
 
 
 def ca_roots() -> str:
     """On the CA node right after ``ca init --rotate``: the new root and the one it retired (PEM)."""
-    return f"""\
-set -e
-{PRELUDE}
+    return _fill(r"""
+@PRELUDE@
 $A ca roots --with-previous
-"""
+""".strip())
 
 
 def install_roots() -> str:
-    """Make ``${globals.trustRoots}`` (both roots of a CA rotation) this node's root.crt, so it
-    trusts certificates of either CA while the servers move to the new one; nodes without our
-    certificates have nothing to trust with."""
-    return f"""\
-set -e
-{PRELUDE}
-if [ ! -s {CERT_DIR}/server/server.crt ]; then echo "no certificates on $(hostname)"; exit 0; fi
-roots=$(cat <<'DBTLS_ROOTS'
-${{globals.trustRoots}}
-DBTLS_ROOTS
-)
-printf '%s\\n' "$roots" | $A install-certs --roots-only >/dev/null
+    """Make both roots of a CA rotation this node's root.crt (nodes without our certificates skip)."""
+    return _fill(r"""
+@PRELUDE@
+if [ ! -x $A ] || [ ! -s @CERT_DIR@/server/server.crt ]; then echo "no certificates on $(hostname)"; exit 0; fi
+b64 '${globals.roots.toBase64()}' | $A install-certs --roots-only --from-manifest >/dev/null
 echo "root.crt on $(hostname) trusts the new and the previous CA"
-"""
-
-
-def install_certs() -> str:
-    """Install this node's certificates from the bundle the CA node signed for all nodes of the
-    cmd (``--pick-own``: only those matching a key here); a node that made no request (re-issue
-    of a node without certificates) has nothing to pick."""
-    return f"""\
-set -e
-{PRELUDE}
-if [ '${{this.mode}}' = reissue ] && [ ! -s {CERT_DIR}/server/server.crt ]; then
-  echo "nothing to install on $(hostname)"; exit 0
-fi
-certs=$(cat <<'DBTLS_CERTS'
-${{response.out}}
-DBTLS_CERTS
-)
-case "$certs" in
-  *'BEGIN CERTIFICATE'*) printf '%s\\n' "$certs" | $A install-certs --pick-own >/dev/null ;;
-  *) echo "nothing to install on $(hostname)"; exit 0 ;;
-esac
-echo "certificates installed on $(hostname)"
-"""
+""".strip())
 
 
 def reload_certs() -> str:
     """After a re-issue, make this node's server load its new certificate (one node at a time)."""
-    return f"""\
-set -e
-{PRELUDE}
-if [ -s {CERT_DIR}/server/server.crt ]; then
-  if [ '${{settings.upstreamMode}}' = true ]; then
+    return _fill(r"""
+@PRELUDE@
+if [ -x $A ] && [ -s @CERT_DIR@/server/server.crt ]; then
+  if $A options show | grep -q '"upstream_mode": true'; then
     jem service restart >/dev/null
   else
     case "$COMPUTE_TYPE" in
       postgres*) jem service reload >/dev/null ;;
-      # MariaDB FLUSH SSL / MySQL ALTER INSTANCE RELOAD TLS / PROXYSQL RELOAD TLS: the agent's
-      # offer stage sees the served certificate differ from the new one and swaps it live.
-      mysql*|mariadb*|percona*) $A enable --role mysql --stage offer </dev/null >/dev/null ;;
-      proxysql*) $A enable --role proxysql --stage offer </dev/null >/dev/null ;;
-      # Pgpool-II 4.x loads its certificate only at start.
+      mysql*|mariadb*|percona*) $A enable --role mysql --stage offer --options </dev/null >/dev/null ;;
+      proxysql*) $A enable --role proxysql --stage offer --options </dev/null >/dev/null ;;
       *) jem service restart >/dev/null ;;
     esac
   fi
+  echo "certificates loaded on $(hostname)"
+else
+  echo "no certificates on $(hostname)"
 fi
-echo "certificates loaded on $(hostname)"
-"""
-
-
-#: Reads the agent's JSON answer from file "$1" and prints one line for the dashboard.
-_SUMMARY_PY = r"""
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except ValueError:
-    print(open(sys.argv[1]).read().strip()[:300]); sys.exit(0)
-parts = ["%s %s: %s" % (d.get("role"), d.get("stage", ""), d.get("action", "none"))]
-if d.get("md5_roles"):
-    parts.append("md5 roles to reset: " + ", ".join(d["md5_roles"]))
-parts += d.get("messages") or []
-print("; ".join(parts))
-"""
-
-
-def _flags() -> str:
-    """``set --`` lines turning the install form into agent options (no secrets here)."""
-    return """\
-set -- --min-tls '${settings.minTls}'
-[ '${settings.clientCertAuth}' != true ] || set -- "$@" --client-cert-auth
-[ '${settings.md5Compat}' != true ] || set -- "$@" --keep-md5-compat
-case "$COMPUTE_TYPE" in
-  mysql*|mariadb*|percona*|proxysql*) [ '${settings.requireTls}' != true ] || set -- "$@" --require-tls ;;
-esac
-for ip in ${globals.proxyIps}; do set -- "$@" --no-client-cert-address "$ip"; done
-[ '${settings.upstreamMode}' != true ] || set -- "$@" --upstream-mode"""
+""".strip())
 
 
 def enable(sealed: bool) -> str:
-    """``enable --stage ${this.stage}`` on one node; with ``sealed``, the blobs gathered in
-    ``${globals.sealed}`` (sealed to this node's recipient key) reach the agent on stdin and are
-    opened inside it."""
-    feed = "<<'DBTLS_SEALED' || rc=$?\n${globals.sealed}\nDBTLS_SEALED" if sealed else "</dev/null || rc=$?"
-    secrets_flag = " --passwords-sealed" if sealed else ""
-    return f"""\
-set -e
-{PRELUDE}
-{_flags()}
-t=$(mktemp)
-trap 'rm -f "$t"' EXIT
-rc=0
-$A enable --role '${{this.role}}' --stage '${{this.stage}}' "$@"{secrets_flag} >"$t" {feed}
-"$PY" - "$t" <<'DBTLS_PY'
-{_SUMMARY_PY.strip()}
-DBTLS_PY
-exit $rc
-"""
+    """``enable --stage ${this.stage}`` on one node (or several: ``${this.nodeId}`` may be a list).
+    With ``sealed``, the passwords sealed to this node's one-run key reach the agent on stdin."""
+    feed = ("b64 '${globals.sealed.toBase64()}' | $A \"$@\" --passwords-sealed --from-manifest >/dev/null"
+            if sealed else '$A "$@" </dev/null >/dev/null')
+    return _fill(r"""
+@PRELUDE@
+set -- enable --role '${this.role}' --stage '${this.stage}' --options
+set -f
+for ip in $(b64 '${globals.proxyIps.toBase64()}' | base64 -d); do
+  case "$ip" in *[!0-9A-Fa-f.:]*) ;; *) set -- "$@" --no-client-cert-address "$ip" ;; esac
+done
+set +f
+@FEED@
+echo "${this.stage} done on $(hostname)"
+""".strip(), FEED=feed)
 
 
 def seal_recipient() -> str:
-    """Make the using node's one-run key pair; ``${response.out}`` = its PUBLIC key PEM only."""
-    return f"""\
-set -e
-{PRELUDE}
+    """Make this node's one-run key pair; the output is its PUBLIC key only."""
+    return _fill(r"""
+@PRELUDE@
 $A secrets recipient
-"""
+""".strip())
 
 
-#: What ``seal(if_agent=True)`` prints on a node without an agent that can seal.
-NO_AGENT = "dbtls-no-sealing-agent"
-
-
-def seal(if_agent: bool = False) -> str:
-    """Seal the passwords this node knows to the public key in ``${globals.sealTo}``; the output is
-    one opaque blob line, the only thing the transcript sees. With ``if_agent`` a node without an
-    agent that can seal (a layer the add-on is not installed on) prints NO_AGENT instead."""
-    body = """\
-$A secrets seal <<'DBTLS_RECIPIENT'
-${globals.sealTo}
-DBTLS_RECIPIENT
-"""
-    if if_agent:
-        # An old agent without ``secrets seal`` fails here too; the manifest then fetches the
-        # current one and seals again, so a real sealing error still stops the run there.
-        body = f"""\
-if [ -x $A ] && blob=$($A secrets seal 2>/dev/null <<'DBTLS_RECIPIENT'
-${{globals.sealTo}}
-DBTLS_RECIPIENT
-); then
-  printf '%s\\n' "$blob"
-else
-  echo {NO_AGENT}
-fi
-"""
-    return f"""\
-set -e
-{PRELUDE}
-""" + body
-
-
-#: Formats ``status`` (or, while status is missing, ``inspect``) into one line per node. File "$1"
-#: holds ``status``, file "$2" ``inspect``: PostgreSQL/Pgpool status lists the certificates and a
-#: handshake (``tls``); MySQL-family status has ``served``/``have_ssl`` and ProxySQL status its
-#: runtime variables and backends, without certificates, which then come from ``inspect``.
-_STATUS_PY = r"""
-import json, sys
-def load(path):
-    try:
-        d = json.load(open(path))
-    except (ValueError, IOError, OSError):
-        return {}
-    return d if isinstance(d, dict) else {}
-d = load(sys.argv[1])
-extra = load(sys.argv[2]) if len(sys.argv) > 2 else {}
-certs = d.get("certificates")
-if isinstance(certs, dict):
-    certs = certs.get("certificates", [])
-if not isinstance(certs, list):
-    certs = extra.get("certificates")
-certs = [c for c in certs if isinstance(c, dict)] if isinstance(certs, list) else []
-def on(v):
-    return str(v).strip().lower() in ("1", "true", "yes", "on")
-def state():
-    tls = d.get("tls") or {}
-    if tls.get("ok"):
-        return "TLS on (%s)" % tls.get("protocol")
-    if d.get("enabled") is False:
-        return "TLS off"
-    served = d.get("served") if isinstance(d.get("served"), dict) else {}
-    if served.get("tls_version"):
-        text = "TLS on (%s)" % served["tls_version"]
-        if d.get("serves_our_certificate") is False:
-            text += ", serving another certificate"
-        return text
-    if "have_ssl" in d and str(d.get("have_ssl")).upper() != "YES":
-        return "TLS off"
-    if d.get("role") == "proxysql":
-        have = on((d.get("runtime_variables") or {}).get("mysql-have_ssl"))
-        servers = [s for s in d.get("servers") or [] if isinstance(s, dict)]
-        used = sum(1 for s in servers if on(s.get("use_ssl")))
-        return "TLS %s (backends over TLS %d/%d)" % ("on" if have else "off", used, len(servers))
-    return "TLS not verified"
-server = next((c for c in certs if c.get("role") in ("server", "server.crt")), {})
-root = next((c for c in certs if "root" in str(c.get("role"))), {})
-client = next((c for c in certs if str(c.get("role")).startswith("client")), None)
-line = "%s; server cert %s expires %s (%s days); root sha256 %s" % (
-    state(), server.get("cn", "-"), str(server.get("not_after", "-"))[:10], server.get("days_left", "-"),
-    str(root.get("sha256", "-"))[:23])
-if client:
-    line += "; client certs in %s" % str(client.get("path", "")).rsplit("/", 1)[0]
-print(line)
-"""
+def seal() -> str:
+    """Seal the passwords this node knows to the recipient key the manifest carries; one opaque
+    blob line out."""
+    return _fill(r"""
+@PRELUDE@
+b64 '${globals.sealTo.toBase64()}' | $A secrets seal --from-manifest 2>/dev/null
+""".strip())
 
 
 def status_line() -> str:
-    """One human line for this node (the caller prefixes the node id) built from the agent's ``status`` (and
-    ``inspect`` for the certificates when status does not list them)."""
-    return f"""\
-{PRELUDE}
-t=$(mktemp)
-u=$(mktemp)
-trap 'rm -f "$t" "$u"' EXIT
-$A status >"$t" 2>/dev/null || $A inspect >"$t" 2>/dev/null || true
-$A inspect >"$u" 2>/dev/null || true
-"$PY" - "$t" "$u" <<'DBTLS_PY'
-{_STATUS_PY.strip()}
-DBTLS_PY
-exit 0
-"""
-
-
-def status_json() -> str:
-    """The agent's full ``status`` JSON (read by the simulator's tables and by people)."""
-    return f"""\
-{PRELUDE}
-$A status 2>/dev/null || $A inspect
-"""
+    """One human line for this node (the caller prefixes the node id)."""
+    return _fill(r"""
+A=@AGENT@
+if [ -x $A ]; then $A status-line; else printf 'add-on not set up on this node'; fi
+""".strip())
 
 
 def disable(*, remove_certs: bool = True, remove_ca: bool = False, stage: str = "all") -> str:
-    """Restore this node's configuration; by default also remove its certificates and the agent
-    (and the CA on the CA node). Without ``remove_certs`` the node can offer TLS again at once.
-    ``stage="require"`` (PostgreSQL): only stop requiring TLS/SCRAM; TLS stays offered."""
+    """Restore this node's configuration; by default also remove its certificates, the agent and
+    our redeploy.conf lines (and the CA on the CA node). A node with our state but no agent is an
+    error, never a silent skip: its backups are the only way back. ``stage="require"``
+    (PostgreSQL): only stop requiring TLS/SCRAM; TLS stays offered."""
     if stage != "all":
         remove_certs = remove_ca = False
     flag = " --remove-certs" if remove_certs else (" --stage " + stage if stage != "all" else "")
     done = "TLS disabled" if stage == "all" else "TLS no longer required"
-    ca = f"\nrm -rf {CERT_DIR}/ca {CERT_DIR}/.pending" if remove_ca else ""
-    agent = (f"\nrm -rf {CERT_DIR}/.dbtls-state\nrmdir {CERT_DIR} 2>/dev/null || true"
-             f"\nrm -f $A {AGENT_DIR}/dbtls-agent.pyz\nrmdir {AGENT_DIR} 2>/dev/null || true") if remove_certs else ""
-    return f"""\
-set -e
-{PRELUDE}
-if [ -x $A ]; then
+    tail = ""
+    if remove_ca:
+        tail += "\nrm -rf @CERT_DIR@/ca @CERT_DIR@/.pending"
+    if remove_certs:
+        tail += r"""
+rm -rf @CERT_DIR@/.dbtls-state
+rmdir @CERT_DIR@ 2>/dev/null || true
+if [ -f @AGENT_DIR@/redeploy-added ] && [ -f @REDEPLOY_CONF@ ]; then
+  keep=$(mktemp)
+  grep -vxF -f @AGENT_DIR@/redeploy-added @REDEPLOY_CONF@ > "$keep" || true
+  cat "$keep" > @REDEPLOY_CONF@
+  rm -f "$keep"
+fi
+rm -f $A @AGENT_DIR@/dbtls-agent.pyz @AGENT_DIR@/redeploy-added
+rmdir @AGENT_DIR@ 2>/dev/null || true"""
+    return _fill(r"""
+@PRELUDE@
+if [ -d @CERT_DIR@/.dbtls-state ] || [ -d @CERT_DIR@/server ]; then
+  if [ ! -x $A ]; then echo "dbtls: $(hostname) has the add-on's state but no agent; nothing was restored" >&2; exit 1; fi
   upstream=
-  [ '${{settings.upstreamMode}}' != true ] || upstream=--upstream-mode
-  $A disable --role auto{flag} $upstream >/dev/null
-fi{ca}{agent}
-echo "{done} on $(hostname)"
-"""
+  if $A options show | grep -q '"upstream_mode": true'; then upstream=--upstream-mode; fi
+  $A disable --role auto@FLAG@ $upstream </dev/null >/dev/null
+fi@TAIL@
+echo "@DONE@ on $(hostname)"
+""".strip(), FLAG=flag, TAIL=tail, DONE=done)
 
 
 def start_if_stopped() -> str:
-    """Start a new PostgreSQL node that could not start on its own.
-
-    A standby made by scale-out clones the primary's data directory, postgresql.conf included: it
-    already demands server/server.crt, which exists only once this add-on has issued it.
-    """
-    return f"""\
-{PRELUDE}
+    """Start a new PostgreSQL node that could not start on its own: a standby made by scale-out
+    clones the primary's configuration, which already asks for server/server.crt, which exists only
+    once this add-on has issued it."""
+    return _fill(r"""
+. /etc/jelastic/metainf.conf 2>/dev/null || true
 case "$COMPUTE_TYPE" in
   postgres*)
     if ! pg_isready -q -h /var/run/postgresql 2>/dev/null && ! pg_isready -q -h /tmp 2>/dev/null; then
@@ -416,24 +346,24 @@ case "$COMPUTE_TYPE" in
       echo "started PostgreSQL on $(hostname) with its new certificate"
     fi ;;
 esac
-exit 0
-"""
+echo "node $(hostname) up"
+""".strip())
 
 
 def has_tls() -> str:
-    """``yes`` when this node already carries our certificates and agent (a layer done earlier)."""
-    return f"""\
-if [ -x {AGENT} ] && [ -s {CERT_DIR}/server/server.crt ]; then echo yes; else echo no; fi
-"""
+    """``yes`` (no newline) when this node carries our certificates and agent, else ``no``."""
+    return _fill(r"""
+if [ -x @AGENT@ ] && [ -s @CERT_DIR@/server/server.crt ]; then printf yes; else printf no; fi
+""".strip())
 
 
 def require_client_cert() -> str:
-    """MySQL family: make one account log in with a client certificate (agent ``mysql`` role)."""
-    return f"""\
-set -e
-{PRELUDE}
-$A user-cert --user '${{settings.dbUser}}'
-"""
+    """MySQL family: make one account log in with a client certificate (the CA node issues it)."""
+    return _fill(r"""
+@PRELUDE@
+user=$(b64 '${settings.dbUser.toBase64()}' | base64 -d)
+$A user-cert --user "$user"
+""".strip())
 
 
 # -- MySQL family behind ProxySQL: drain a backend around its restart ------------------------------
@@ -444,26 +374,24 @@ STEP_DIR = "/run/dbtls-step"
 
 
 def restart_expected() -> str:
-    """``yes`` when this node's next ``${this.step}`` (offer, or any disable) restarts the server, so
-    ProxySQL must drain it first; ``no`` when nothing restarts. Unsure (agent error): ``yes``."""
-    return f"""\
-{PRELUDE}
-case '${{this.step}}' in offer) step=offer ;; *) step=disable ;; esac
-if [ ! -x $A ]; then echo no; exit 0; fi
-if out=$($A restart-expected --step "$step" --min-tls '${{settings.minTls}}' </dev/null); then
-  case "$out" in *'"restart": true'*) echo yes ;; *) echo no ;; esac
+    """``yes`` (no newline) when this node's next ``${this.step}`` restarts the server, so ProxySQL
+    must drain it first; ``no`` when nothing restarts. Unsure (agent error): ``yes``."""
+    return _fill(r"""
+A=@AGENT@
+case '${this.step}' in offer) step=offer ;; *) step=disable ;; esac
+if [ ! -x $A ]; then printf no; exit 0; fi
+if out=$($A restart-expected --step "$step" --options </dev/null); then
+  case "$out" in *'"restart": true'*) printf yes ;; *) printf no ;; esac
 else
-  echo yes
+  printf yes
 fi
-exit 0
-"""
+""".strip())
 
 
 def proxysql_backend(state: str) -> str:
     """On every ProxySQL node: ``offline-soft`` (then wait for the drain) or ``online`` for the
-    backend named by ``${this.addresses}``. A failed offline-soft is only a warning (the restart then
-    goes ahead undrained, as without ProxySQL); a failed online fails the step: a backend must not
-    stay out of rotation unnoticed."""
+    backend named by ``${this.addresses}``. A failed offline-soft is a warning (the restart goes
+    ahead undrained, as without ProxySQL); a failed online fails the step."""
     if state not in ("offline-soft", "online"):
         raise ValueError(state)
     timeout = f" --drain-timeout {DRAIN_TIMEOUT_S}" if state == "offline-soft" else ""
@@ -471,35 +399,35 @@ def proxysql_backend(state: str) -> str:
     if state == "offline-soft":
         call += (' || echo "dbtls: warning: ProxySQL on $(hostname) could not take the backend offline; '
                  'it restarts without a drain" >&2')
-    return f"""\
-{PRELUDE}
+    return _fill(r"""
+@PRELUDE@
 set --
-for a in ${{this.addresses}}; do set -- "$@" --address "$a"; done
-{call}
-"""
+for a in ${this.addresses}; do set -- "$@" --address "$a"; done
+@CALL@
+echo "backend @STATE@ on $(hostname)"
+""".strip(), CALL=call, STATE=state)
 
 
 def proxysql_backends_recover() -> str:
     """Backends an earlier, unfinished run left OFFLINE_SOFT go back ONLINE (nothing recorded: no-op)."""
-    return f"""\
-set -e
-{PRELUDE}
-$A proxysql-backend --state online --all </dev/null
-"""
+    return _fill(r"""
+@PRELUDE@
+if [ -x $A ]; then $A proxysql-backend --state online --all </dev/null >/dev/null; fi
+echo "ProxySQL backends checked on $(hostname)"
+""".strip())
 
 
 def deferred(script: str) -> str:
     """Run ``script`` but exit 0 whatever it does, keeping its exit code and stderr on the node for
-    ``step_result``: the actions after it (ProxySQL ``online``) must run even when it failed. The
-    script goes through a file in the 0700 step directory (never argv: it may carry sealed blobs)."""
+    ``step_result``: the actions after it (ProxySQL ``online``) must run even when it failed."""
     if "DBTLS_STEP" in script:
         raise ValueError("the script already contains the deferred-step delimiter")
-    return f"""\
-D={STEP_DIR}
-rm -rf $D && mkdir -m 0700 $D || {{ echo "dbtls: cannot create $D" >&2; exit 1; }}
+    return _fill(r"""
+D=@STEP_DIR@
+rm -rf $D && mkdir -m 0700 $D || { echo "dbtls: cannot create $D" >&2; exit 1; }
 echo 1 > $D/rc
 cat > $D/script <<'DBTLS_STEP'
-{script.rstrip()}
+@SCRIPT@
 DBTLS_STEP
 rc=0
 bash $D/script </dev/null >$D/out 2>$D/err || rc=$?
@@ -508,17 +436,17 @@ cat $D/out
 cat $D/err >&2
 echo $rc > $D/rc
 exit 0
-"""
+""".strip(), SCRIPT=script.rstrip(), STEP_DIR=STEP_DIR)
 
 
 def step_result() -> str:
     """The exit code and stderr of the last ``deferred`` step on this node, replayed."""
-    return f"""\
-D={STEP_DIR}
+    return _fill(r"""
+D=@STEP_DIR@
 if ! rc=$(cat $D/rc 2>/dev/null); then
   echo "dbtls: the result of the previous step on $(hostname) is missing" >&2; exit 1
 fi
 [ "$rc" = 0 ] || cat $D/err >&2
 rm -rf $D
 exit $rc
-"""
+""".strip(), STEP_DIR=STEP_DIR)

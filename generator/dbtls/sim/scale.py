@@ -47,7 +47,25 @@ def scale_out(env: str, group: str, progress: cluster.Progress = images._stderr)
     # server before the add-on's scale-out handler has issued its certificate.
     cluster.wait_until(lambda: container.exec_run(["test", "-e", "/var/lib/dbtls-sim/first-boot.done"]).exit_code == 0,
                        cluster.SERVICE_DEADLINE_S, f"the first boot of {container.name}")
+    if spec is topology.MARIADB_REPLICA:
+        _add_proxysql_backend(engine, rows, node.short_name)
     return next(r for r in cluster.status(engine, env) if r.node_id == new_id)
+
+
+def _add_proxysql_backend(engine, rows: list[cluster.NodeStatus], host: str) -> None:
+    """What the platform's cluster logic does when a MariaDB replica joins: a reader row for it in
+    every ProxySQL node's mysql_servers, with ProxySQL's defaults (use_ssl=0), loaded and saved."""
+    sql = (f"INSERT INTO mysql_servers (hostgroup_id, hostname, port) VALUES (11, '{host}', 3306); "
+           "LOAD MYSQL SERVERS TO RUNTIME; SAVE MYSQL SERVERS TO DISK;")
+    for row in rows:
+        if row.role != "proxysql":
+            continue
+        script = ('IFS=: read -r u p < /var/lib/proxysql/admin-credentials; '
+                  'MYSQL_PWD="$p" mariadb --skip-ssl -h127.0.0.1 -P6032 -u"$u" -e "$1"')
+        res = engine.containers.get(row.name).exec_run(["bash", "-c", script, "add-backend", sql])
+        if res.exit_code != 0:
+            raise SimError(f"could not add {host} to ProxySQL on {row.name}: "
+                           f"{res.output.decode(errors='replace').strip()}")
 
 
 def _spec_of(row: cluster.NodeStatus) -> topology.NodeSpec:

@@ -80,6 +80,9 @@ def disable_restarts(ctx: Any) -> Tuple[bool, str]:
 
 def _context(args: argparse.Namespace) -> Any:
     from dbtls_agent.roles import base
+    if args.options:
+        from dbtls_agent import options
+        args.min_tls = options.load(args.cert_dir)["min_tls"]
     return base.Context(args, "restart-expected", {})
 
 
@@ -98,4 +101,5 @@ def register(subparsers: Any) -> None:
     r.add_argument("--step", choices=("offer", "disable"), required=True)
     r.add_argument("--min-tls", choices=("TLSv1.2", "TLSv1.3"), default="TLSv1.2")
     r.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, help="certificate directory")
+    r.add_argument("--options", action="store_true", help="take --min-tls from the saved install options")
     r.set_defaults(func=cmd_restart_expected)

@@ -64,28 +64,46 @@ def test_yaml_quotes_yaml11_booleans_and_keeps_scripts_as_block_scalars():
     assert yaml.safe_load(text) == data
 
 
+MANIFESTS = ("manifest.jps", "marketplace/dbtls-postgres.jps", "marketplace/dbtls-mysql.jps")
+
+
 def test_generated_manifests_validate_and_have_no_shell_braces():
     outputs = {o.path: o.data for o in build_outputs(ROOT)}
-    assert set(outputs) >= {"manifest.jps", "marketplace/postgres-ssl.jps", "marketplace/mysql-ssl.jps",
-                            "node-scripts/dist/dbtls-agent.pyz", "marketplace/dbtls.svg"}
+    assert set(outputs) >= {*MANIFESTS, "node-scripts/dist/dbtls-agent.pyz", "marketplace/dbtls.svg"}
     sha = build_zipapp(AGENT_DIR).sha256
-    for path in ("manifest.jps", "marketplace/postgres-ssl.jps", "marketplace/mysql-ssl.jps"):
+    for path in MANIFESTS:
         text = outputs[path].decode()
         assert validate(text) == [], path
         assert not re.search(r"\$\{[A-Z_][A-Z0-9_]*[:}]", text), path  # ${VAR} is the engine's
+        assert "baseUrl:" not in text, path  # the platform derives it from the import URL
     manifest = yaml.safe_load(outputs["manifest.jps"])
-    assert manifest["globals"]["agentSha256"] == sha
-    assert manifest["type"] == "update"
+    fetch = manifest["actions"]["fetchAgent"][0]["cmd[${this}]"]
+    assert f"want={sha}" in fetch
+    assert manifest["type"] == "update" and manifest["id"] == "dbtls"
     assert [b["caption"] for b in manifest["buttons"]] == [
         "Re-issue certificates", "Configuration Tutorial", "Certificate status",
         "Require client certificate for a user"]
+    launchers = [yaml.safe_load(outputs[p]) for p in MANIFESTS[1:]]
+    # Not the ids of the platform's own add-ons (postgres-ssl, mysql-based-ssl).
+    assert [m["id"] for m in launchers] == ["dbtls-postgres", "dbtls-mysql"]
 
 
-def test_build_is_stable_and_base_url_is_used():
+def test_target_nodes_list_the_documented_aliases():
+    manifest = yaml.safe_load(next(o.data for o in build_outputs(ROOT) if o.path == "manifest.jps"))
+    types = set(manifest["targetNodes"]["nodeType"])
+    # selecting-containers.md: canonical names and their aliases.
+    assert {"mariadb-dockerized", "mariadb10", "mariadb1010", "mariadb106", "mariadb107", "mariadb104",
+            "mariadb109", "mariadb108", "mariadb103", "mariadb105", "mysql", "mysql5", "mysql8",
+            "perconadb", "percona5.7", "percona8", "percona5", "percona8.0", "postgresql", "postgres11",
+            "postgres12", "postgres13", "postgres14", "pgpool2", "pgpool2-4", "proxysql"} <= types
+
+
+def test_base_url_only_when_pinned():
     a = build_outputs(ROOT, "https://example.com/x/")
     b = build_outputs(ROOT, "https://example.com/x")
     assert [(o.path, o.data) for o in a] == [(o.path, o.data) for o in b]
-    assert yaml.safe_load(a[2].data)["baseUrl"] == "https://example.com/x"
+    pinned = {o.path: yaml.safe_load(o.data) for o in a if o.path.endswith(".jps")}
+    assert {m["baseUrl"] for m in pinned.values()} == {"https://example.com/x"}
 
 
 def test_check_detects_drift(tmp_path):
@@ -130,7 +148,17 @@ def test_passwords_cross_nodes_only_sealed():
     assert scripts
     assert not [s for s in scripts if "--passwords-stdin" in s or "getPswd" in s]
     feeding = [s for s in scripts if "--passwords-sealed" in s]
-    assert feeding and all("${globals.sealed}" in s and "${response.out}" not in s for s in feeding)
-    sealing = [s for s in scripts if "secrets seal <<" in s]
-    assert sealing and all("${globals.sealTo}" in s and "${response.out}" not in s for s in sealing)
+    assert feeding and all("${globals.sealed.toBase64()}" in s and "${response.out" not in s for s in feeding)
+    sealing = [s for s in scripts if "secrets seal" in s]
+    assert sealing and all("${globals.sealTo.toBase64()}" in s and "${response.out" not in s for s in sealing)
     assert "secrets recipient" in "\n".join(scripts)
+
+
+def test_node_output_and_form_values_reach_scripts_only_as_base64():
+    """In a cmd, anything a node printed or a person typed is the platform's base64 of it."""
+    manifest = yaml.safe_load(next(o.data for o in build_outputs(ROOT) if o.path == "manifest.jps"))
+    for script in _scripts(manifest):
+        for ref in re.findall(r"\$\{((?:response|globals|settings|event)\.[^}]*)\}", script):
+            assert ref.endswith(".toBase64()"), (ref, script[:200])
+        last = [line for line in script.strip().splitlines() if line.strip()][-1].strip()
+        assert not last.startswith("#") and not re.fullmatch(r"[A-Z_]+", last), last

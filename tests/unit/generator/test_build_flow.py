@@ -1,0 +1,70 @@
+"""The manifest's certificate flow: each node's requests read right after its own cmd, one signing
+run on the CA node, one install on the whole layer; restarts one node at a time."""
+
+from __future__ import annotations
+
+import json
+
+from dbtls.build.actions import CA_NODE, custom_actions
+
+ACTIONS = custom_actions("0" * 64)
+
+
+def _cmds(items):
+    """(selector, script) of every cmd in an action list, nested ifs and loops included."""
+    for item in items if isinstance(items, list) else [items]:
+        if not isinstance(item, dict):
+            continue
+        for key, value in item.items():
+            if key.startswith("cmd["):
+                yield key[4:-1], value
+            elif isinstance(value, list):
+                yield from _cmds(value)
+
+
+def test_requests_are_read_in_the_action_after_their_cmd():
+    request = ACTIONS["requestCert"]
+    assert list(request[0])[0] == "cmd[${this.nodeId}]" and "csr --bundle" in request[0]["cmd[${this.nodeId}]"]
+    assert "${response.out.toBase64()}" in request[1]["setGlobals"]["csrs"]
+    assert "${this.addresses}" in request[1]["setGlobals"]["nodeList"]
+
+
+def test_one_sign_one_install_per_layer():
+    sign = ACTIONS["signAndInstall"]
+    assert [sel for sel, _ in _cmds(sign)] == [CA_NODE, "${this.layer}"]
+    assert "ca sign --from-manifest" in sign[0][f"cmd[{CA_NODE}]"]
+    assert sign[1] == {"setGlobals": {"signed": "${response.out}"}}
+    assert "install-certs --from-manifest --allow-none" in sign[2]["cmd[${this.layer}]"]
+
+
+def test_no_action_iterates_a_response():
+    assert "response.responses" not in json.dumps(ACTIONS)
+    assert "forEach(r:" not in json.dumps(ACTIONS)
+
+
+def test_reloads_after_a_reissue_go_node_by_node():
+    reload = ACTIONS["reissueLayer"][-1]
+    assert list(reload) == ["forEach(n:nodes.${this.group})"]
+    assert [sel for sel, _ in _cmds(reload["forEach(n:nodes.${this.group})"])] == ["${@n.id}"]
+
+
+def test_secrets_gathered_node_by_node_and_only_where_needed():
+    gather = json.dumps(ACTIONS["gatherSecrets"])
+    assert "forEach(s:nodes.sqldb)" in gather and "forEach(s:nodes.pgpool)" in gather
+    assert "${response.out.toBase64()}" in json.dumps(ACTIONS["sealOne"])
+    dumped = json.dumps({k: ACTIONS[k] for k in ("serversOffer", "serversRequire", "proxiesEnable")})
+    # Only the primary (offer, require) and Pgpool (offer) ask for secrets; the primary's offer is
+    # listed twice: PostgreSQL's, and MySQL's behind the ProxySQL drain.
+    assert dumped.count('"secrets": "yes"') == 4
+
+
+def test_standbys_enable_together():
+    offer = json.dumps(ACTIONS["serversOffer"])
+    assert '"nodeId": "${globals.replicaIds}", "role": "auto", "stage": "offer"' in offer
+    assert '"nodeId": "${globals.replicaIds}", "role": "auto", "stage": "use"' in offer
+
+
+def test_conditions_on_node_output_compare_base64():
+    text = json.dumps(ACTIONS)
+    assert "'${response.out}'" not in text
+    assert "${response.out.toBase64()}' == 'eWVz'" in text  # "yes"
