@@ -44,7 +44,7 @@ var toJSON = function (value) { return JSON.stringify(value); };
 var jelastic = __strict("jelastic", {
   env: __strict("jelastic.env", {
     control: __strict("jelastic.env.control", {
-      GetEnvs: function () { return JSON.parse(__dbtlsGetEnvs()); }
+      GetEnvs: function () { return JSON.parse(__dbtlsEnvs); }
     })
   })
 });
@@ -78,18 +78,20 @@ def run(code: str, *, manifest: dict[str, Any], envs: list[Environment]) -> Any:
     ctx = quickjs.Context()
     ctx.set_time_limit(_TIME_LIMIT_S)
     ctx.set_memory_limit(_MEMORY_LIMIT)
-    answer = json.dumps(get_envs(envs))
-    ctx.add_callable("__dbtlsGetEnvs", lambda: answer)
+    answer = json.dumps(json.dumps(get_envs(envs)))  # a JS string literal holding the JSON
     body = json.dumps(manifest, default=str)
-    program = (f"{_PRELUDE}\nvar MANIFEST = {body};\nvar jps = MANIFEST;\n"
+    program = (f"var __dbtlsEnvs = {answer};\n{_PRELUDE}\nvar MANIFEST = {body};\nvar jps = MANIFEST;\n"
                f"var __r = (function () {{\n{code}\n}})();\n"
                "JSON.stringify({kind: typeof __r, value: __r === undefined ? null : __r});")
     try:
         out = ctx.eval(program)
     except quickjs.JSException as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        if "is not simulated" in text or text.startswith("ReferenceError"):
+        if "is not simulated" in text:
             raise UnsupportedFeature(f"script: {text}") from None
+        if text.startswith("ReferenceError"):
+            raise UnsupportedFeature(f"script: {text}: not simulated (only jelastic.env.control.GetEnvs, "
+                                     "MANIFEST/jps and toJSON are)") from None
         raise ScriptFailure(text) from None
     data = json.loads(out)
     return data["value"]
