@@ -218,7 +218,7 @@ class Interpreter:
         elif settings:
             raise ManifestError(f"button {caption!r} has no settings form")
         own = {**form, **(settings or {})}
-        result = self._run(addon, [{str(button["action"]): None}], own, path=f"{section}[{index}].action")
+        result = self._run(addon, {str(button["action"]): None}, own, path=f"{section}[{index}].action")
         if result.ok and not result.stopped and button.get("successText"):
             result.message = str(button["successText"])
         return result
@@ -279,7 +279,7 @@ class Interpreter:
 
     def call(self, addon: Addon, action: str, arg: Any = None) -> Result:
         """Run one custom action directly with the install settings (tests)."""
-        return self._run(addon, [{action: arg}], addon.settings, path=f"actions.{action}")
+        return self._run(addon, {action: arg}, addon.settings, path=f"(call {action})")
 
     # -- machinery ---------------------------------------------------------------------------
 
