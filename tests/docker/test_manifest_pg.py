@@ -153,7 +153,6 @@ def test_reissue_server_keeps_the_root(sim, installed):
 def test_scale_out_node_gets_a_certificate_from_the_same_root(sim, installed):
     """A standby added later clones the primary's TLS config; the scale-out handler issues its
     certificate, starts it and enables it, and clients verify it with the same root.crt."""
-    from dbtls.jps.model import Node
     from dbtls.sim import scale
 
     env = sim.env
@@ -162,11 +161,10 @@ def test_scale_out_node_gets_a_certificate_from_the_same_root(sim, installed):
 
     def fire(session):
         node = next(n for n in session.interp.env.nodes if n.id == row.node_id)
-        return session.fire_scale_out("sqldb", Node(node.id, node.group, node.node_type, node.ismaster,
-                                                    node.address, node.hostname))
+        return session.fire_scale_out("sqldb", node)  # every installed instance hears the event
 
-    result = sim.session(fire)
-    assert result is not None and result.ok, result and result.error
+    results = sim.session(fire)
+    assert results and all(r.ok for _, r in results), [(g, r.error) for g, r in results]
     res = sim.engine.containers.get(row.name).exec_run(["cat", f"{CERT_DIR}/server/root.crt"])
     assert (res.exit_code, res.output.decode()) == (0, old_root)
     code, out = psql(env, row.hostname, "verify-full", "SELECT pg_is_in_recovery()")

@@ -1,8 +1,14 @@
-"""Execution of action lists: the semantics of each supported action (jps.md §5).
+"""Execution of action lists: the semantics of each supported action (docs/jps-semantics.md).
 
 One :class:`Run` is one handler execution (install, button, event, uninstall). It owns the
 ``response`` of the last action, the run's globals and the :class:`Result`. Anything outside the
 supported subset raises :class:`UnsupportedFeature`; nothing is skipped silently.
+
+``response`` follows actions.md (``assert``: "Response placeholders ... are defined only from the
+previous one action"): every action replaces it. ``cmd`` and ``script`` set it; a custom action
+leaves what its last action left; every other action (``setGlobals``, ``set``, ``log``, ``if``,
+``forEach``, ``install`` ...) leaves ``{}``. The first action of an ``if`` branch, a ``forEach``
+body or a custom action sees ``{}``.
 """
 
 from __future__ import annotations
@@ -11,11 +17,15 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import jsengine
+from .cmdwrap import command_text, encode, wrap
 from .conditions import UNDEFINED, evaluate
 from .errors import ConditionError, ManifestError, UnsupportedFeature
+from .loading import is_link
 from .model import CmdResult, Node
-from .placeholders import Loop, Scope, is_missing, nodes_view
+from .placeholders import Loop, Scope, is_missing, nodes_view, to_text
 from .results import Result, Step, Stop
+from .schema import join
 from .syntax import (
     ACTION_PARAMS,
     BUILTIN_ACTIONS,
@@ -31,6 +41,12 @@ if TYPE_CHECKING:
 
 _MAX_DEPTH = 40
 _NO_PARAMS = {"log", "setGlobals", "set", "sleep", "assert", "return", "stopEvent", "forEach"}
+#: Actions that set ``response`` themselves; after any other built-in it is ``{}``.
+_SETS_RESPONSE = {"cmd", "script"}
+#: conditions-and-iterations.md, ForEach: the documented iterables (after placeholders are rendered).
+ITERABLE_RE = re.compile(r"env\.nodes|nodes|nodes\.[\w-]+|env\.contexts|env\.extdomains|event\.response\.nodes")
+_FOREACH_RE = re.compile(r"\s*(?:(\w+)\s*:)?\s*(.+?)\s*", re.S)
+_POPUP_TYPES = ("success", "info", "warning", "error")
 
 
 @dataclass
@@ -38,7 +54,7 @@ class Frame:
     """Per-call state: ``${this}`` of the custom action and the active ``forEach`` loops.
 
     A custom action starts with no loops: iterators of the caller are not visible inside it
-    (pass what it needs as parameters; whether the platform leaks them is unverified).
+    (pass what it needs as parameters; whether the platform leaks them is undocumented).
     """
 
     this: Any = None
@@ -72,12 +88,12 @@ class Run:
             "globals": self.globals, "settings": self.settings, "this": frame.this,
             "response": self.response, "event": self.event, "events": self.event,
             "targetNodes": {"nodeGroup": self.addon.node_group} if self.addon.node_group else {},
-            "user": {"email": interp.user.email, "uid": interp.user.uid, "name": interp.user.name},
+            "user": {"email": interp.user.email, "uid": interp.user.uid, "name": interp.user.email},
             "baseUrl": self.addon.base_url,
         }
         if roots["baseUrl"] is None:
             del roots["baseUrl"]
-        return Scope(roots, list(frame.loops), interp.rng, interp.strict)
+        return Scope(roots, list(frame.loops), interp.rng)
 
     def step(self, action: str, **kw: Any) -> Step:
         step = Step(action, addon=self.addon.label, **kw)
@@ -86,28 +102,32 @@ class Run:
 
     # -- lists -------------------------------------------------------------------------------
 
-    def run_list(self, items: Any, frame: Frame) -> None:
-        items = action_items(items)
+    def run_list(self, body: Any, frame: Frame, path: str) -> None:
+        items = action_items(body)
+        listed = isinstance(body, list)
         i = 0
         while i < len(items):
             item = items[i]
+            ipath = join(path, i) if listed else path
             if isinstance(item, str):  # a bare custom-action name as a list item
-                self.call_custom(item, None, frame)
+                self.call_custom(item, None, frame, ipath)
                 i += 1
                 continue
-            key, value, params = self.split_item(item)
+            key, value, params = self.split_item(item, ipath)
             if key.name == "if":
-                i = self.run_if_chain(items, i, frame)
+                i = self.run_if_chain(items, i, frame, path, listed)
                 continue
             if key.name in ("elif", "else"):
-                raise ManifestError(f"'{key.name}' does not directly follow an 'if' item")
-            self.dispatch(key, value, params, frame)
+                raise ManifestError(f"{ipath}: '{key.name}' does not directly follow an 'if' item")
+            self.dispatch(key, value, params, frame, ipath)
+            if key.name not in _SETS_RESPONSE and key.name not in self.addon.actions:
+                self.response = {}
             i += 1
 
-    def split_item(self, item: Any) -> tuple[ActionKey, Any, dict[str, Any]]:
+    def split_item(self, item: Any, path: str) -> tuple[ActionKey, Any, dict[str, Any]]:
         """Find the one action key of a list item; the other keys are its parameters."""
         if not isinstance(item, dict) or not item:
-            raise ManifestError(f"an action list item must be a one-action map, got {item!r}")
+            raise ManifestError(f"{path}: an action list item must be a one-action map, got {item!r}")
         actions = []
         for key in item:
             parsed = parse_action_key(str(key))
@@ -117,14 +137,18 @@ class Run:
         if len(actions) != 1:
             names = [k for k, _ in actions] or list(item)
             what = "unknown action" if not actions else "several actions in one item"
-            raise ManifestError(f"{what}: {', '.join(map(str, names))}")
+            raise ManifestError(f"{path}: {what}: {', '.join(map(str, names))}")
         raw, parsed = actions[0]
         params = {k: v for k, v in item.items() if k != raw}
         return parsed, item[raw], params
 
-    def run_if_chain(self, items: list[Any], i: int, frame: Frame) -> int:
-        """Run the first true branch of ``if``/``elif``.../``else`` starting at ``items[i]``."""
-        chain: list[tuple[str | None, Any]] = []
+    def run_if_chain(self, items: list[Any], i: int, frame: Frame, path: str, listed: bool) -> int:
+        """Run the first true branch of ``if``/``elif``.../``else`` starting at ``items[i]``.
+
+        The ``if`` item is an action: its condition sees the previous action's response; every
+        later condition and every branch start from ``response = {}``.
+        """
+        chain: list[tuple[str | None, Any, str]] = []
         while i < len(items):
             item = items[i]
             if not isinstance(item, dict) or len(item) != 1:
@@ -133,91 +157,112 @@ class Run:
             key = parse_action_key(str(raw))
             if key is None or (chain and key.name == "if") or key.name not in ("if", "elif", "else"):
                 break
-            chain.append((key.arg if key.name != "else" else None, body))
+            ipath = join(path, i) if listed else path
+            chain.append((key.arg if key.name != "else" else None, body, join(ipath, str(raw))))
             i += 1
             if key.name == "else":
                 break
-        for cond, body in chain:
-            if cond is None or self.condition(cond, frame):
-                self.run_list(body, frame)
+        for cond, body, bpath in chain:
+            taken = cond is None or self.condition(cond, frame, bpath)
+            self.response = {}
+            if taken:
+                self.run_list(body, frame, bpath)
                 break
+        self.response = {}
         return i
 
-    def condition(self, text: str, frame: Frame) -> bool:
+    def condition(self, text: str, frame: Frame, path: str) -> bool:
+        """Evaluate an ``if``/``assert`` condition; stricter than the engine on purpose.
+
+        The engine skips a branch whose condition is invalid (conditions-and-iterations.md); here an
+        unresolved placeholder or a condition outside the evaluated JavaScript subset is an error,
+        because both are manifest bugs the engine would hide.
+        """
         scope = self.scope(frame)
         rendered = scope.render(text)
+        if scope.unresolved:
+            raise ConditionError(f"{path}: unresolved placeholder {scope.unresolved[0]} in condition "
+                                 f"{rendered!r} (the engine would skip the branch silently)")
 
         def lookup(name: str) -> Any:
             if name in ("env", "nodes", "globals", "settings", "user", "response", "event", "this"):
                 value = scope.lookup(name)
                 return UNDEFINED if is_missing(value) else value
-            raise ConditionError(f"unknown identifier {name!r} in condition {rendered!r}")
+            raise ConditionError(f"{path}: unknown identifier {name!r} in condition {rendered!r}")
 
-        value = evaluate(rendered, lookup)
-        self.step("if", detail=f"{rendered} -> {str(value).lower()}")
+        try:
+            value = evaluate(rendered, lookup)
+        except ConditionError as exc:
+            raise ConditionError(f"{path}: {exc}" if not str(exc).startswith(path) else str(exc)) from None
+        self.step("if", detail=f"{rendered} -> {str(value).lower()}", path=path)
         return value
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    def dispatch(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def dispatch(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         name = key.name
         if name in self.addon.actions:
             if params or key.selector:
-                raise UnsupportedFeature(f"custom action {name!r} called with a selector or sibling keys")
-            self.call_custom(name, value, frame)
+                raise UnsupportedFeature(f"{path}: custom action {name!r} called with a selector or sibling keys")
+            self.call_custom(name, value, frame, path)
             return
         allowed = ACTION_PARAMS.get(name, frozenset())
         if name in _NO_PARAMS and params:
-            raise ManifestError(f"{name}: unexpected sibling keys {sorted(params)}")
+            raise ManifestError(f"{path}: {name}: unexpected sibling keys {sorted(params)}")
         if set(params) - allowed:
-            raise ManifestError(f"{name}: unknown parameters {sorted(set(params) - allowed)}")
+            raise ManifestError(f"{path}: {name}: unknown parameters {sorted(set(params) - allowed)}")
         handler = getattr(self, f"do_{name}", None)
         if handler is None or (key.selector is not None and name not in ("cmd", "install")):
-            raise UnsupportedFeature(f"action {name!r}{' with a selector' if key.selector else ''} "
+            raise UnsupportedFeature(f"{path}: action {name!r}{' with a selector' if key.selector else ''} "
                                      f"is not simulated")
-        handler(key, value, params, frame)
+        handler(key, value, params, frame, path)
 
-    def call_custom(self, name: str, arg: Any, frame: Frame) -> None:
+    def call_custom(self, name: str, arg: Any, frame: Frame, path: str) -> None:
+        """Run a custom action; ``response`` afterwards is what its last action left."""
         if name not in self.addon.actions:
-            raise ManifestError(f"unknown action {name!r}")
+            raise ManifestError(f"{path}: unknown action {name!r}")
         if frame.depth >= _MAX_DEPTH:
-            raise ManifestError(f"custom actions nest deeper than {_MAX_DEPTH} (recursion via {name!r}?)")
+            raise ManifestError(f"{path}: custom actions nest deeper than {_MAX_DEPTH} (recursion via {name!r}?)")
         scope = self.scope(frame)
         args = scope.render_value(arg)
         for one in args if isinstance(args, list) else [args]:
-            self.step(f"call:{name}", detail=str(one) if one is not None else "")
-            self.run_list(self.addon.actions[name], Frame(this=one, depth=frame.depth + 1))
+            self.step(f"call:{name}", detail=to_text(one) if one is not None else "", path=path)
+            self.response = {}
+            self.run_list(self.addon.actions[name], Frame(this=one, depth=frame.depth + 1),
+                          f"actions.{name}")
 
     # -- built-ins ---------------------------------------------------------------------------
 
-    def do_cmd(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_cmd(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         if isinstance(value, dict):
             extra = set(value) - ACTION_PARAMS["cmd"]
             if extra:
-                raise ManifestError(f"cmd: unknown parameters {sorted(extra)}")
+                raise ManifestError(f"{path}: cmd: unknown parameters {sorted(extra)}")
             params = {**params, **value}
             value = params.pop("commands", None)
         elif "commands" in params:
-            raise ManifestError("cmd: both a value and 'commands'")
-        if isinstance(value, list):
-            value = "\n".join(str(v) for v in value)
-        if not isinstance(value, str):
-            raise ManifestError(f"cmd: script must be a string or list of strings, got {value!r}")
+            raise ManifestError(f"{path}: cmd: both a value and 'commands'")
+        if not isinstance(value, str | list) or isinstance(value, list) and not all(
+                isinstance(v, str) for v in value):
+            raise ManifestError(f"{path}: cmd: commands must be a string or a list of strings, got {value!r}")
+        if params.get("user") is None:
+            raise UnsupportedFeature(f"{path}: cmd without 'user:' runs as the engine's restricted default "
+                                     "user, which is not simulated (say user: root)")
         scope = self.scope(frame)
-        script = scope.render(value)
-        user = scope.render(str(params["user"])) if params.get("user") is not None else None
-        nodes = self.target_nodes(key.selector, params, scope, "cmd")
-        say_yes = _as_bool(params.get("sayYes", True), "sayYes")
-        sequential = _as_bool(params.get("sync", False), "sync") or not self.interp.parallel
-        outcomes = self.interp.run_on_nodes(nodes, script, user, say_yes, sequential)
+        text = command_text(scope.render_value(value))
+        user = scope.render(str(params["user"]))
+        unresolved = tuple(scope.unresolved)
+        nodes = self.target_nodes(key.selector, params, scope, "cmd", path)
+        say_yes = _as_bool(params.get("sayYes", True), "sayYes", path)
+        sequential = _as_bool(params.get("sync", False), "sync", path) or not self.interp.parallel
+        outcomes = self.interp.run_on_nodes(nodes, encode(wrap(text, say_yes)), user, sequential)
         responses = []
         failed: list[tuple[Node, CmdResult]] = []
         for node, res in zip(nodes, outcomes, strict=True):
-            out = res.stdout.rstrip("\n")
-            self.step("cmd", node_ids=(node.id,), exit_code=res.exit_code, out=out, err=res.stderr,
-                      detail=script, user=user)
-            responses.append({"nodeid": node.id, "out": out, "errOut": res.stderr.rstrip("\n"),
-                              "result": 0 if res.exit_code == 0 else 4109, "exitStatus": res.exit_code})
+            self.step("cmd", node_ids=(node.id,), exit_code=res.exit_code, out=res.stdout, err=res.stderr,
+                      detail=text, user=user, path=path, unresolved=unresolved)
+            responses.append({"nodeid": node.id, "out": res.stdout, "errOut": res.stderr,
+                              "exitStatus": res.exit_code, "result": 0 if res.exit_code == 0 else 4109})
             if res.exit_code != 0:
                 failed.append((node, res))
         self.response = {"result": 4109 if failed else 0, "responses": responses}
@@ -230,8 +275,8 @@ class Run:
             raise Stop("error", f"cmd on node {node.id} exited with {res.exit_code}: {tail[0]}", "error")
 
     def target_nodes(self, selector: str | None, params: dict[str, Any], scope: Scope,
-                     action: str) -> list[Node]:
-        """Selector in brackets wins over sibling nodeId/nodeGroup/nodeType (jps.md §5.2)."""
+                     action: str, path: str) -> list[Node]:
+        """Selector in brackets wins over sibling nodeId/nodeGroup/nodeType (selecting-containers.md)."""
         tokens: list[str] = []
         if selector is not None:
             tokens = split_commas(scope.render(selector))
@@ -242,7 +287,7 @@ class Run:
                     items = raw if isinstance(raw, list) else [raw]
                     tokens += [t for v in items for t in split_commas(scope.render(str(v)))]
         if not tokens:
-            raise UnsupportedFeature(f"{action} without target nodes (no selector, nodeId or nodeGroup)")
+            raise UnsupportedFeature(f"{path}: {action} without target nodes (no selector, nodeId or nodeGroup)")
         env = self.interp.env
         chosen: dict[int, Node] = {}
         for token in tokens:
@@ -260,81 +305,97 @@ class Run:
             chosen.update((n.id, n) for n in found)
         return [chosen[i] for i in sorted(chosen)]
 
-    def do_forEach(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_forEach(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         scope = self.scope(frame)
         arg = scope.render(key.arg or "")
-        m = re.fullmatch(r"\s*(?:(\w+)\s*:)?\s*(.+?)\s*", arg, re.S)
-        if not m:
-            raise ManifestError(f"forEach: cannot parse {key.arg!r}")
-        name, expr = m.group(1) or "i", m.group(2)
+        m = _FOREACH_RE.fullmatch(arg)
+        name, expr = (m.group(1) or "i", m.group(2)) if m else ("i", arg.strip())
+        if not ITERABLE_RE.fullmatch(expr):
+            raise ManifestError(f"{path}: forEach over {expr}: not a documented iterable "
+                                "(env.nodes, nodes, nodes.<group>, env.contexts, env.extdomains, "
+                                "event.response.nodes)")
+        if expr == "nodes":  # every node of the environment, as env.nodes
+            expr = "env.nodes"
         items = scope.lookup(expr)
-        if is_missing(items):
-            raise ManifestError(f"forEach: {expr!r} does not resolve")
-        if not isinstance(items, list):
-            raise UnsupportedFeature(f"forEach over {type(items).__name__} ({expr!r}); only lists/layers")
+        if is_missing(items) or not isinstance(items, list):
+            raise ManifestError(f"{path}: forEach over {expr}: nothing to iterate here "
+                                "(no such layer, or no nodes in this event)")
         for index, element in enumerate(list(items)):
             frame.loops.append(Loop(name, element, index))
+            self.response = {}
             try:
-                self.run_list(value, frame)
+                self.run_list(value, frame, join(path, key.raw or "forEach"))
             finally:
                 frame.loops.pop()
 
-    def do_setGlobals(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_setGlobals(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         if not isinstance(value, dict):
-            raise ManifestError("setGlobals needs a map")
+            raise ManifestError(f"{path}: setGlobals needs a map")
         rendered = self.scope(frame).render_value(value)
         self.globals.update(rendered)
-        self.step("setGlobals", detail=", ".join(sorted(rendered)))
+        self.step("setGlobals", detail=", ".join(sorted(rendered)), path=path)
 
-    def do_set(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_set(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         if not isinstance(value, dict) or not (frame.this is None or isinstance(frame.this, dict)):
-            raise UnsupportedFeature("set needs a map and an action called with a map (or nothing)")
+            raise UnsupportedFeature(f"{path}: set needs a map and an action called with a map (or nothing)")
         frame.this = {**(frame.this or {}), **self.scope(frame).render_value(value)}
-        self.step("set", detail=", ".join(sorted(value)))
+        self.step("set", detail=", ".join(sorted(value)), path=path)
 
-    def do_log(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_log(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         scope = self.scope(frame)
         for line in action_items(value):
             text = scope.render(str(line))
             self.result.log.append(text)
-            self.step("log", detail=text)
+            self.step("log", detail=text, path=path)
 
-    def do_sleep(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_sleep(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         ms = value.get("milliseconds") if isinstance(value, dict) else value
         ms = int(self.scope(frame).render(str(ms)))
-        self.step("sleep", detail=f"{ms} ms")
+        self.step("sleep", detail=f"{ms} ms", path=path)
         self.interp.sleep(ms / 1000)
 
-    def do_assert(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_assert(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         for item in action_items(value):
             cond, message = (item.get("condition"), item.get("message")) if isinstance(item, dict) \
                 else (item, None)
-            if not self.condition(str(cond), frame):
+            if not self.condition(to_text(cond), frame, path):
                 text = self.scope(frame).render(message) if message else f"assertion failed: {cond}"
                 raise Stop("error", text, "error")
 
-    def do_return(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_return(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
+        """actions.md, return: a text is an error pop-up; a map is a pop-up of its ``type``.
+
+        Only ``type: success`` (or a ``result`` that ``responses:`` maps to success) ends the handler
+        successfully. A map without ``type`` is an error pop-up even with ``result: 0``: actions.md
+        says the error window is the default and that a zero result "is not passed to the response
+        code", so nothing makes such a return a success.
+        """
         value = self.scope(frame).render_value(value)
         if isinstance(value, str):
-            raise Stop("return", value, "error")  # a plain string return is an error pop-up
+            raise Stop("error", value, "error")
         if not isinstance(value, dict):
-            raise ManifestError(f"return: expected a text or a map, got {value!r}")
-        mtype, message = value.get("type"), value.get("message")
+            raise ManifestError(f"{path}: return: expected a text or a map, got {value!r}")
+        mtype, message = value.get("type"), _localised(value.get("message"))
         code = value.get("result", 0)
         mapped = self.addon.responses.get(code) or self.addon.responses.get(str(code)) or {}
-        mtype = mtype or mapped.get("type") or ("success" if str(code) == "0" else "error")
-        raise Stop("return", message or mapped.get("message"), str(mtype))
+        if mtype is None and str(code) in _POPUP_TYPES:
+            mtype = str(code)  # handling-custom-responses.md: ``result: warning``
+        mtype = str(mtype or mapped.get("type") or "error")
+        if mtype not in _POPUP_TYPES:
+            raise ManifestError(f"{path}: return: type {mtype!r} is not one of {', '.join(_POPUP_TYPES)}")
+        message = message or _localised(mapped.get("message"))
+        raise Stop("return" if mtype == "success" else "error", message, mtype)
 
-    def do_stopEvent(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_stopEvent(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         value = self.scope(frame).render_value(value)
         if isinstance(value, dict):
-            raise Stop("stopEvent", value.get("message"), str(value.get("type", "warning")))
+            raise Stop("stopEvent", _localised(value.get("message")), str(value.get("type", "warning")))
         raise Stop("stopEvent", value if isinstance(value, str) else None, "warning")
 
-    def do_install(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
+    def do_install(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
         if isinstance(value, list):
-            for one in value:  # a list under one install is parallel on the platform; order-free here
-                self.do_install(ActionKey("install", key.selector), one, params, frame)
+            for one in value:  # a list under one install is parallel on the platform
+                self.do_install(key, one, params, frame, path)
             return
         scope = self.scope(frame)
         spec = dict(params)
@@ -346,11 +407,11 @@ class Run:
             spec["jps"] = value
         unknown = set(spec) - ACTION_PARAMS["install"]
         if unknown:
-            raise ManifestError(f"install: unknown parameters {sorted(unknown)}")
+            raise ManifestError(f"{path}: install: unknown parameters {sorted(unknown)}")
         jps = spec["jps"] if isinstance(spec.get("jps"), dict) else scope.render(str(spec.get("jps", "")))
         env_name = scope.render(str(spec["envName"])) if spec.get("envName") else None
         if env_name and env_name != self.interp.env.env_name:
-            raise UnsupportedFeature(f"install into another environment ({env_name!r})")
+            raise UnsupportedFeature(f"{path}: install into another environment ({env_name!r})")
         settings = scope.render_value(spec.get("settings") or {})
         if key.selector is not None:
             groups: list[str | None] = list(split_commas(scope.render(key.selector)))
@@ -359,30 +420,56 @@ class Run:
         else:
             groups = [None]
         for group in groups:
-            self.step("install", detail=f"{jps if isinstance(jps, str) else '<inline>'} on {group or '-'}")
+            self.step("install", detail=f"{jps if isinstance(jps, str) else '<inline>'} on {group or '-'}",
+                      path=path)
             child = self.interp.install_child(self.addon, jps, group, settings)
             self.result.steps.extend(child.steps)
             self.result.log.extend(child.log)
             if not child.ok:
                 raise Stop("error", f"nested install failed: {child.error}", "error")
-        self.response = {"result": 0}
 
-    def do_script(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame) -> None:
-        hook = self.interp.script_hook
-        if hook is None:
-            raise UnsupportedFeature("server-side 'script' actions need Interpreter(script_hook=...)")
-        scope = self.scope(frame)
-        code = "\n".join(value) if isinstance(value, list) else str(value)
-        response = hook(self.addon, scope.render(code), scope.render_value(params.get("params", {})))
-        self.step("script", detail=code[:200])
-        self.response = dict(response)
-        if str(self.response.get("result", 0)) != "0":
-            raise Stop("error", str(self.response.get("error") or self.response), "error")
+    def do_script(self, key: ActionKey, value: Any, params: dict[str, Any], frame: Frame, path: str) -> None:
+        """Run server-side JavaScript (jsengine); its returned object becomes ``response``."""
+        if isinstance(value, dict):
+            params = {**params, **{k: v for k, v in value.items() if k != "script"}}
+            value = value.get("script")
+        if str(params.get("type", "js")) not in ("js", "javascript"):
+            raise UnsupportedFeature(f"{path}: script type {params.get('type')!r} is not simulated")
+        code = "\n".join(map(str, value)) if isinstance(value, list) else str(value)
+        if is_link(code):
+            code, _ = self.interp.fetch(code, self.addon.base_url)
+        extra = {k: v for k, v in params.items() if k not in ("params", "type")}
+        if extra:
+            raise UnsupportedFeature(f"{path}: script parameters other than params/type: {sorted(extra)}")
+        this = frame.this
+        if params.get("params") is not None:
+            this = self.scope(frame).render_value(params["params"])
+        scope = self.scope(Frame(this=this, loops=frame.loops, depth=frame.depth))
+        rendered = scope.render(code)
+        self.step("script", detail=rendered[:200], path=path, unresolved=tuple(scope.unresolved))
+        try:
+            value = jsengine.run(rendered, manifest=self.addon.manifest, envs=self.interp.envs)
+        except jsengine.ScriptFailure as exc:
+            self.response = {}
+            raise Stop("error", f"script failed: {exc}", "error") from None
+        if isinstance(value, str) or not isinstance(value, dict):
+            self.response = {}
+            # handling-custom-responses.md: a string is an error pop-up (result 11039)
+            raise Stop("error", to_text(value), "error")
+        self.response = value
+        if str(value.get("result", 0)) != "0":
+            raise Stop("error", str(value.get("message") or value.get("error") or value), "error")
 
 
-def _as_bool(value: Any, name: str) -> bool:
+def _localised(message: Any) -> str | None:
+    if isinstance(message, dict):
+        message = message.get("en", next(iter(message.values()), None))
+    return None if message is None else str(message)
+
+
+def _as_bool(value: Any, name: str, path: str) -> bool:
     if isinstance(value, bool):
         return value
     if str(value).lower() in ("true", "false"):
         return str(value).lower() == "true"
-    raise ManifestError(f"{name}: expected true or false, got {value!r}")
+    raise ManifestError(f"{path}: {name}: expected true or false, got {value!r}")

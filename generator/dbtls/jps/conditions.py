@@ -33,6 +33,7 @@ _TOKEN_RE = re.compile(r"""
   | (?P<name>[A-Za-z_$][\w$]*)
 """, re.X)
 _REGEX_RE = re.compile(r"/((?:[^/\\\n]|\\.)+)/([gimsuy]*)")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "b": "\b", "f": "\f", "v": "\v"}
 _REGEX_ALLOWED_AFTER = {None, "(", "!", "&&", "||", "==", "!=", "===", "!==", ","}
 
 
@@ -60,7 +61,7 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
         if kind == "num":
             value = float(value)
         elif kind == "str":
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            value = re.sub(r"\\(.)", lambda e: _ESCAPES.get(e[1], e[1]), value[1:-1], flags=re.S)
         tokens.append((kind, value))
     return tokens
 

@@ -1,13 +1,13 @@
-"""A JPS interpreter for the simulated platform (design.md §6, jps.md §12).
+"""A JPS interpreter for the simulated platform (design.md §6, docs/jps-semantics.md).
 
 It runs a manifest's handlers against an :class:`Environment` whose nodes are reached only through
 a :class:`NodeRunner`. Public entry points::
 
-    interp = Interpreter(env, runner, base_url="http://127.0.0.1:8000/")
-    addon, result = interp.install("manifest.jps", node_group="sqldb", settings={...})
+    interp = Interpreter(env, runner)
+    addon, result = interp.install("http://gw:8000/manifest.jps", node_group="sqldb", settings={...})
     interp.click(addon, "Re-issue certificates", settings={"newCa": True})
-    interp.fire(addon, "onAfterServiceScaleOut", params={"nodeGroup": "sqldb"},
-                response={"nodes": [new_node]})
+    interp.fire_all("onAfterServiceScaleOut", params={"nodeGroup": "sqldb"},
+                    response={"nodes": [new_node]})
     interp.uninstall(addon)
 
 Each call returns a :class:`Result` with every executed step. Unsupported manifest features raise
@@ -16,7 +16,9 @@ Each call returns a :class:`Result` with every executed step. Unsupported manife
 
 from __future__ import annotations
 
+import copy
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsengine
 from .actions import Frame, Run
 from .errors import ManifestError, UnsupportedFeature
-from .loading import Fetcher, base_of, default_fetch, parse_manifest
+from .loading import Fetcher, base_of, declared_base_url, default_fetch, is_link, parse_manifest
 from .model import CmdResult, Environment, Node, NodeRunner, User
 from .placeholders import node_dicts
 from .results import Result, Stop
@@ -38,9 +41,10 @@ _METADATA = {"type", "jpsType", "jpsVersion", "version", "id", "name", "descript
              "skipNodeEmails", "startPage"}
 _HANDLED = {"nodeGroupAlias", "baseUrl", "settings", "globals", "actions", "buttons", "menu", "success",
             "responses", "mixins", "onInstall", "onUninstall", "onBeforeInit"}
-
-#: ``script_hook(addon, rendered_js, params) -> response dict`` stands in for server-side JS.
-ScriptHook = Callable[["Addon", str, dict[str, Any]], dict[str, Any]]
+#: events.md, onBeforeInit: what its result may not override.
+_INIT_FIXED = {"type", "name", "baseUrl", "result"}
+#: ``fire_all`` orders: the order instances were installed in, or the reverse.
+ORDERS = ("install", "reverse")
 
 
 @dataclass
@@ -50,8 +54,7 @@ class Addon:
     manifest: dict[str, Any]
     node_group: str | None
     settings: dict[str, Any]
-    base_url: str | None  #: value of ``${baseUrl}``
-    source_base: str | None  #: where relative ``install``/``mixins`` references resolve
+    base_url: str | None  #: ``${baseUrl}``; relative references resolve against it
     actions: dict[str, Any] = field(default_factory=dict)
     responses: dict[Any, Any] = field(default_factory=dict)
     globals_spec: dict[str, Any] = field(default_factory=dict)
@@ -63,69 +66,100 @@ class Addon:
 
 
 class Interpreter:
-    """Runs manifests against one simulated environment."""
+    """Runs manifests against one simulated environment.
+
+    ``envs`` are the environments ``jelastic.env.control.GetEnvs()`` reports to scripts (default:
+    just ``env``).
+    """
 
     def __init__(self, env: Environment, runner: NodeRunner, *, user: User | None = None,
-                 fetch: Fetcher = default_fetch, base_url: str | None = None, parallel: bool = True,
-                 strict: bool = True, sleep: Callable[[float], None] = time.sleep,
-                 script_hook: ScriptHook | None = None, seed: int | None = None,
-                 ignore_on_before_init: bool = False) -> None:
+                 fetch: Fetcher = default_fetch, parallel: bool = True,
+                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
+                 envs: list[Environment] | None = None) -> None:
         self.env = env
         self.runner = runner
         self.user = user or User()
         self.fetch = fetch
-        self.base_url_override = base_url
         self.parallel = parallel
-        self.strict = strict
         self.sleep = sleep
-        self.script_hook = script_hook
         self.rng = random.Random(seed)
-        self.ignore_on_before_init = ignore_on_before_init
+        self.envs = envs if envs is not None else [env]
         self.addons: list[Addon] = []  #: installed instances, in install order
+        self._lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------
 
     def load(self, source: str | Path | dict[str, Any], *, node_group: str | None = None,
              settings: dict[str, Any] | None = None, parent: Addon | None = None) -> Addon:
-        """Parse and check a manifest (path, URL, YAML text or dict) without running anything."""
+        """Parse a manifest (path, URL, YAML text or dict), run its ``onBeforeInit``, fill the form.
+
+        ``${baseUrl}`` (basic-configs.md, Relative Links): a declared ``baseUrl`` wins over where the
+        manifest came from (with a trailing slash added); otherwise it is the folder the manifest
+        was read from, without a trailing slash; an inline manifest inherits the parent's.
+        """
         manifest, location = self._read(source, parent)
         unknown = [k for k in manifest if k not in _METADATA | _HANDLED and parse_event_key(k) is None]
         if unknown:
             raise UnsupportedFeature(f"top-level keys not simulated: {', '.join(map(str, unknown))}")
-        if "onBeforeInit" in manifest and not self.ignore_on_before_init:
-            raise UnsupportedFeature("onBeforeInit (server-side JS) is not simulated; pass "
-                                     "ignore_on_before_init=True and supply the form values yourself")
         for key in manifest:
             parsed = parse_event_key(str(key))
             if parsed and parsed[0] not in EVENTS:
                 raise ManifestError(f"{key}: not a platform event")
-        source_base = base_of(location) if location else (parent.source_base if parent else None)
-        own_base = manifest.get("baseUrl")
-        base_url = self.base_url_override or own_base or (parent.base_url if parent else None) \
-            or source_base
-        if own_base and not self.base_url_override:
-            source_base = own_base
-        addon = Addon(manifest, node_group, {}, base_url, source_base)
+            if parsed and parsed[0] == "onBeforeInstall":
+                raise UnsupportedFeature("onBeforeInstall is not simulated")
+        if isinstance(manifest.get("settings"), dict) and any(
+                isinstance(v, dict) and "onBeforeInit" in v for v in [manifest["settings"],
+                                                                      *manifest["settings"].values()]):
+            raise UnsupportedFeature("settings.onBeforeInit is not simulated (use the top-level onBeforeInit)")
+        if manifest.get("baseUrl"):
+            base_url: str | None = declared_base_url(str(manifest["baseUrl"]))
+        elif location is not None:
+            base_url = base_of(location)
+        else:
+            base_url = parent.base_url if parent else None
+        addon = Addon(manifest, node_group, {}, base_url)
         addon.aliases = {str(v): str(k) for k, v in (manifest.get("nodeGroupAlias") or {}).items()}
-        addon.settings = {**form_defaults(manifest.get("settings"), "main"), **(settings or {})}
+        if "onBeforeInit" in manifest:
+            self._on_before_init(addon)
+        addon.settings = {**form_defaults(addon.manifest.get("settings"), "main"), **(settings or {})}
         self._merge_mixins(addon)
         return addon
 
     def _read(self, source: str | Path | dict[str, Any], parent: Addon | None
               ) -> tuple[dict[str, Any], str | None]:
         if isinstance(source, dict):
-            return source, None
+            return copy.deepcopy(source), None
         text = str(source)
         if isinstance(source, Path) or ("\n" not in text and not text.lstrip().startswith("{")):
-            body, location = self.fetch(text, parent.source_base if parent else None)
+            body, location = self.fetch(text, parent.base_url if parent else None)
             return parse_manifest(body, location), location
         return parse_manifest(text), None
 
+    def _on_before_init(self, addon: Addon) -> None:
+        """events.md, onBeforeInit: JS that sees the manifest as ``jps``; a result-0 answer's fields
+        (except type, name, baseUrl) replace the manifest's. The whole ``jps`` may be returned too."""
+        value = addon.manifest["onBeforeInit"]
+        code = "\n".join(map(str, value)) if isinstance(value, list) else str(value)
+        if is_link(code):
+            code, _ = self.fetch(code, addon.base_url)
+        run = Run(self, addon, {})
+        scope = run.scope(Frame())
+        rendered = scope.render(code)
+        try:
+            answer = jsengine.run(rendered, manifest=addon.manifest, envs=self.envs)
+        except jsengine.ScriptFailure as exc:
+            raise ManifestError(f"onBeforeInit failed (11041, JPS manifest initialization error): {exc}") from None
+        if not isinstance(answer, dict) or str(answer.get("result", 0)) != "0":
+            raise ManifestError(f"onBeforeInit failed (11041, JPS manifest initialization error): {answer!r}")
+        for key, val in answer.items():
+            if key not in _INIT_FIXED:
+                addon.manifest[key] = val
+
     def _merge_mixins(self, addon: Addon) -> None:
-        """Mixins contribute globals/actions/responses; the main manifest wins (jps.md §1.1)."""
+        """Mixins contribute globals/actions/responses; the main manifest wins (mixins.md)."""
         parts: list[dict[str, Any]] = []
         for ref in action_items(addon.manifest.get("mixins")):
-            body, location = self.fetch(str(ref), addon.source_base)
+            body, location = self.fetch(str(ref), addon.base_url)
             parts.append(parse_manifest(body, location))
         for part in [*parts, addon.manifest]:
             for key in set(part) - {"globals", "actions", "responses", "baseUrl", "type", "id", "name"}:
@@ -145,23 +179,33 @@ class Interpreter:
 
     def install_child(self, parent: Addon, jps: str | dict[str, Any], node_group: str | None,
                       settings: dict[str, Any]) -> Result:
-        """Nested ``install`` (called by the ``install`` action)."""
+        """Nested ``install`` (called by the ``install`` action); a relative ``jps`` resolves
+        against the parent's ``${baseUrl}``."""
         addon = self.load(jps, node_group=node_group or parent.node_group, settings=settings,
                           parent=parent)
         return self._install(addon)
 
     def _install(self, addon: Addon) -> Result:
-        result = self._run(addon, addon.manifest.get("onInstall"), addon.settings, with_success=True)
+        result = self._run(addon, addon.manifest.get("onInstall"), addon.settings, path="onInstall",
+                           with_success=True)
         if result.ok:
-            self.addons.append(addon)
+            with self._lock:
+                self.addons.append(addon)
         return result
 
     def click(self, addon: Addon, caption: str, settings: dict[str, Any] | None = None) -> Result:
-        """Press a button (or menu item) by caption or name, with the values of its form."""
-        button = next((b for b in [*(addon.manifest.get("buttons") or []), *(addon.manifest.get("menu") or [])]
-                       if caption in (b.get("caption"), b.get("name"))), None)
-        if button is None:
+        """Press a button (or menu item) by caption or name, with the values of its own form.
+
+        The action sees in ``${settings.*}`` only its own form's values (or nothing without a form):
+        whether the engine merges the install settings in is undocumented, so a manifest must not
+        depend on it.
+        """
+        entries = [("buttons", i, b) for i, b in enumerate(addon.manifest.get("buttons") or [])]
+        entries += [("menu", i, b) for i, b in enumerate(addon.manifest.get("menu") or [])]
+        found = next(((sec, i, b) for sec, i, b in entries if caption in (b.get("caption"), b.get("name"))), None)
+        if found is None:
             raise ManifestError(f"no button or menu item {caption!r}")
+        section, index, button = found
         if button.get("href") and not button.get("action"):
             return Result(message=str(button["href"]), message_type="info")
         form: dict[str, Any] = {}
@@ -173,15 +217,15 @@ class Interpreter:
                 raise ManifestError(f"button {caption!r}: form has no fields {sorted(unknown)}")
         elif settings:
             raise ManifestError(f"button {caption!r} has no settings form")
-        merged = {**addon.settings, **form, **(settings or {})}
-        result = self._run(addon, [{str(button["action"]): None}], merged)
+        own = {**form, **(settings or {})}
+        result = self._run(addon, {str(button["action"]): None}, own, path=f"{section}[{index}].action")
         if result.ok and not result.stopped and button.get("successText"):
             result.message = str(button["successText"])
         return result
 
     def fire(self, addon: Addon, event: str, *, params: dict[str, Any] | None = None,
              response: dict[str, Any] | None = None) -> Result | None:
-        """Raise a platform event on one add-on; ``None`` when none of its handlers matches."""
+        """Raise a platform event on one add-on instance; ``None`` when none of its handlers matches."""
         if event not in EVENTS:
             raise ManifestError(f"{event!r} is not a platform event")
         params = dict(params or {})
@@ -189,14 +233,14 @@ class Interpreter:
         if "nodes" in response:
             response["nodes"] = node_dicts(response["nodes"])
         payload = {"params": params, "response": response}
-        bodies = [body for key, body in addon.manifest.items()
+        bodies = [(str(key), body) for key, body in addon.manifest.items()
                   if (p := parse_event_key(str(key))) and p[0] == event
                   and self._filter_matches(addon, p[1], payload)]
         if not bodies:
             return None
         result = Result()
-        for body in bodies:
-            one = self._run(addon, body, addon.settings, payload)
+        for key, body in bodies:
+            one = self._run(addon, body, addon.settings, payload, path=key)
             result.steps += one.steps
             result.log += one.log
             result.ok, result.error, result.stopped = one.ok, one.error, one.stopped
@@ -205,30 +249,42 @@ class Interpreter:
                 break
         return result
 
-    def fire_all(self, event: str, **kw: Any) -> list[tuple[Addon, Result]]:
-        """Raise an event on every installed add-on that handles it, in install order."""
-        out = []
-        for addon in list(self.addons):
-            res = self.fire(addon, event, **kw)
-            if res is not None:
-                out.append((addon, res))
-        return out
+    def fire_all(self, event: str, *, order: str = "install", concurrent: bool = False,
+                 **kw: Any) -> list[tuple[Addon, Result]]:
+        """Raise an event in the environment: every installed instance hears it and runs its
+        handlers whose filter matches (rendered with that instance's ``targetNodes``).
+
+        The platform documents no order between add-ons, so callers can run the instances in
+        install order, in reverse, or all at once (a thread per instance).
+        """
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        with self._lock:
+            addons = list(self.addons) if order == "install" else list(reversed(self.addons))
+        if concurrent and len(addons) > 1:
+            with ThreadPoolExecutor(max_workers=len(addons), thread_name_prefix="jps-event") as pool:
+                futures = [pool.submit(self.fire, a, event, **kw) for a in addons]
+                outcomes = [f.result() for f in futures]
+        else:
+            outcomes = [self.fire(a, event, **kw) for a in addons]
+        return [(a, r) for a, r in zip(addons, outcomes, strict=True) if r is not None]
 
     def uninstall(self, addon: Addon) -> Result:
-        """Run ``onUninstall`` and forget the add-on."""
-        result = self._run(addon, addon.manifest.get("onUninstall"), addon.settings)
-        if addon in self.addons:
-            self.addons.remove(addon)
+        """Run ``onUninstall`` (with the install settings) and forget the add-on."""
+        result = self._run(addon, addon.manifest.get("onUninstall"), addon.settings, path="onUninstall")
+        with self._lock:
+            if addon in self.addons:
+                self.addons.remove(addon)
         return result
 
     def call(self, addon: Addon, action: str, arg: Any = None) -> Result:
-        """Run one custom action directly (what a button does, without the form)."""
-        return self._run(addon, [{action: arg}], addon.settings)
+        """Run one custom action directly with the install settings (tests)."""
+        return self._run(addon, {action: arg}, addon.settings, path=f"(call {action})")
 
     # -- machinery ---------------------------------------------------------------------------
 
     def _run(self, addon: Addon, body: Any, settings: dict[str, Any],
-             event: dict[str, Any] | None = None, with_success: bool = False) -> Result:
+             event: dict[str, Any] | None = None, *, path: str, with_success: bool = False) -> Result:
         run = Run(self, addon, settings, event)
         frame = Frame()
         try:
@@ -236,9 +292,9 @@ class Interpreter:
             for name, value in addon.globals_spec.items():
                 run.globals[name] = run.scope(frame).render_value(value)
             if isinstance(body, str):
-                run.call_custom(body, None, frame)
+                run.call_custom(body, None, frame, path)
             else:
-                run.run_list(body, frame)
+                run.run_list(body, frame, path)
             if with_success:
                 run.result.message = self._success_text(run)
         except Stop as stop:
@@ -251,18 +307,20 @@ class Interpreter:
         return run.result
 
     def _filter_matches(self, addon: Addon, flt: str | None, payload: dict[str, Any]) -> bool:
+        """events.md, Events Filtering: ``[key:value, ...]``; a bare token is a nodeId, else a
+        nodeGroup, else a nodeType; keywords are case-insensitive."""
         if not flt:
             return True
         run = Run(self, addon, addon.settings, payload)
-        params = payload["params"]
+        params = {str(k).lower(): v for k, v in payload["params"].items()}
         for token in split_commas(run.scope(Frame()).render(flt)):
             if ":" in token:
                 k, v = (s.strip() for s in token.split(":", 1))
-                if str(params.get(k, "")).lower() != v.lower():
+                if str(params.get(k.lower(), "")).lower() != v.lower():
                     return False
                 continue
             ids = {str(n.get("id")) for n in payload["response"].get("nodes", [])}
-            if token not in {str(params.get("nodeGroup")), str(params.get("nodeType")),
+            if token not in {str(params.get("nodegroup")), str(params.get("nodetype")),
                              str(params.get("nodeid"))} | ids:
                 return False
         return True
@@ -279,16 +337,15 @@ class Interpreter:
             return None
         text = str(success)
         if text.endswith(".md") and "\n" not in text:
-            text, _ = self.fetch(text, addon.source_base)
+            text, _ = self.fetch(text, addon.base_url)
         return run.scope(Frame()).render(text)
 
-    def run_on_nodes(self, nodes: list[Node], script: str, user: str | None, say_yes: bool,
-                     sequential: bool) -> list[CmdResult]:
-        """Run one script on several nodes: all at once (a thread per node) unless sequential."""
+    def run_on_nodes(self, nodes: list[Node], command_b64: str, user: str, sequential: bool) -> list[CmdResult]:
+        """Run one engine payload on several nodes: all at once (a thread per node) unless sequential."""
         if sequential or len(nodes) == 1:
-            return [self.runner.run(n, script, user, say_yes=say_yes) for n in nodes]
+            return [self.runner.run(n, command_b64, user) for n in nodes]
         with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="jps-cmd") as pool:
-            futures = [pool.submit(self.runner.run, n, script, user, say_yes=say_yes) for n in nodes]
+            futures = [pool.submit(self.runner.run, n, command_b64, user) for n in nodes]
             return [f.result() for f in futures]
 
 

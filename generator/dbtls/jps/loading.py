@@ -34,12 +34,30 @@ def parse_manifest(text: str, where: str = "<manifest>") -> dict[str, Any]:
 
 
 def resolve_reference(reference: str, base: str | None) -> str:
-    """Join a relative ``jps``/``mixins`` reference onto a base URL or directory."""
+    """Join a relative reference (``jps``, ``mixins``, ``script``, ``onBeforeInit``) onto ``baseUrl``.
+
+    ``base`` may end in a slash or not (basic-configs.md, Relative Links: a declared baseUrl gets
+    one added, the import URL's folder has none); a reference starting with ``/`` is still relative
+    to the base (upstream writes ``logo: /images/x.svg``).
+    """
     if urllib.parse.urlsplit(reference).scheme in ("http", "https", "file") or base is None:
         return reference
     if urllib.parse.urlsplit(base).scheme in ("http", "https", "file"):
-        return urllib.parse.urljoin(base.rstrip("/") + "/", reference)
-    return posixpath.join(base, reference)
+        return base.rstrip("/") + "/" + reference.lstrip("/")
+    return posixpath.join(base, reference.lstrip("/"))
+
+
+def is_link(text: str) -> bool:
+    """Is a ``script``/``onBeforeInit`` value a link rather than code? (basic-configs.md, Relative
+    Links: a linked file's text has no whitespace, semicolons or round brackets.)"""
+    return bool(text) and not any(c in text for c in " \t\r\n;()")
+
+
+def declared_base_url(value: str) -> str:
+    """A manifest's own ``baseUrl``: GitHub ``/blob/`` becomes ``/raw/`` and a trailing slash is
+    added (basic-configs.md, Relative Links)."""
+    value = value.replace("/blob/", "/raw/") if "github.com/" in value else value
+    return value if value.endswith("/") else value + "/"
 
 
 def default_fetch(reference: str, base: str | None) -> tuple[str, str]:
@@ -57,9 +75,10 @@ def default_fetch(reference: str, base: str | None) -> tuple[str, str]:
 
 
 def base_of(location: str | None) -> str | None:
-    """Where relative references of a manifest loaded from ``location`` resolve to."""
+    """``${baseUrl}`` of a manifest imported from ``location`` without a declared baseUrl: the
+    folder, without a trailing slash (basic-configs.md: ``${baseUrl}/manifest.jps``)."""
     if location is None:
         return None
     if urllib.parse.urlsplit(location).scheme in ("http", "https", "file"):
-        return location.rsplit("/", 1)[0] + "/"
+        return location.split("?", 1)[0].rsplit("/", 1)[0]
     return str(Path(location).parent)

@@ -2,8 +2,10 @@
 
 Substitution is one textual pass per action: a value that itself contains ``${`` is not scanned
 again, because the real engine's behaviour there is unverified and the generator must not rely on
-it. Unlike the platform, an unresolvable placeholder is an error by default (``strict``): in a
-simulation a literal ``${settings.x}`` reaching a node is always a manifest bug.
+it. A placeholder that does not resolve stays literal, as on the engine (placeholders.md: "the
+placeholder will be unresolved and displayed in the text as is"); :class:`Scope` records every
+such token in ``unresolved`` so the caller can decide (a condition treats it as an error, a
+``cmd`` records it on its Step and lets bash fail on it).
 """
 
 from __future__ import annotations
@@ -58,8 +60,13 @@ def nodes_view(env: Environment) -> dict[str, NodeList]:
 
 
 def node_dicts(nodes: list[Node] | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Event payloads may be given as :class:`Node` objects; the manifest sees plain dicts."""
-    return [n.placeholder_fields() if isinstance(n, Node) else dict(n) for n in nodes]
+    """Event payloads as the manifest sees them: node dicts with exactly the documented keys."""
+    out = []
+    for n in nodes:
+        if not isinstance(n, Node):
+            raise PlaceholderError(f"event nodes must be Node objects, got {type(n).__name__}")
+        out.append(n.placeholder_fields())
+    return out
 
 
 @dataclass
@@ -78,11 +85,11 @@ class Scope:
     roots: dict[str, Any]
     loops: list[Loop] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
-    strict: bool = True
+    unresolved: list[str] = field(default_factory=list)  #: tokens left literal, in order
 
     def child(self, **overrides: Any) -> Scope:
         """A copy with some roots replaced (``this`` in a custom action), sharing the rest."""
-        return Scope({**self.roots, **overrides}, list(self.loops), self.rng, self.strict)
+        return Scope({**self.roots, **overrides}, list(self.loops), self.rng)
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -111,27 +118,22 @@ class Scope:
     def _render_one(self, expr: str, token: str) -> str:
         path, default = split_default(expr)
         root = _root_of(path)
-        if root not in PLACEHOLDER_ROOTS and not root.startswith("@"):
-            if self.strict:
-                raise PlaceholderError(
-                    f"unknown placeholder {token}: the engine leaves it literal, write shell "
-                    f"variables as $VAR (jps.md §5.3)")
-            return token
-        value = self.lookup(path)
+        value = _MISSING
+        if root in PLACEHOLDER_ROOTS or root.startswith("@"):
+            try:
+                value = self.lookup(path)
+            except PlaceholderError:  # not a path at all (``${x y}``): the engine leaves it as is
+                value = _MISSING
+        if value is _MISSING and default is not None:
+            value = self._default(default)
         if value is _MISSING:
-            if default is not None:
-                return self._render_default(default)
-            if self.strict:
-                raise PlaceholderError(f"placeholder {token} does not resolve{_hint(path, self)}")
+            self.unresolved.append(token)
             return token
         return to_text(value)
 
-    def _render_default(self, default: str) -> str:
+    def _default(self, default: str) -> Any:
         if default.startswith("[") and default.endswith("]"):
-            value = self.lookup(default[1:-1])
-            if value is _MISSING:
-                raise PlaceholderError(f"default [{default[1:-1]}] does not resolve")
-            return to_text(value)
+            return self.lookup(default[1:-1])
         return default
 
     # -- lookup ------------------------------------------------------------------------------
@@ -150,6 +152,10 @@ class Scope:
             value = self.roots.get(head, _MISSING)
         for name, args in segments[1:]:
             if value is _MISSING:
+                # placeholders.md, Data Processing: ``${globals.unknown.toBase64()}`` is ''.
+                if args is not None and name in _EMPTY_ON_MISSING:
+                    value = _EMPTY_ON_MISSING[name]
+                    continue
                 return _MISSING
             value = self._step(value, name, args)
         return value
@@ -164,12 +170,18 @@ class Scope:
     def _arg(self, text: str) -> str:
         text = text.strip()
         if text.startswith("[") and text.endswith("]"):
-            return to_text(self.lookup(text[1:-1]))
+            value = self.lookup(text[1:-1])
+            if value is _MISSING:
+                raise _Unresolvable
+            return to_text(value)
         return text
 
     def _step(self, value: Any, name: str, raw: str | None) -> Any:
         if raw is not None:
-            return self._method(value, name, raw)
+            try:
+                return self._method(value, name, raw)
+            except _Unresolvable:
+                return _MISSING
         if isinstance(value, NodeList):
             return value[int(name)] if name.isdigit() and int(name) < len(value) else value.attr(name)
         if isinstance(value, dict):
@@ -195,15 +207,18 @@ class Scope:
             if value and all(isinstance(v, dict) for v in value):
                 key, _, sep = raw.partition(",")
                 return (sep or ",").join(to_text(v.get(key.strip(), "")) for v in value)
-            return (raw or ",").join(to_text(v) for v in value)
+            return raw.join(to_text(v) for v in value)  # ``join()`` concatenates (placeholders.md)
         args = [self._arg(a) for a in _split_args(raw)]
         text = to_text(value)
         if name == "toBase64":
-            return base64.b64encode(text.encode()).decode()
+            return base64.b64encode(text.encode("utf-8")).decode("ascii")
         if name == "fromBase64":
-            return base64.b64decode(text.encode()).decode()
+            try:
+                return base64.b64decode(text.encode("ascii"), validate=True).decode("utf-8")
+            except (ValueError, UnicodeError):
+                return _MISSING  # not base64 of UTF-8 text: left unresolved
         if name == "md5":
-            return hashlib.md5(text.encode()).hexdigest()
+            return hashlib.md5(text.encode("utf-8")).hexdigest()
         if name == "toJSON":
             return json.dumps(value)
         if name == "contains":
@@ -214,13 +229,17 @@ class Scope:
         if len(segments) != 1:
             return _MISSING
         name, raw = segments[0]
-        args = [self._arg(a) for a in _split_args(raw or "")]
+        try:
+            args = [self._arg(a) for a in _split_args(raw or "")]
+        except _Unresolvable:
+            return _MISSING
         if name == "password":
             size = int(args[0]) if args and args[0] else 10
             alphabet = string.ascii_letters + string.digits
             return "".join(secrets.choice(alphabet) for _ in range(size))
-        if name == "random":
-            lo, hi = (0, 9_999_999) if not args else (0, int(args[0])) if len(args) == 1 else map(int, args)
+        if name == "random":  # default: 7 digits; (max) and (min,max) inclusive
+            lo, hi = ((1_000_000, 9_999_999) if not args else (0, int(args[0])) if len(args) == 1
+                      else (int(args[0]), int(args[1])))
             return self.rng.randint(lo, hi)
         if name == "uuid":
             return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -257,12 +276,12 @@ def _root_of(path: str) -> str:
     return m.group(0) if m else ""
 
 
-def _hint(path: str, scope: Scope) -> str:
-    if path.startswith("response.out") and "responses" in (scope.roots.get("response") or {}):
-        return " (the last cmd ran on several nodes: use response.responses[i].out)"
-    if path.startswith("this") and scope.roots.get("this") is None:
-        return " (the action was called without parameters)"
-    return ""
+class _Unresolvable(Exception):
+    """A bracketed argument (``fn.md5([globals.x])``) does not resolve."""
+
+
+#: Data-processing methods on an unresolved value (placeholders.md examples with ``globals.unknown``).
+_EMPTY_ON_MISSING: dict[str, Any] = {"toBase64": "", "fromBase64": "", "md5": "", "contains": False}
 
 
 _SEG_RE = re.compile(r"\s*(@{0,2}[\w-]*)")

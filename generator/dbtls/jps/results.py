@@ -17,6 +17,8 @@ class Step:
     err: str = ""
     detail: str = ""  #: rendered script, message or parameters (never secrets from the runner)
     user: str | None = None
+    path: str = ""  #: YAML path of the action item (``actions.issue[2]``)
+    unresolved: tuple[str, ...] = ()  #: placeholders left literal in ``detail`` (as the engine does)
 
 
 @dataclass

@@ -1,50 +1,67 @@
 """Ready-made :class:`NodeRunner` implementations that honour the stdin contract.
 
-``ShellRunner`` starts a process from a caller-supplied argv prefix (``docker exec -i -u <user>
-<container>``, or nothing for the local machine) and feeds the script on stdin to a tiny bash
-bootstrap. The bootstrap copies stdin to a private temp file first and then runs it with ``yes``
-(or nothing) on stdin, so a command inside the script that reads stdin cannot swallow the rest of
-the script, and the script text never appears in any process's argv.
+The engine runs ``echo B64 | base64 -d | su USER`` on a node (actions.md, ``cmd``). ``ShellRunner``
+runs the same pipeline with one difference: the base64 text reaches the node on STDIN
+(``docker exec -i CONTAINER bash -c 'base64 -d | su USER'``), so the script never appears in any
+process's argv. ``su`` then starts the user's login shell (bash on the platform's nodes and ours),
+which reads the decoded ``yes | ( ... )`` line from its stdin, exactly as on the platform.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 
-from .model import CmdResult, Node
+from .cmdwrap import encode, wrap
+from .model import CmdResult, Node, NodeRunner
 
-#: Fixed bootstrap: the only thing on the command line. ``$1`` selects the stdin of the script.
-BOOTSTRAP = (
-    'f=$(mktemp) || exit 125; trap \'rm -f "$f"\' EXIT; cat >"$f"; '
-    'if [ "$1" = yes ]; then yes 2>/dev/null | bash "$f"; else bash "$f" </dev/null; fi'
-)
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]*\$?", re.I)
+
+
+def switch_user(user: str) -> str:
+    """The node-side shell line: decode stdin and hand it to ``su USER``."""
+    if not _USER_RE.fullmatch(user):
+        raise ValueError(f"not a user name: {user!r}")
+    return f"base64 -d | su {user}"
+
+
+def same_user(user: str) -> str:
+    """For local tests only: decode stdin and run it with this machine's bash as the caller."""
+    return "base64 -d | bash"
 
 
 class ShellRunner:
-    """Run scripts through ``argv_for(node, user) + ["bash", "-c", BOOTSTRAP, ...]``."""
+    """Run engine payloads through ``argv_for(node) + ["bash", "-c", login(user)]``."""
 
-    def __init__(self, argv_for: Callable[[Node, str | None], list[str]], timeout: float = 900) -> None:
+    def __init__(self, argv_for: Callable[[Node], list[str]], timeout: float = 900,
+                 login: Callable[[str], str] = switch_user) -> None:
         self.argv_for = argv_for
         self.timeout = timeout
+        self.login = login
 
-    def run(self, node: Node, script: str, user: str | None, *, say_yes: bool = True) -> CmdResult:
-        argv = [*self.argv_for(node, user), "bash", "-c", BOOTSTRAP, "dbtls-cmd",
-                "yes" if say_yes else "no"]
-        proc = subprocess.run(argv, input=script, capture_output=True, text=True,
+    def run(self, node: Node, command_b64: str, user: str) -> CmdResult:
+        argv = [*self.argv_for(node), "bash", "-c", self.login(user)]
+        proc = subprocess.run(argv, input=command_b64 + "\n", capture_output=True, text=True,
                               timeout=self.timeout, check=False)
         return CmdResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def local_argv(node: Node, user: str | None) -> list[str]:
-    """Run on this machine as the current user (tests); ``user`` is ignored on purpose."""
+def run_script(runner: NodeRunner, node: Node, script: str, user: str = "root", *,
+               say_yes: bool = False) -> CmdResult:
+    """Run a script the way a ``cmd`` would (the simulator's own reads, e.g. the status table)."""
+    return runner.run(node, encode(wrap(script.strip(), say_yes)), user)
+
+
+def local_argv(node: Node) -> list[str]:
+    """Run on this machine (tests)."""
     return []
 
 
-def docker_argv(container_for: Callable[[Node], str]) -> Callable[[Node, str | None], list[str]]:
-    """argv prefix for ``docker exec -i`` (``-u`` only when the manifest names a user)."""
+def docker_argv(container_for: Callable[[Node], str]) -> Callable[[Node], list[str]]:
+    """argv prefix for ``docker exec -i CONTAINER`` (as the container's root: ``su`` needs it)."""
 
-    def argv(node: Node, user: str | None) -> list[str]:
-        return ["docker", "exec", "-i", *(["-u", user] if user else []), container_for(node)]
+    def argv(node: Node) -> list[str]:
+        return ["docker", "exec", "-i", "-u", "root", container_for(node)]
 
     return argv

@@ -9,7 +9,7 @@ interpreter parses differently would make the simulation lie).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Actions the platform provides (jps.md §5). Used by the validator to accept calls to them.
 BUILTIN_ACTIONS: frozenset[str] = frozenset({
@@ -75,17 +75,18 @@ class ActionKey:
     name: str
     selector: str | None = None
     arg: str | None = None  #: the expression of ``if (...)`` / ``elif (...)`` / ``forEach(...)``
+    raw: str = field(default="", compare=False)  #: the key as written (for YAML paths)
 
 
 def parse_action_key(key: str) -> ActionKey | None:
     """Parse a list item key; ``None`` when it is not shaped like an action at all."""
     m = _CALL_RE.match(key)
     if m:
-        return ActionKey(m["name"], arg=m["arg"].strip())
+        return ActionKey(m["name"], arg=m["arg"].strip(), raw=key)
     m = _SELECTOR_RE.match(key)
     if m:
         sel = m["sel"].strip() if m["sel"] is not None else None
-        return ActionKey(m["name"], selector=sel)
+        return ActionKey(m["name"], selector=sel, raw=key)
     return None
 
 

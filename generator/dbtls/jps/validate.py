@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import yamlscan
+from . import engine_rules, yamlscan
 from .schema import ACTION_BODY, FORM, TOP_FIELDS, Obj, Problem, Spec, join
 from .syntax import (
     ACTION_PARAMS,
@@ -113,6 +113,7 @@ def validate(manifest: dict[str, Any] | str) -> list[Problem]:
     problems += _check_calls(actions, facts)
     problems += _check_uses(manifest, actions, facts)
     problems += _check_selectors(manifest, facts)
+    problems += engine_rules.check(manifest)
     return problems
 
 

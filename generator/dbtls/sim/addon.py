@@ -17,6 +17,7 @@ import docker
 
 from dbtls.build.project import repo_root  # re-exported for addon_cli
 from dbtls.jps import Interpreter, Node, Result
+from dbtls.jps.runners import run_script
 from dbtls.sim import cluster, platform
 from dbtls.sim.errors import SimError
 
@@ -55,17 +56,24 @@ def _manifest(root: Path) -> Path:
 
 
 class Session:
-    """One CLI run against one environment: engine, HTTP server, interpreter, add-on state."""
+    """One CLI run against one environment: engine, HTTP server, interpreter, add-on state.
+
+    The manifest is imported from ``<base_url>/manifest.jps`` (the HTTP server on the env's bridge),
+    like Marketplace -> Import -> URL, so ``${baseUrl}`` is derived by the same rule as on the
+    platform (unless the manifest declares its own).
+    """
 
     def __init__(self, env: str, base_url: str, root: Path | None = None) -> None:
         self.env = env
         self.root = root or repo_root()
+        _manifest(self.root)
+        self.manifest_url = f"{base_url.rstrip('/')}/manifest.jps"
         self.engine: docker.DockerClient = cluster.client()
-        self.interp: Interpreter = platform.interpreter(self.engine, env, base_url)
+        self.interp: Interpreter = platform.interpreter(self.engine, env)
         self.installed = platform.load_state(self.engine, env)
 
     def _addon(self, item: platform.Installed) -> Any:
-        return self.interp.load(str(_manifest(self.root)), node_group=item.node_group, settings=item.settings)
+        return self.interp.load(self.manifest_url, node_group=item.node_group, settings=item.settings)
 
     def install(self, settings: dict[str, Any], layers: list[str] | None = None) -> list[tuple[str, Result]]:
         """Install on every supported layer of the env (or ``layers``), database layer first."""
@@ -78,7 +86,7 @@ class Session:
                 raise SimError(f"environment {self.env!r} has no layer {group!r} (has {', '.join(present)})")
             if group in done:
                 raise SimError(f"the add-on is already installed on {group}; uninstall first")
-            _, result = self.interp.install(str(_manifest(self.root)), node_group=group, settings=settings)
+            _, result = self.interp.install(self.manifest_url, node_group=group, settings=settings)
             results.append((group, result))
             if not result.ok or result.stopped:
                 break
@@ -102,14 +110,13 @@ class Session:
         item = self._instance(layer)
         return self.interp.click(self._addon(item), caption, settings)
 
-    def fire_scale_out(self, group: str, new_node: Node) -> Result | None:
-        """Raise onAfterServiceScaleOut for ``group`` on the instance bound to it (if any)."""
-        for item in self.installed:
-            if item.node_group == group:
-                return self.interp.fire(self._addon(item), "onAfterServiceScaleOut",
-                                        params={"nodeGroup": group, "count": 1},
-                                        response={"nodes": [new_node]})
-        return None
+    def fire_scale_out(self, group: str, new_node: Node) -> list[tuple[str, Result]]:
+        """Raise onAfterServiceScaleOut for ``group`` in the environment: every installed instance
+        hears it and runs the handlers whose filter matches (events.md, Events Filtering)."""
+        self.interp.addons = [self._addon(item) for item in self.installed]
+        fired = self.interp.fire_all("onAfterServiceScaleOut", params={"nodeGroup": group, "count": 1},
+                                     response={"nodes": [new_node]})
+        return [(a.node_group or "-", r) for a, r in fired]
 
     def uninstall(self) -> list[tuple[str, Result]]:
         """Uninstall every instance, last installed first (proxies before the database layer)."""
@@ -132,7 +139,7 @@ class Session:
                   "$A inspect 2>/dev/null | tr -d '\\n'; echo")
         rows = []
         for node in self.interp.env.nodes:
-            res = self.interp.runner.run(node, script, "root", say_yes=False)
+            res = run_script(self.interp.runner, node, script, "root")
             status, _, inspect = (res.stdout or "").partition("\n")
             rows.append(_row(node, status, inspect))
         return rows

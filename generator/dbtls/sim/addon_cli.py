@@ -16,7 +16,7 @@ from rich.table import Table
 
 from dbtls.jps import JpsError, Node, Result
 from dbtls.sim import addon, cluster, platform, scale
-from dbtls.sim.errors import SimError
+from dbtls.sim.errors import NoEnvironment, SimError
 
 err = Console(stderr=True)
 out = Console(width=max(160, shutil.get_terminal_size().columns))
@@ -29,14 +29,23 @@ def _run(env: str, work: Callable[[addon.Session], Any]) -> Any:
     """Serve the repo on the env's gateway, open a session, run ``work``, print the node table."""
     try:
         engine = cluster.client()
+        platform.require_env(engine, env)
         with platform.serve(addon.repo_root(), platform.gateway(engine, env)) as base_url:
             session = addon.Session(env, base_url)
             result = work(session)
             out.print(node_table(session.rows()))
             return result
+    except NoEnvironment as exc:
+        raise no_environment(exc) from None
     except (SimError, JpsError, ValueError) as exc:
         err.print(f"[red]dbtls sim: error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def no_environment(exc: NoEnvironment) -> typer.Exit:
+    """One plain line for a mistyped ``--env`` (no traceback, no table)."""
+    typer.echo(f"dbtls: {exc}", err=True)
+    return typer.Exit(1)
 
 
 def show(layer: str, result: Result | None) -> bool:
@@ -94,17 +103,22 @@ def register(app: typer.Typer) -> None:
                   env: EnvOpt = "pg-cluster") -> None:
         """Add a node to a layer, then raise the platform's onAfterServiceScaleOut event."""
         try:
+            platform.require_env(cluster.client(), env)
             row = scale.scale_out(env, group, progress=lambda m: err.print(f"[dim]{m}[/dim]", highlight=False))
+        except NoEnvironment as exc:
+            raise no_environment(exc) from None
         except SimError as exc:
             err.print(f"[red]dbtls sim: error:[/red] {exc}", highlight=False)
             raise typer.Exit(1) from None
 
-        def fire(session: addon.Session) -> Result | None:
-            node = next(n for n in session.interp.env.nodes if n.id == row.node_id)
-            return session.fire_scale_out(group, Node(node.id, node.group, node.node_type, node.ismaster,
-                                                      node.address, node.hostname))
+        def fire(session: addon.Session) -> list[tuple[str, Result]]:
+            node: Node = next(n for n in session.interp.env.nodes if n.id == row.node_id)
+            return session.fire_scale_out(group, node)
 
-        if not show(group, _run(env, fire)):
+        results = _run(env, fire)
+        if not results:
+            show(group, None)
+        if not all(show(g, r) for g, r in results):
             raise typer.Exit(1)
 
     @app.command()

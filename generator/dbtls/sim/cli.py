@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dbtls.sim import cluster, images
-from dbtls.sim.errors import SimError
+from dbtls.sim.errors import NoEnvironment, SimError
 
 sim_app = typer.Typer(help="Simulated platform nodes in docker containers.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -57,6 +57,11 @@ def status(
     """Every simulated node: name, role, group, hostname, IP, container id, service state."""
     try:
         rows = cluster.status(cluster.client(), env)
+        if env and not rows:
+            raise NoEnvironment(env)
+    except NoEnvironment as exc:
+        typer.echo(f"dbtls: {exc}", err=True)
+        raise typer.Exit(1) from None
     except SimError as exc:
         raise _fail(exc) from None
     if as_json:

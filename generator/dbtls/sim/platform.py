@@ -25,10 +25,16 @@ import docker
 from dbtls.jps import Environment, Interpreter, Node
 from dbtls.jps.runners import ShellRunner, docker_argv
 from dbtls.sim import cluster, topology
-from dbtls.sim.errors import SimError
+from dbtls.sim.errors import NoEnvironment, SimError
 
 #: PostgreSQL major per Debian release (README table), for the platform-style nodeType.
 PG_MAJOR = {"bullseye": 13, "bookworm": 15, "trixie": 17}
+#: Stack versions per Debian release (README table), for the nodes' ``version`` key.
+STACK_VERSION = {
+    "pgpool": {"bullseye": "4.1", "bookworm": "4.3", "trixie": "4.6"},
+    "mariadb": {"bullseye": "10.5", "bookworm": "10.11", "trixie": "11.8"},
+    "proxysql": {"bullseye": "2.5", "bookworm": "2.5", "trixie": "2.5"},
+}
 STATE_PATH = "/var/lib/dbtls-sim/addons.json"
 #: The only repository paths the HTTP server hands out.
 SERVED_PREFIXES = ("manifest.jps", "marketplace/", "node-scripts/dist/")
@@ -41,21 +47,36 @@ def node_type(role: str, release: str) -> str:
     return {"pgpool": "pgpool2", "mariadb": "mariadb-dockerized", "proxysql": "proxysql"}[role]
 
 
+def stack_version(role: str, release: str) -> str:
+    """The stack version a node reports in ``${nodes.*.version}`` and GetEnvs."""
+    if role == "postgres":
+        return str(PG_MAJOR.get(release, 15))
+    return STACK_VERSION[role].get(release, "")
+
+
+def require_env(engine: docker.DockerClient, env: str) -> None:
+    """Raise :class:`NoEnvironment` unless ``env`` has simulated nodes."""
+    if not cluster.status(engine, env):
+        raise NoEnvironment(env)
+
+
 def environment(engine: docker.DockerClient, env: str) -> Environment:
     """The running environment ``env`` as a JPS :class:`Environment` (client container excluded)."""
     rows = [r for r in cluster.status(engine, env) if r.role != "client"]
     if not rows:
-        raise SimError(f"no simulated environment {env!r}; start one with 'dbtls sim up pg-cluster --env {env}'")
+        raise NoEnvironment(env)
     nodes = []
     for r in rows:
         release = engine.containers.get(r.name).labels.get("dbtls.release", "bookworm")
         nodes.append(Node(id=r.node_id, group=r.group, node_type=node_type(r.role, release),
-                          ismaster=r.is_master, address=r.ip, hostname=r.hostname))
+                          ismaster=r.is_master, address=r.ip, hostname=r.hostname,
+                          version=stack_version(r.role, release)))
     return Environment(env_name=env, domain=f"{env}.{topology.DOMAIN}", nodes=nodes)
 
 
 def runner(env: str) -> ShellRunner:
-    """Runs cmd scripts in the env's containers; the script travels on stdin, never in argv."""
+    """Runs engine-wrapped cmds in the env's containers: ``base64 -d | su USER`` with the base64
+    text on stdin, never in argv."""
     return ShellRunner(docker_argv(lambda node: f"dbtls-{env}-node{node.id}"), timeout=900)
 
 
@@ -125,6 +146,7 @@ def save_state(engine: docker.DockerClient, env: str, items: list[Installed]) ->
         raise SimError(f"cannot save add-on state: {proc.stderr.decode(errors='replace').strip()}")
 
 
-def interpreter(engine: docker.DockerClient, env: str, base_url: str, *, parallel: bool = True) -> Interpreter:
-    """An interpreter bound to the running environment, with ``${baseUrl}`` = ``base_url``."""
-    return Interpreter(environment(engine, env), runner(env), base_url=base_url, parallel=parallel)
+def interpreter(engine: docker.DockerClient, env: str, *, parallel: bool = True) -> Interpreter:
+    """An interpreter bound to the running environment. Manifests are installed from the HTTP
+    server's URL, so ``${baseUrl}`` comes from the import URL as on the platform."""
+    return Interpreter(environment(engine, env), runner(env), parallel=parallel)

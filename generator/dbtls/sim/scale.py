@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dbtls.sim import cluster, images, topology
-from dbtls.sim.errors import SimError
+from dbtls.sim.errors import NoEnvironment, SimError
 
 #: Which node spec a new node of a layer gets, per database family.
 _SPEC = {
@@ -26,7 +26,7 @@ def scale_out(env: str, group: str, progress: cluster.Progress = images._stderr)
     engine = cluster.client()
     rows = [r for r in cluster.status(engine, env) if r.role != "client"]
     if not rows:
-        raise SimError(f"no simulated environment {env!r}")
+        raise NoEnvironment(env)
     first = engine.containers.get(rows[0].name)
     topo, release = first.labels.get("dbtls.topology", ""), first.labels.get("dbtls.release", "bookworm")
     family = "postgres" if topo.startswith("pg") else "mariadb"

@@ -3,59 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from jps_fakes import FakeRunner, interp, make_env, manifest
 
 from dbtls.jps import (
     CmdResult,
     ConditionError,
-    Environment,
     Interpreter,
     ManifestError,
     Node,
     NodeRunner,
-    PlaceholderError,
     UnsupportedFeature,
-    User,
 )
-from dbtls.jps.runners import ShellRunner, local_argv
-
-
-class FakeRunner:
-    """Records every script; answers from ``reply(node, script)`` (default: exit 0, ``out<id>``)."""
-
-    def __init__(self, reply: Callable[[Node, str], CmdResult] | None = None) -> None:
-        self.calls: list[tuple[int, str, str | None, bool]] = []
-        self.reply = reply or (lambda node, script: CmdResult(0, f"out{node.id}\n"))
-        self.lock = threading.Lock()
-
-    def run(self, node: Node, script: str, user: str | None, *, say_yes: bool = True) -> CmdResult:
-        with self.lock:
-            self.calls.append((node.id, script, user, say_yes))
-        return self.reply(node, script)
-
-    def scripts(self, node_id: int) -> list[str]:
-        return [s for i, s, _, _ in self.calls if i == node_id]
-
-
-def make_env() -> Environment:
-    return Environment("env-7", "env-7.example.org", [
-        Node(11, "sqldb", "postgresql", True, "10.0.0.11"),
-        Node(12, "sqldb", "postgresql", False, "10.0.0.12"),
-        Node(13, "sqldb", "postgresql", False, "10.0.0.13"),
-        Node(21, "pgpool", "pgpool2", True, "10.0.0.21"),
-    ])
-
-
-def interp(runner: NodeRunner | None = None, **kw: object) -> Interpreter:
-    return Interpreter(make_env(), runner or FakeRunner(), user=User(email="me@example.org"),
-                       sleep=lambda s: None, seed=1, **kw)  # type: ignore[arg-type]
-
-
-def manifest(body: str, extra: str = "") -> str:
-    return f"type: update\nid: t\nname: T\nbaseUrl: https://repo.example/x\n{extra}onInstall:\n{body}"
+from dbtls.jps.cmdwrap import engine_payload
+from dbtls.jps.runners import ShellRunner, local_argv, same_user
 
 
 def test_fake_runner_satisfies_protocol() -> None:
@@ -87,13 +50,14 @@ def test_sync_true_runs_one_node_at_a_time() -> None:
             active[0] -= 1
         return CmdResult(0)
 
-    _, result = interp(FakeRunner(reply)).install(manifest("  - cmd[sqldb]: echo\n    sync: true\n"))
+    _, result = interp(FakeRunner(reply)).install(manifest("  - cmd[sqldb]: echo\n    sync: true\n    user: root\n"))
     assert result.ok and peak[0] == 1
 
 
 def test_nonzero_exit_stops_the_handler() -> None:
     runner = FakeRunner(lambda n, s: CmdResult(3, "", "boom\n") if n.id == 12 else CmdResult(0, "fine"))
-    _, result = interp(runner).install(manifest("  - cmd[sqldb]: step one\n  - cmd[sqldb]: step two\n"))
+    _, result = interp(runner).install(manifest("  - cmd[sqldb]: step one\n    user: root\n"
+                                                "  - cmd[sqldb]: step two\n    user: root\n"))
     assert not result.ok
     assert result.error == "cmd on node 12 exited with 3: boom"
     assert [c[1] for c in runner.calls].count("step one") == 3  # the failing cmd still ran everywhere
@@ -101,19 +65,29 @@ def test_nonzero_exit_stops_the_handler() -> None:
     assert [s.exit_code for s in result.cmd_steps()] == [0, 3, 0]
 
 
-def test_script_goes_to_the_runner_with_user_and_say_yes() -> None:
+def test_cmd_reaches_the_runner_wrapped_like_the_engine() -> None:
     runner = FakeRunner()
-    body = "  - cmd[21]:\n      - set -e\n      - echo two\n    user: root\n    sayYes: false\n"
+    body = ("  - cmd[21]:\n      - '  set -e'\n      - echo two\n    user: root\n    sayYes: false\n"
+            "  - cmd[21]: |\n      \n      echo three\n    user: postgres\n")
     interp(runner).install(manifest(body))
-    assert runner.calls == [(21, "set -e\necho two", "root", False)]
+    # a list is joined with ';' and the text trimmed; sayYes false drops the `yes |`
+    assert runner.calls == [(21, "set -e;echo two", "root", False), (21, "echo three", "postgres", True)]
+    assert runner.payloads[0] == engine_payload(["  set -e", "echo two"], say_yes=False)
+    assert runner.payloads[1] == engine_payload("\necho three\n")  # base64 of "yes | (echo three)"
+
+
+def test_cmd_without_user_is_not_simulated() -> None:
+    with pytest.raises(UnsupportedFeature, match=r"onInstall\[0\]: cmd without 'user:'"):
+        interp().install(manifest("  - cmd[11]: id\n"))
 
 
 def test_placeholders() -> None:
     runner = FakeRunner()
     body = ("  - cmd[${nodes.sqldb.master.id}]: >-\n"
             "      ${env.envName} ${env.domain} ${nodes.sqldb.join(id,)} ${nodes.pgpool2.first.address}\n"
-            "      ${settings.extra} ${globals.agent} ${user.email} ${baseUrl} ${targetNodes.nodeGroup}\n"
-            "      ${nodes.sqldb.length} ${settings.missing:dflt} ${fn.password(16)}\n")
+            "      ${settings.extra} ${globals.agent} ${user.email} ${targetNodes.nodeGroup}\n"
+            "      ${nodes.sqldb.length} ${settings.missing:dflt} ${fn.password(16)}\n"
+            "    user: root\n")
     extra = ("settings:\n  fields:\n    - {type: string, name: extra, caption: E, default: x}\n"
              "globals:\n  agent: /usr/local/sbin/dbtls-agent\n")
     _, result = interp(runner).install(manifest(body, extra), node_group="sqldb",
@@ -123,47 +97,45 @@ def test_placeholders() -> None:
     words = script.split()
     assert node_id == 11
     assert words[:-1] == ["env-7", "env-7.example.org", "11,12,13", "10.0.0.21", "db.example.org",
-                          "/usr/local/sbin/dbtls-agent", "me@example.org", "https://repo.example/x",
-                          "sqldb", "3", "dflt"]
+                          "/usr/local/sbin/dbtls-agent", "me@example.org", "sqldb", "3", "dflt"]
     assert len(words[-1]) == 16 and words[-1].isalnum()
 
 
-def test_unknown_placeholder_is_an_error() -> None:
-    with pytest.raises(PlaceholderError, match=r"\$\{globals.nope\}"):
-        interp().install(manifest("  - log: ${globals.nope}\n"))
-    with pytest.raises(PlaceholderError, match="write shell variables as"):
-        interp().install(manifest("  - cmd[sqldb]: echo ${MASTER_ID}\n"))
-
-
-def test_non_strict_mode_leaves_unknown_placeholders_literal() -> None:
+def test_unresolved_placeholders_stay_literal_and_are_recorded() -> None:
     runner = FakeRunner()
-    interp(runner, strict=False).install(manifest("  - cmd[11]: echo ${MASTER_ID} ${globals.nope}\n"))
-    assert runner.calls[0][1] == "echo ${MASTER_ID} ${globals.nope}"
+    _, result = interp(runner).install(manifest(
+        "  - cmd[11]: echo ${MASTER_ID} ${globals.nope} ${nodes.sqldb.master.hostname}\n    user: root\n"
+        "  - log: ${globals.nope} ${this.x}\n"))
+    assert runner.calls[0][1] == "echo ${MASTER_ID} ${globals.nope} ${nodes.sqldb.master.hostname}"
+    step = result.cmd_steps()[0]
+    assert step.unresolved == ("${MASTER_ID}", "${globals.nope}", "${nodes.sqldb.master.hostname}")
+    assert result.log == ["${globals.nope} ${this.x}"]
 
 
-def test_response_out_chains_between_cmds() -> None:
+def test_unresolved_placeholder_in_a_condition_is_an_error() -> None:
+    with pytest.raises(ConditionError, match=r"onInstall\[0\].if \('\$\{globals.x\}' == ''\): unresolved"):
+        interp().install(manifest("  - if ('${globals.x}' == ''):\n      - log: x\n"))
+    with pytest.raises(ConditionError, match="unresolved"):
+        interp().install(manifest("  - assert: \"'${settings.x}' == ''\"\n"))
+
+
+def test_response_out_chains_between_cmds_and_keeps_the_raw_output() -> None:
     runner = FakeRunner(lambda n, s: CmdResult(0, f"csr-of-{n.id}\n") if "csr" in s else CmdResult(0, "x"))
-    body = ("  - cmd[12]: agent csr\n"
-            "  - cmd[11]: agent sign '${response.out}'\n"
-            "  - cmd[sqldb]: agent csr\n"
-            "  - log: ${response.responses[1].out} ${response.responses[2].nodeid}\n")
+    body = ("  - cmd[12]: agent csr\n    user: root\n"
+            "  - cmd[11]: agent sign '${response.out}'\n    user: root\n"
+            "  - cmd[sqldb]: agent csr\n    user: root\n"
+            "  - log: ${response.responses[1].out}|${response.responses[2].nodeid}|${response.out}\n")
     _, result = interp(runner).install(manifest(body))
-    assert runner.scripts(11)[0] == "agent sign 'csr-of-12'"
-    assert result.log == ["csr-of-12 13"]
-
-
-def test_response_out_after_multi_node_cmd_is_refused_with_a_hint() -> None:
-    with pytest.raises(PlaceholderError, match=r"responses\[i\]\.out"):
-        interp().install(manifest("  - cmd[sqldb]: echo\n  - log: ${response.out}\n"))
+    assert runner.scripts(11)[0] == "agent sign 'csr-of-12\n'"  # stdout as the node printed it
+    assert result.log == ["csr-of-12\n|13|${response.out}"]  # no `out` after a multi-node cmd
 
 
 def test_foreach_over_layer_list_and_nested_index() -> None:
-    body = ("  - setGlobals: {names: [a, b]}\n"
-            "  - forEach(n:nodes.sqldb):\n"
-            "      - forEach(globals.names):\n"
-            "          - log: ${@n.id}/${@@n}/${@i}/${@}\n")
+    body = ("  - forEach(n:nodes.sqldb):\n"
+            "      - forEach(nodes.pgpool):\n"
+            "          - log: ${@n.id}/${@@n}/${@i.id}/${@}\n")
     _, result = interp().install(manifest(body))
-    assert result.log == ["11/0/a/0", "11/0/b/1", "12/1/a/0", "12/1/b/1", "13/2/a/0", "13/2/b/1"]
+    assert result.log == ["11/0/21/0", "12/1/21/0", "13/2/21/0"]
 
 
 def test_if_elif_else_with_platform_condition_syntax() -> None:
@@ -190,18 +162,12 @@ def test_custom_actions_with_map_string_and_list_arguments() -> None:
             "  - hello: sqldb\n"
             "  - hello: [a, b]\n")
     extra = ("actions:\n"
-             "  sign:\n    - cmd[${this.nodeId}]: agent csr --role ${this.role}\n"
+             "  sign:\n    - cmd[${this.nodeId}]: agent csr --role ${this.role}\n      user: root\n"
              "  hello:\n    - log: hi ${this}\n")
     runner = FakeRunner()
     _, result = interp(runner).install(manifest(body, extra))
     assert runner.calls[0][:2] == (12, "agent csr --role replica")
     assert result.log == ["hi sqldb", "hi a", "hi b"]
-
-
-def test_missing_action_parameter_is_an_error() -> None:
-    extra = "actions:\n  sign:\n    - log: ${this.nodeId}\n"
-    with pytest.raises(PlaceholderError, match="without parameters"):
-        interp().install(manifest("  - sign\n", extra))
 
 
 def test_unknown_and_unsupported_actions_raise() -> None:
@@ -215,23 +181,22 @@ def test_unknown_and_unsupported_actions_raise() -> None:
         interp().install(manifest("  - cmd[sqldb]: id\n    usr: root\n"))
 
 
-def test_return_and_stop_event_end_the_handler() -> None:
+def test_stop_event_ends_the_handler() -> None:
     _, result = interp().install(manifest(
-        "  - return: {type: success, message: 'done ${env.envName}'}\n  - log: never\n"))
-    assert result.ok and result.stopped and result.message == "done env-7" and result.log == []
-    _, result = interp().install(manifest("  - return: {result: 4101}\n", "responses:\n  4101: {type: error, message: nope}\n"))
-    assert not result.ok and result.error == "nope"
+        "  - stopEvent: {type: warning, message: 'wait ${env.envName}'}\n  - log: never\n"))
+    assert result.ok and result.stopped and result.message == "wait env-7" and result.log == []
 
 
 def test_setglobals_visible_in_actions_and_globals_recomputed_per_run() -> None:
-    extra = ("globals:\n  pw: ${fn.password}\n"
+    extra = ("targetNodes: {nodeGroup: [sqldb]}\n"
+             "globals:\n  pw: ${fn.password}\n"
              "actions:\n  show:\n    - log: ${globals.x} ${globals.pw}\n"
              "buttons:\n  - {caption: Show, action: show}\n")
     it = interp()
     addon, result = it.install(manifest("  - setGlobals: {x: '${env.envName}'}\n  - show\n", extra))
     assert result.log[0].startswith("env-7 ")
-    with pytest.raises(PlaceholderError):  # setGlobals does not survive into a later run
-        it.click(addon, "Show")
+    later = it.click(addon, "Show")  # setGlobals does not survive into a later run
+    assert later.log[0].startswith("${globals.x} ")
 
 
 def test_nested_install_per_layer_with_relative_jps(tmp_path: Path) -> None:
@@ -240,6 +205,7 @@ def test_nested_install_per_layer_with_relative_jps(tmp_path: Path) -> None:
         "onInstall:\n  - cmd[${targetNodes.nodeGroup}]: enable ${settings.nodeGroups}\n    user: root\n"
         "onAfterServiceScaleOut[${targetNodes.nodeGroup}]:\n"
         "  - forEach(n:event.response.nodes):\n      - cmd[${@n.id}]: enable-new ${event.params.count}\n"
+        "        user: root\n"
         "success: on ${targetNodes.nodeGroup}\n")
     (tmp_path / "manifest.jps").write_text(
         "type: install\nid: launcher\nname: L\n"
@@ -255,7 +221,7 @@ def test_nested_install_per_layer_with_relative_jps(tmp_path: Path) -> None:
     assert sorted(c[0] for c in runner.calls) == [11, 12, 13, 21]
     assert {c[1] for c in runner.calls} == {"enable sqldb,pgpool"}
 
-    new = it.env.add(Node(14, "sqldb", "postgresql", False, "10.0.0.14"))
+    new = it.env.add(Node(14, "sqldb", "postgres15", False, "10.0.0.14"))
     fired = it.fire_all("onAfterServiceScaleOut", params={"nodeGroup": "sqldb", "count": 1},
                         response={"nodes": [new]})
     assert [(a.label, r.ok) for a, r in fired] == [("logic@sqldb", True)]
@@ -263,7 +229,7 @@ def test_nested_install_per_layer_with_relative_jps(tmp_path: Path) -> None:
 
 
 def test_failing_nested_install_fails_the_parent(tmp_path: Path) -> None:
-    (tmp_path / "child.jps").write_text("type: update\nname: C\nonInstall:\n  - cmd[11]: exit 1\n")
+    (tmp_path / "child.jps").write_text("type: update\nname: C\nonInstall:\n  - cmd[11]: exit 1\n    user: root\n")
     runner = FakeRunner(lambda n, s: CmdResult(1, "", "nope"))
     it = interp(runner)
     _, result = it.install(f"type: install\nname: P\nonInstall:\n  - install: {tmp_path}/child.jps\n  - log: after\n")
@@ -271,27 +237,11 @@ def test_failing_nested_install_fails_the_parent(tmp_path: Path) -> None:
     assert it.addons == []
 
 
-def test_button_with_form_settings_and_success_text() -> None:
-    extra = ("targetNodes: {nodeGroup: [sqldb]}\n"
-             "settings:\n  reissue:\n    fields:\n      - {type: toggle, name: newCa, caption: CA, value: false}\n"
-             "buttons:\n  - {caption: Re-issue, action: reissue, settings: reissue, successText: Re-issued.}\n"
-             "actions:\n  reissue:\n    - cmd[${nodes.sqldb.master.id}]: reissue --new-ca=${settings.newCa}\n")
-    runner = FakeRunner()
-    it = interp(runner)
-    addon, _ = it.install(manifest("  - log: installed\n", extra), node_group="sqldb")
-    result = it.click(addon, "Re-issue")
-    assert result.ok and result.message == "Re-issued."
-    assert it.click(addon, "Re-issue", {"newCa": True}).ok
-    assert [c[1] for c in runner.calls] == ["reissue --new-ca=false", "reissue --new-ca=true"]
-    with pytest.raises(ManifestError, match="no fields"):
-        it.click(addon, "Re-issue", {"newCA": True})
-
-
 def test_events_filter_and_stop_event() -> None:
     extra = ("onBeforeScaleIn[sqldb]:\n  - stopEvent: {type: warning, message: one at a time}\n  - log: no\n"
              "onAfterRedeployContainer[${targetNodes.nodeGroup}]:\n"
              "  - if (!${event.params.useExistingVolumes:true}):\n      - log: reinstall\n"
-             "onUninstall:\n  - cmd[${targetNodes.nodeGroup}]: disable\n")
+             "onUninstall:\n  - cmd[${targetNodes.nodeGroup}]: disable\n    user: root\n")
     it = interp()
     addon, _ = it.install(manifest("  - log: x\n", extra), node_group="sqldb")
     stop = it.fire(addon, "onBeforeScaleIn", params={"nodeGroup": "sqldb", "count": 2})
@@ -316,94 +266,32 @@ def test_sleep_log_and_success_rendering() -> None:
 
 
 def test_selector_that_matches_nothing_fails_like_the_platform() -> None:
-    _, result = interp().install(manifest("  - cmd[proxy]: echo\n"))
+    _, result = interp().install(manifest("  - cmd[proxy]: echo\n    user: root\n"))
     assert not result.ok and "11022" in (result.error or "")
 
 
-def test_shell_runner_feeds_script_on_stdin_not_argv() -> None:
+def test_shell_runner_feeds_the_payload_on_stdin_not_argv() -> None:
     marker = "SECRET-MARKER-4711"
-    script = (f"# {marker}\n"
+    script = (f"echo {marker} >/dev/null\n"
               "tr '\\0' ' ' </proc/$$/cmdline; echo\n"
               "tr '\\0' ' ' </proc/$PPID/cmdline; echo\n"
-              "read -r answer; echo \"stdin=$answer\"\n")
-    runner = ShellRunner(local_argv)
+              "read -r answer; echo \"stdin=$answer\"")
+    runner = ShellRunner(local_argv, login=same_user)
     node = Node(1, "sqldb", "postgresql")
-    res = runner.run(node, script, None)
+    res = runner.run(node, engine_payload(script), "root")
     assert res.exit_code == 0, res.stderr
-    assert marker not in res.stdout
+    assert marker not in res.stdout and engine_payload(script) not in res.stdout
     assert res.stdout.splitlines()[-1] == "stdin=y"
-    quiet = runner.run(node, "read -r a || echo empty", None, say_yes=False)
+    quiet = runner.run(node, engine_payload("read -r a || echo empty", say_yes=False), "root")
     assert quiet.stdout == "empty\n"
-    assert runner.run(node, "exit 7", None).exit_code == 7
-
-
-CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "jps" / "passing"
-
-
-def test_corpus_add_on_runs_end_to_end() -> None:
-    """The §11-style corpus manifest: install, scale-out event, button with form, uninstall."""
-    def reply(node: Node, script: str) -> CmdResult:
-        if " csr " in f" {script} ":
-            return CmdResult(0, f"CSR{node.id}\n")
-        if "ca sign" in script:
-            return CmdResult(0, "BUNDLE\n")
-        return CmdResult(0, "")
-
-    runner = FakeRunner(reply)
-    it = interp(runner)
-    addon, result = it.install(CORPUS / "pg-logic.jps", node_group="sqldb")
-    assert result.ok, result.error
-    assert result.message is not None and result.message.startswith("TLS is on for sqldb in env-7")
-    assert "/usr/local/sbin/dbtls-agent install-certs --bundle-b64 'BUNDLE'" in runner.scripts(13)
-    assert "/usr/local/sbin/dbtls-agent ca sign --csr-b64 'CSR13'" in runner.scripts(11)
-    assert "dbtls-agent.pyz?_r=" in runner.scripts(12)[0]
-    new = it.env.add(Node(14, "sqldb", "postgresql", False, "10.0.0.14"))
-    scaled = it.fire(addon, "onAfterServiceScaleOut", params={"nodeGroup": "sqldb"}, response={"nodes": [new]})
-    assert scaled is not None and scaled.ok
-    assert runner.scripts(14)[-1] == "/usr/local/sbin/dbtls-agent enable --layer sqldb"
-    button = it.click(addon, "Re-issue certificates", {"newCa": True})
-    assert button.ok and button.message == "Certificates re-issued."
-    assert it.click(addon, "Configuration Tutorial").message == "https://example.com/dbtls/tutorial"
-    reset = it.fire(addon, "onAfterResetServicePassword", params={"nodeGroup": "sqldb"})
-    assert reset is not None and reset.ok
-    assert it.uninstall(addon).ok
-
-
-def test_corpus_launcher_needs_explicit_on_before_init_opt_in() -> None:
-    with pytest.raises(UnsupportedFeature, match="onBeforeInit"):
-        interp().install(CORPUS / "launcher.jps")
-
-    def fetch(ref: str, base: str | None) -> tuple[str, str]:
-        name = "pg-logic.jps" if ref.startswith("logic.jps") else ref
-        return (CORPUS / name).read_text(), str(CORPUS / name)
-
-    runner = FakeRunner()
-    it = interp(runner, fetch=fetch, ignore_on_before_init=True)
-    _, result = it.install(CORPUS / "launcher.jps", settings={"envName": "env-7", "nodeGroups": "sqldb"})
-    assert result.ok, result.error
-    assert [a.label for a in it.addons] == ["dbtls@sqldb", "dbtls-launcher@-"]
-
-
-def test_corpus_script_action_needs_a_hook() -> None:
-    seen: list[str] = []
-
-    def hook(addon: object, code: str, params: dict[str, object]) -> dict[str, object]:
-        seen.append(code)
-        return {"result": 0, "jps": {"type": "update", "name": "clone", "onInstall": [{"log": "cloned"}]}}
-
-    it = interp(script_hook=hook)
-    addon, result = it.install(CORPUS / "mysql-proxysql.jps", node_group="sqldb")
-    assert result.ok, result.error
-    cloned = it.fire(addon, "onAfterClone", response={"env": {"envName": "env-7"}})
-    assert cloned is not None and cloned.ok and cloned.log == ["cloned"]
-    assert "jps: MANIFEST" in seen[0]
+    assert runner.run(node, engine_payload("exit 7"), "root").exit_code == 7
 
 
 def test_selector_forms_alias_sibling_params_and_node_type() -> None:
     runner = FakeRunner()
-    body = ("  - cmd[db]: a\n"
-            "  - cmd: b\n    nodeGroup: pgpool\n"
-            "  - cmd [pgpool2, 12]: c\n"
+    body = ("  - cmd[db]: a\n    user: root\n"
+            "  - cmd: b\n    nodeGroup: pgpool\n    user: root\n"
+            "  - cmd [pgpool2, 12]: c\n    user: root\n"
             "  - cmd: {commands: d, nodeId: 13, user: root}\n"
             "  - log: ${nodes.db.master.id}\n")
     _, result = interp(runner).install(manifest(body, "nodeGroupAlias: {sqldb: db}\n"))

@@ -9,6 +9,7 @@ import subprocess
 from dbtls.build import shell
 from dbtls.build.manifest import build_manifest
 from dbtls.jps import CmdResult, Environment, Interpreter, Node, User
+from dbtls.jps.cmdwrap import unwrap
 
 
 def mysql_env() -> Environment:
@@ -47,7 +48,8 @@ class Runner:
         self.calls: list[tuple[int, str, str]] = []
         self.fail, self.no_restart = fail, no_restart
 
-    def run(self, node: Node, script: str, user: str | None, *, say_yes: bool = True) -> CmdResult:
+    def run(self, node: Node, command_b64: str, user: str) -> CmdResult:
+        script, _ = unwrap(command_b64)
         what = kind(script)
         self.calls.append((node.id, what, script))
         if what == "check":

@@ -81,3 +81,69 @@ actions:
 def test_default_placeholders_are_accepted() -> None:
     text = "type: update\nname: x\nonInstall:\n  - log: ${settings.nothing:none} ${globals.g:}\n"
     assert validate(text) == []
+
+
+def test_this_from_engine_data_needs_no_base64() -> None:
+    text = """
+type: update
+name: x
+onInstall:
+  - forEach(n:nodes.sqldb):
+      - sign: {nodeId: "${@n.id}", ip: "${@n.address}", name: "node${@n.id}"}
+      - sign: {nodeId: "${@n.id}", ip: "${@n.intIP}", name: "${env.domain}"}
+  - sign: {nodeId: "${nodes.sqldb.master.id}", ip: 10.0.0.2, name: "${env.domain}"}
+  - relay: {layer: "${targetNodes.nodeGroup}"}
+actions:
+  sign:
+    - cmd[${this.nodeId}]: agent csr --ip ${this.ip} --name ${this.name} --id ${this.nodeId}
+      user: root
+  relay:
+    - sign: {nodeId: "${this.layer}", ip: 10.0.0.1, name: "${env.envName}"}
+    - set: {mode: fast}
+    - cmd[sqldb]: agent --layer ${this.layer} --mode ${this.mode}
+      user: root
+"""
+    assert [str(p) for p in validate(text)] == []
+
+
+def test_this_is_tainted_when_any_caller_passes_other_data() -> None:
+    text = """
+type: update
+name: x
+settings:
+  fields:
+    - {type: string, name: names, caption: Names}
+onInstall:
+  - sign: {name: "${env.domain}"}
+  - relay: {v: "${settings.names}"}
+actions:
+  sign:
+    - cmd[sqldb]: agent --name ${this.name}
+      user: root
+  relay:
+    - sign: {name: "${this.v}"}
+"""
+    problems = [str(p) for p in validate(text)]
+    assert problems == ["actions.sign[0].cmd[sqldb]: ${this.name} in cmd text: node output and user input "
+                        "reach a shell or JavaScript only as base64; write ${this.name.toBase64()}"]
+
+
+def test_response_reads_right_after_cmd_script_or_call_are_fine() -> None:
+    text = """
+type: update
+name: x
+onInstall:
+  - cmd[sqldb]: echo a
+    user: root
+  - setGlobals: {a: "${response.out.toBase64()}"}
+  - script: "return {result: 0, b: 1};"
+  - log: ${response.b}
+  - act
+  - if ('${response.out.toBase64()}' == ''):
+      - log: x
+actions:
+  act:
+    - cmd[sqldb]: echo b
+      user: root
+"""
+    assert [str(p) for p in validate(text)] == []
