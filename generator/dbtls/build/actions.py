@@ -41,8 +41,14 @@ def cmd(selector: str, script: str) -> dict[str, Any]:
 
 def output_is(value: str, source: str = "response.out") -> str:
     """A condition: ``source`` equals ``value``, compared in base64 so the output is never code."""
-    encoded = base64.b64encode(value.encode()).decode()
-    return f"'${{{source}.toBase64()}}' == '{encoded}'"
+    return one_of(source, [value])
+
+
+def one_of(source: str, values: list[str]) -> str:
+    """A condition: ``source`` (node output or a form value) is one of ``values``, compared in base64
+    so that whatever it holds is never JavaScript."""
+    tests = [f"'${{{source}.toBase64()}}' == '{base64.b64encode(v.encode()).decode()}'" for v in values]
+    return " || ".join(tests)
 
 
 def _each(layer: str, body: list[Any], only: str | None = None) -> dict[str, Any]:
@@ -348,7 +354,7 @@ def _reissue() -> dict[str, Any]:
         ],
         "reissue": [
             {"fetchAgent": LAYER},
-            {"if ('${settings.scope}' == 'all')": [
+            {f"if ({one_of('settings.scope', ['all'])})": [
                 # A new CA: every layer with our certificates moves to it, the database layer first.
                 {"fetchAgent": "sqldb"},
                 *[_if_layer_has_tls(layer, [{"fetchAgent": layer}]) for layer in PROXY_LAYERS],
@@ -357,7 +363,7 @@ def _reissue() -> dict[str, Any]:
                 _reissue_layer("sqldb", "all", "yes"),
                 *[{f"if (nodes.{layer})": [_reissue_layer(layer, "all", "yes")]} for layer in PROXY_LAYERS],
             ]},
-            {"elif ('${settings.scope}' == 'client')": [_reissue_layer(LAYER, "client")]},
+            {f"elif ({one_of('settings.scope', ['client'])})": [_reissue_layer(LAYER, "client")]},
             {"else": [_reissue_layer(LAYER, "server")]},
             "report",
             {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},

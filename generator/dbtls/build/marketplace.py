@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .actions import one_of
 from .manifest import (
     HOMEPAGE,
     MYSQL_TYPES,
@@ -94,6 +95,13 @@ return {result: 0, root: base};
 """
 
 
+def selections(layer: str, proxy_layer: str) -> list[str]:
+    """Every value of the multi-select "Node Group(s)" that includes ``layer``: the form offers the
+    database layer and the proxy layer, and sends the chosen ones joined by commas."""
+    both = [f"sqldb{sep}{proxy_layer}" for sep in (",", ", ")] + [f"{proxy_layer}{sep}sqldb" for sep in (",", ", ")]
+    return [layer, *both]
+
+
 def _child_settings() -> dict[str, str]:
     return {f["name"]: "${settings." + f["name"] + "}" for f in install_fields()}
 
@@ -105,7 +113,7 @@ def launcher(family: Family, base_url: str | None = None) -> dict[str, Any]:
         {"setGlobals": {"root": "${response.root}"}},
     ]
     for layer in ("sqldb", family.proxy_layer):
-        install.append({f"if ('${{settings.nodeGroups}}'.indexOf('{layer}') > -1)": [
+        install.append({f"if ({one_of('settings.nodeGroups', selections(layer, family.proxy_layer))})": [
             {"install": {"jps": "${globals.root}/manifest.jps?_r=${fn.random}", "envName": "${settings.envName}",
                          "nodeGroup": layer, "settings": _child_settings()}},
         ]})

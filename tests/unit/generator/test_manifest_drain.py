@@ -33,7 +33,7 @@ def kind(script: str) -> str:
     for marker, name in (("restart-expected", "check"), ("--state offline-soft", "offline"),
                          ("--state online --all", "recover"), ("--state online", "online"),
                          ("result of the previous step", "result"), ("secrets recipient", "recipient"),
-                         ("secrets seal", "seal"), ("$A enable --role", "enable"), ("$A disable --role", "disable"),
+                         ("secrets seal", "seal"), ("set -- enable --role", "enable"), ("$A disable --role", "disable"),
                          ("dbtls-agent.pyz", "fetch")):
         if marker in script:
             return name
@@ -53,7 +53,7 @@ class Runner:
         what = kind(script)
         self.calls.append((node.id, what, script))
         if what == "check":
-            return CmdResult(0, "no\n" if node.id in self.no_restart else "yes\n")
+            return CmdResult(0, "no" if node.id in self.no_restart else "yes")
         if what == "result" and node.id == self.fail:
             return CmdResult(2, "", "dbtls-agent: error: the server did not start; restored\n")
         return CmdResult(0, "ok\n")
@@ -64,7 +64,7 @@ class Runner:
 
 def run(env: Environment, action: str, runner: Runner):
     interp = Interpreter(env, runner, user=User(), sleep=lambda s: None, seed=1)
-    addon = interp.load(build_manifest("https://repo.example/x", "0" * 64), node_group="sqldb")
+    addon = interp.load(build_manifest("0" * 64), node_group="sqldb")
     return interp.call(addon, action)
 
 

@@ -26,7 +26,8 @@ def _agent_commands() -> set[str]:
 
 def test_require_client_cert_button_calls_user_cert():
     script = shell.require_client_cert()
-    called = re.search(r"^\$A ([a-z-]+) --user '\$\{settings\.dbUser\}'$", script, re.M)
+    assert "user=$(b64 '${settings.dbUser.toBase64()}' | base64 -d)" in script
+    called = re.search(r'^\$A ([a-z-]+) --user "\$user"$', script, re.M)
     assert called and called.group(1) == "user-cert"
     assert called.group(1) in _agent_commands()
 
