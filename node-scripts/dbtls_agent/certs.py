@@ -191,8 +191,7 @@ def cmd_ca_policy(args: argparse.Namespace) -> int:
         extra = options.parse_names(args.extra_names)
     if args.layer is None and extra is not None:
         raise AgentError("extra names need --layer")
-    with state.NodeLock(args.cert_dir):
-        data = capolicy.register(args.cert_dir, args.layer, extra if args.layer else None, args.client_user)
+    data = capolicy.register(args.cert_dir, args.layer, extra if args.layer else None, args.client_user)
     print_json(data)
     return 0
 

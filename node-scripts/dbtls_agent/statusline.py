@@ -93,7 +93,7 @@ def cmd_status_line(args: argparse.Namespace) -> int:
     import sys
 
     status = _status(args)
-    sys.stdout.write(line(status or {}, _inspect(args)) + "\n")
+    sys.stdout.write(line(status or {}, _inspect(args)))
     return 0
 
 

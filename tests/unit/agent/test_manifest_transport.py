@@ -63,6 +63,7 @@ def test_node_without_request_is_skipped_and_allow_none(agent):
 
 
 def test_ca_refuses_a_name_the_node_does_not_own(agent, monkeypatch):
+    agent.run("options", "save")  # the state directory exists, so 'ca policy' runs under the node lock
     agent.run("ca", "init", "--env-name", "env1")
     out = agent.run("csr", "--bundle", "--scope", "server", "--san", "db.bank.example")
     err = sign(agent, requests_line((101, out)), expect=2)
