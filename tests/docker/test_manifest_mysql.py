@@ -282,11 +282,16 @@ def test_scale_out_replica_gets_a_certificate_from_the_same_root(sim, installed)
     fields = h.wait_until(lambda: (lambda f: f if f.get("Slave_IO_Running") == "Yes" else None)(
         replica_fields(env, new)), 60, "the new replica's replication")
     assert fields["Master_SSL_Allowed"] == "Yes", fields
+    # The platform added the new replica's row to ProxySQL with use_ssl=0; the handler switched it.
+    short = f"node{row.node_id}"
+    rows = admin(env, f"SELECT use_ssl FROM runtime_mysql_servers WHERE hostname='{short}'").split()
+    assert rows == ["1"], rows
+    assert admin(env, f"SELECT use_ssl FROM disk.mysql_servers WHERE hostname='{short}'").split() == ["1"]
 
 
 def test_certificate_status_button(sim, installed):
     result = sim.session(lambda s: s.press("Certificate status", {}))
-    assert result.ok and result.message_type == "info", result.error
+    assert result.ok and result.message_type == "success", result.error
     assert "node" in (result.message or "") and "TLS on" in (result.message or ""), result.message
 
 

@@ -173,7 +173,7 @@ def test_scale_out_node_gets_a_certificate_from_the_same_root(sim, installed):
 
 def test_certificate_status_button(sim, installed):
     result = sim.session(lambda s: s.press("Certificate status", {}))
-    assert result.ok and result.message_type == "info"
+    assert result.ok and result.message_type == "success"
     assert "node" in (result.message or "") and "TLS on" in (result.message or "")
 
 
