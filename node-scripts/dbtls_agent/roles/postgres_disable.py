@@ -16,7 +16,7 @@ for its users until its own disable, and those answer either method.
 import os
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import pgclient, pgconf, pghba, pgserver
+from dbtls_agent import pgclient, pgconf, pghba, pgserver, replwait
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres
 
@@ -35,6 +35,8 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     cs = ctx.changeset(ROLE)
     journal = ctx.start_journal(ROLE)
     extra = common.load_extra(ctx, ROLE)
+    if info["running"] and not info["in_recovery"]:
+        replwait.remember_pg_now(ctx.cert_dir)  # 'replication wait' names them after the standbys' disable
     hba_inverse = {info["hba_file"]: lambda t: pghba.disable_hostssl(t, source=info["hba_file"])}
     if ctx.stage == "require":
         files = _restore_hba(ctx, cs, info, hba_inverse)
