@@ -21,7 +21,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 TokenLike = Tuple[str, bool]
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_$.\-]*\Z")
-_USER_KEYWORDS = ("all", "sameuser", "samerole", "samegroup", "replication")
+_USER_KEYWORDS = ("all",)  # the only keyword of the user field; +, @, / prefixes are checked apart
 
 
 def transitive_groups(memberships: Iterable[Tuple[str, str]]) -> Dict[str, List[str]]:

@@ -137,7 +137,7 @@ def analyse(facts: Dict[str, Any], options: Optional[pghba.HbaOptions] = None,
             admitted = pgaccess.admits(match)
             entry["after"] = "unknown" if admitted is None else ("plaintext-rule" if admitted else "refused")
             if match.rule is not None:
-                entry["after_rule"] = match.rule.lineno
+                entry["after_rule"] = " ".join(f.raw for f in match.rule.fields)
         sessions.append(entry)
     plaintext = [s for s in sessions if s.get("tls") is False and not s["loopback"]]
     split = lockout.classify_sessions(plaintext, facts.get("offered_at"), "postgres")
@@ -161,9 +161,10 @@ def analyse(facts: Dict[str, Any], options: Optional[pghba.HbaOptions] = None,
         "no_password_roles": [r["name"] for r in roles if r["secret"] == "none"],
         "md5_rules_after_enable": opts.md5_roles, "remote_roles": remote,
         "sessions_without_tls": plaintext, "sessions": len(sessions),
+        # Rules enable leaves alone that still let remote clients in without TLS (lines of today's file).
         "plaintext_rules_kept": [{"line": r.lineno, "type": r.type, "user": r.user, "address": r.address}
-                                 for r in after if r.type in ("host", "hostnossl") and not pghba.is_loopback(r)
-                                 and r.method != "reject"],
+                                 for r in current if r.type in ("hostnossl", "hostnogssenc")
+                                 and not pghba.is_loopback(r) and r.method != "reject"],
         "needs_action": needs, "blockers": blockers,
     }
     if facts.get("in_recovery"):

@@ -202,8 +202,9 @@ def mysql_replicas_connected(node: Any) -> List[str]:
     return sorted({mysqlpreflight.split_host(r[0] or "") for r in rows if r[0]})
 
 
-def wait_mysql(node: Any, cert_dir: str, timeout: float, forget: bool = False) -> Dict[str, Any]:
-    waiter = Waiter(timeout)
+def wait_mysql(node: Any, cert_dir: str, timeout: float, forget: bool = False,
+               waiter: Optional[Waiter] = None) -> Dict[str, Any]:
+    waiter = waiter or Waiter(timeout)
     channels = mysql_channels(node)
     if channels:
         kicks = {}  # type: Dict[str, List[float]]
