@@ -24,9 +24,7 @@ from dbtls_agent.roles import base
 
 
 def set_password(ctx: base.Context, user: str, password: str) -> Dict[str, Any]:
-    info = pgserver.facts(require_running=True) or {}
-    if info.get("in_recovery"):
-        raise AgentError("this node is a standby; run 'role set-password' on the primary")
+    _check_primary()
     rows = pgclient.psql("SELECT rolcanlogin::text, rolreplication::text, coalesce(rolpassword, '') FROM pg_authid "
                          "WHERE rolname = {}".format(pgclient.literal(user)), os_user=pgserver.SERVICE_USER)
     if not rows:
@@ -56,8 +54,15 @@ def set_password(ctx: base.Context, user: str, password: str) -> Dict[str, Any]:
     return {"user": user, "changed": changed, "before": before, "secret": "scram", "messages": ctx.messages}
 
 
+def _check_primary() -> None:
+    info = pgserver.facts(require_running=True) or {}
+    if info.get("in_recovery"):
+        raise AgentError("this node is a standby; run 'role set-password' on the primary")
+
+
 def cmd_set_password(args: argparse.Namespace) -> int:
     user = secretinput.check_role_name(args.user)
+    _check_primary()  # before the password is read: a password file is deleted once read
     password = secretinput.password_for(args, user)
     ctx = base.Context(args, "role")
     with state.NodeLock(ctx.cert_dir):
