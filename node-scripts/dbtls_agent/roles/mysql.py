@@ -368,6 +368,8 @@ def disable(ctx: Any) -> Dict[str, Any]:
             raise AgentError("the server did not start after restoring its configuration: {}".format(error))
         report["restarted"] = True
     rc.step(ctx, "apply")
+    if report.get("restarted"):
+        report["replication_wait"] = _wait_own_channels(ctx, node, cert_dir)
     node.state.remove()
     shutil.rmtree(os.path.join(rc.state.state_dir(cert_dir), SERVED_COPY), ignore_errors=True)
     # Uninstall asks for --remove-certs: server/, client/ (users' certificates too) and .pending go.
@@ -375,6 +377,17 @@ def disable(ctx: Any) -> Dict[str, Any]:
     _say(ctx, "mysql: TLS configuration removed")
     rc.step(ctx, "done")
     return report
+
+
+def _wait_own_channels(ctx: Any, node: Node, cert_dir: str, timeout: float = 60.0) -> Optional[Dict[str, Any]]:
+    """After a replica's own restart: its channels running again (never fatal; the message says so).
+    A primary's restart is waited for on its replicas ('replication wait' there)."""
+    if not replwait.mysql_channels(node):
+        return None
+    waited = replwait.wait_mysql(node, cert_dir, timeout)
+    if not waited["ok"]:
+        _say(ctx, "replication: " + replwait.failure_line(waited, timeout))
+    return waited
 
 
 def undo_user_requirements(node: Node) -> List[str]:

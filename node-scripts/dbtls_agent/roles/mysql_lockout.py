@@ -27,15 +27,17 @@ def record_offered(node: Any) -> None:
 
 
 def check(ctx: Any, node: Any, stages: List[str]) -> Dict[str, Any]:
-    """The pre-flight report; raises before anything changes when Require TLS would lock someone out."""
-    report = mysqlpreflight.analyse(mysqlpreflight.gather(node, rc.opt(ctx, "no_client_cert_address", []) or []))
+    """The pre-flight report; raises before anything changes when Require TLS would lock someone out.
+
+    Without Require TLS being turned on by this run nothing is refused, so the report is not needed
+    and a failure to read it never stops the run.
+    """
     live = node.live()
     turning_on = "require" in stages and bool(rc.opt(ctx, "require_tls", False)) and \
         (live.get("require_secure_transport") or "OFF").upper() not in ("ON", "1")
     if not turning_on:
-        report["needs_action"] = []
-        report["blockers"] = []
-        return report
+        return {"needs_action": [], "blockers": []}
+    report = mysqlpreflight.analyse(mysqlpreflight.gather(node, rc.opt(ctx, "no_client_cert_address", []) or []))
     say = getattr(ctx, "say", None)
     lockout.stop_or_go(report["blockers"], bool(rc.opt(ctx, "enforce_anyway", False)),
                        say if callable(say) else (lambda _m: None))
