@@ -19,7 +19,15 @@ import subprocess
 import time
 
 import pytest
-from hardening_helpers import RELEASES, ROOT_ON_CLIENT, Env, issue_mysql_certificates, own_env, proxysql_admin, wait_for
+from hardening_helpers import (
+    RELEASES,
+    ROOT_ON_CLIENT,
+    Env,
+    issue_mysql_certificates,
+    own_env,
+    proxysql_admin,
+    wait_for,
+)
 
 APP_PASSWORD = "Lk-App-Pw-81"
 PFS_DROPIN = "/etc/mysql/conf.d/zz-lk-performance-schema.cnf"
