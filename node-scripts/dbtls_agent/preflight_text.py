@@ -32,7 +32,8 @@ def _tail(report: Dict[str, Any]) -> List[str]:
             lines.append("to do: md5 pool_passwd entries of {} keep working; move them to SCRAM with 'Allow a "
                          "database user through Pgpool-II'".format(names(who)))
         elif kind == lockout.RECONNECT_TLS:
-            lines.append("to do: {} client(s) now without TLS must reconnect with TLS: {}".format(len(who), names(who, 3)))
+            lines.append("to do{}: {} client(s) now without TLS must reconnect with TLS: {}".format(
+                " before Require TLS" if report.get("role") == "mysql" else "", len(who), names(who, 3)))
         elif kind == lockout.TLS_UNKNOWN:
             lines.append("note: TLS state of {} unknown (performance_schema is off)".format(", ".join(who)))
         elif kind != lockout.PLAINTEXT_USERS:
