@@ -83,4 +83,6 @@ def register(subparsers: Any) -> None:
     setp.add_argument("--config", default=poolpass.DEFAULT_CONF, help="pgpool.conf (default %(default)s)")
     setp.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, help="certificate directory (state lives there)")
     setp.set_defaults(func=cmd_set)
+    from dbtls_agent import poolallow
+    poolallow.register(sub)
     pool.set_defaults(func=lambda a: (pool.print_help(sys.stderr), 2)[1])

@@ -25,7 +25,11 @@ def _enable_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", choices=("offer", "use", "require", "all"), default="all",
                         help="step of the cluster order to run (default all)")
     parser.add_argument("--client-cert-auth", action="store_true", help="remote rules demand a client certificate")
-    parser.add_argument("--keep-md5-compat", action="store_true", help="remote rules use md5 instead of scram-sha-256")
+    parser.add_argument("--keep-md5-compat", action="store_true",
+                        help="legacy: every remote password rule becomes md5 instead of scram-sha-256 (not needed: "
+                             "roles with md5 secrets get md5 rules of their own by default)")
+    parser.add_argument("--enforce-anyway", action="store_true",
+                        help="go ahead even when a login that works now would stop working (see 'preflight')")
     parser.add_argument("--min-tls", choices=("TLSv1.2", "TLSv1.3"), default="TLSv1.2")
     parser.add_argument("--require-tls", action="store_true", help="MySQL family: require TLS for every account")
     parser.add_argument("--no-client-cert-address", action="append", default=[], metavar="IP",

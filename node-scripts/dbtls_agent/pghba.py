@@ -25,8 +25,9 @@ What stays as it is, and why:
 """
 
 import ipaddress
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
+from dbtls_agent import hbamatch
 from dbtls_agent.errors import AgentError
 from dbtls_agent.pgconf import (
     DEFAULT_MARKER,
@@ -99,12 +100,23 @@ class HbaOptions(object):
         because standbys only send one when their primary_conninfo names sslcert/sslkey.
     server_major: PostgreSQL major version, for the ``clientcert=`` spelling.
     flavor: ``"postgresql"`` for pg_hba.conf, ``"pgpool"`` for pool_hba.conf.
+    md5_roles: roles that still log in with an md5 secret (pg_authid, or an md5 entry in Pool-II's
+        pool_passwd). Every ``md5``/``password`` rule that becomes ``scram-sha-256`` and names one of
+        them gets a copy for that role alone, with method ``md5``, right before it: the role keeps
+        logging in (over TLS now), every other role meets ``scram-sha-256``. The md5 method also
+        accepts a SCRAM secret (PostgreSQL then runs SCRAM), so a role whose password is reset
+        before the next enable run keeps working; that run leaves its rule out.
+    role_groups: role -> roles it is a member of (``+group`` tokens); None: no memberships known.
+    replication_roles: md5 roles that may replicate (REPLICATION or superuser); only they get a copy
+        of a rule for the ``replication`` database alone. None: every md5 role does.
     """
 
     def __init__(self, keep_md5_compat: bool = False, client_cert_auth: bool = False,
                  client_cert_mode: str = "cert", no_client_cert_addresses: Sequence[str] = (),
                  client_cert_replication: bool = False, server_major: int = 15,
-                 flavor: str = POSTGRESQL) -> None:
+                 flavor: str = POSTGRESQL, md5_roles: Sequence[str] = (),
+                 role_groups: Optional[Dict[str, Sequence[str]]] = None,
+                 replication_roles: Optional[Sequence[str]] = None) -> None:
         if flavor not in _TYPES:
             raise AgentError("unknown hba flavor {!r}; use 'postgresql' or 'pgpool'".format(flavor))
         if client_cert_mode not in CLIENT_CERT_MODES:
@@ -118,6 +130,12 @@ class HbaOptions(object):
         self.client_cert_replication = client_cert_replication
         self.server_major = server_major
         self.flavor = flavor
+        unwritable = [r for r in md5_roles if not hbamatch.can_write_name(r)]
+        if unwritable:
+            raise AgentError("role name {!r} cannot be written into an hba file".format(unwritable[0]))
+        self.md5_roles = sorted(set(md5_roles))
+        self.role_groups = role_groups
+        self.replication_roles = None if replication_roles is None else set(replication_roles)
 
 
 def _parse_network(address: str) -> Network:
@@ -385,9 +403,37 @@ def _render(rule: Rule, physical: List[str], changes: Dict[int, str], append: st
     return " ".join(p for p in parts if p) + append
 
 
-def _rewrite(rule: Rule, physical: List[str], options: HbaOptions) -> List[str]:
-    """New line(s) replacing ``rule``: optional exception lines, then the rule itself."""
+def _compat_lines(rule: Rule, physical: List[str], options: HbaOptions, changes: Dict[int, str], append: str,
+                  method_index: int, emitted: Set[str]) -> List[str]:
+    """Per-role ``md5`` copies of one new line, for the md5 roles its user field admits.
+
+    Only a line that turns an ``md5``/``password`` rule into ``scram-sha-256`` gets them: under any
+    other method (trust, cert, an explicit scram-sha-256) nothing changes for md5 secrets. A copy
+    identical to one written earlier in the file (``emitted``) could never match and is left out.
+    """
+    if rule.method not in ("md5", "password") or changes.get(method_index) != "scram-sha-256":
+        return []
+    lines = []
+    only_replication = [(t.text, t.quoted) for t in rule.fields[1].tokens] == [("replication", False)]
+    for role in options.md5_roles:
+        if only_replication and options.replication_roles is not None and role not in options.replication_roles:
+            continue
+        if hbamatch.user_matches(rule.fields[2].tokens, role, options.role_groups):
+            compat = dict(changes)
+            compat[2] = hbamatch.name_token(role)
+            compat[method_index] = "md5"
+            line = _render(rule, physical, compat, append)
+            key = " ".join(line.split())
+            if key not in emitted:
+                emitted.add(key)
+                lines.append(line)
+    return lines
+
+
+def _rewrite(rule: Rule, physical: List[str], options: HbaOptions, emitted: Optional[Set[str]] = None) -> List[str]:
+    """New line(s) replacing ``rule``: per-role md5 lines, optional exception lines, then the rule."""
     method_index = 4 if rule.mask is None else 5
+    emitted = set() if emitted is None else emitted
     password_method = _password_method(rule.method, options)
     changes = {0: "hostssl", method_index: password_method}
     append = ""
@@ -397,11 +443,13 @@ def _rewrite(rule: Rule, physical: List[str], options: HbaOptions) -> List[str]:
             exception = {0: "hostssl", 3: network.with_prefixlen, method_index: password_method}
             if rule.mask is not None:
                 exception[4] = ""
+            lines.extend(_compat_lines(rule, physical, options, exception, "", method_index, emitted))
             lines.append(_render(rule, physical, exception, ""))
         if options.client_cert_mode == "cert":
             changes[method_index] = "cert"
         else:
             append = " " + clientcert_option(options.server_major)
+    lines.extend(_compat_lines(rule, physical, options, changes, append, method_index, emitted))
     lines.append(_render(rule, physical, changes, append))
     return lines
 
@@ -421,6 +469,7 @@ def enable_hostssl(text: str, options: Optional[HbaOptions] = None, marker: str 
     eol = detect_eol(lines)
     prefix, suffix = original_prefix(marker), "  " + _managed_suffix(marker)
     out = []  # type: List[Tuple[str, str]]
+    emitted = set()  # type: Set[str]
     for first, last, logical in _logical_lines(body, source):
         entry = _parse_logical(logical, first, last, False, options.flavor, source)
         physical = lines[first:last + 1]
@@ -430,7 +479,7 @@ def enable_hostssl(text: str, options: Optional[HbaOptions] = None, marker: str 
         out.extend((prefix + content, end) for content, end in physical[:-1])
         last_content, last_end = physical[-1]
         out.append((prefix + last_content, last_end or eol))
-        new_lines = _rewrite(entry, [c for c, _e in physical], options)
+        new_lines = _rewrite(entry, [c for c, _e in physical], options, emitted)
         for new in new_lines[:-1]:
             out.append((new + suffix, last_end or eol))
         # The final managed line inherits the original terminator; a missing one tells disable to
@@ -455,3 +504,15 @@ def disable_hostssl(text: str, marker: str = DEFAULT_MARKER, source: str = "pg_h
         else:
             out.append((content, end))
     return bom + join_lines(out)
+
+
+def md5_rule_roles(text: str, roles: Sequence[str], flavor: str = POSTGRESQL, source: str = "pg_hba.conf") -> List[str]:
+    """Which of ``roles`` have a managed ``md5`` rule naming them alone (the per-role rules)."""
+    wanted = set(roles)
+    found = set()
+    for rule in rules(text, flavor, source):
+        tokens = rule.fields[2].tokens
+        if rule.managed and rule.method == "md5" and len(tokens) == 1 and tokens[0].text in wanted and (
+                tokens[0].quoted or tokens[0].text != "all"):
+            found.add(tokens[0].text)
+    return sorted(found)

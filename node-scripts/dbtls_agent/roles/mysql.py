@@ -13,12 +13,12 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-from .. import fsio, mycnf, mysqlcipherorder, mysqlflavor, mysqlnode, mysqlprobe, mysqlusers
+from .. import fsio, mycnf, mysqlcipherorder, mysqlflavor, mysqlnode, mysqlprobe, mysqlusers, replwait
 from .. import mysqlrolectx as rc
 from ..crypto import get_backend
 from ..errors import AgentError
 from ..state import ChangeSet
-from . import common
+from . import common, mysql_lockout
 from .mysql_replica import disable_replica, enable_replica, replica_status
 
 ROLE = "mysql"
@@ -95,6 +95,7 @@ class Node(object):
     def restart(self, log_error: Optional[str]) -> Optional[str]:
         """Restart through the platform; None when the server is back, else its error."""
         since = mysqlnode.file_size(log_error)
+        replwait.remember_mysql_now(self, self.cert_dir)  # 'replication wait' names them afterwards
         mysqlcipherorder.reload_units(mysqlnode.run)  # our service drop-in, written or removed
         ok, output = mysqlnode.service("restart")
         try:
@@ -261,6 +262,7 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
             node.client.try_query(statement or "SELECT 1")
         raise AgentError("{}; the previous configuration was restored".format(exc)) from None
     _save_served(node, files)
+    mysql_lockout.record_offered(node)
     report["cipher_order"] = _cipher_order(node, written["cipher_order"])
     rc.step(ctx, "verify")
     report["apply"] = action
@@ -299,6 +301,10 @@ def enable(ctx: Any) -> Dict[str, Any]:
     stages = rc.stages(ctx)
     report = {"role": ROLE, "flavor": node.flavor, "version": ".".join(map(str, node.version)),
               "stages": stages, "resumed": bool(journal and journal.resumed)}  # type: Dict[str, Any]
+    lock = mysql_lockout.check(ctx, node, stages)  # stops here when Require TLS would lock a client out
+    report["needs_action"] = lock["needs_action"]
+    if lock["blockers"]:
+        report["enforced_anyway"] = lock["blockers"]
     rc.step(ctx, "preflight")
     if "offer" in stages:
         # Only the require stage changes the require setting: an offer-only run (the re-issue's live
@@ -362,6 +368,8 @@ def disable(ctx: Any) -> Dict[str, Any]:
             raise AgentError("the server did not start after restoring its configuration: {}".format(error))
         report["restarted"] = True
     rc.step(ctx, "apply")
+    if report.get("restarted"):
+        report["replication_wait"] = _wait_own_channels(ctx, node, cert_dir)
     node.state.remove()
     shutil.rmtree(os.path.join(rc.state.state_dir(cert_dir), SERVED_COPY), ignore_errors=True)
     # Uninstall asks for --remove-certs: server/, client/ (users' certificates too) and .pending go.
@@ -369,6 +377,17 @@ def disable(ctx: Any) -> Dict[str, Any]:
     _say(ctx, "mysql: TLS configuration removed")
     rc.step(ctx, "done")
     return report
+
+
+def _wait_own_channels(ctx: Any, node: Node, cert_dir: str, timeout: float = 60.0) -> Optional[Dict[str, Any]]:
+    """After a replica's own restart: its channels running again (never fatal; the message says so).
+    A primary's restart is waited for on its replicas ('replication wait' there)."""
+    if not replwait.mysql_channels(node):
+        return None
+    waited = replwait.wait_mysql(node, cert_dir, timeout)
+    if not waited["ok"]:
+        _say(ctx, "replication: " + replwait.failure_line(waited, timeout))
+    return waited
 
 
 def undo_user_requirements(node: Node) -> List[str]:

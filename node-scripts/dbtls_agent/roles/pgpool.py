@@ -12,7 +12,7 @@ import re
 import subprocess
 from typing import Any, Dict, List, Optional, Tuple
 
-from dbtls_agent import fsio, pgclient, pgconf, pgenc, pghba, pgroles, pgserver, poolpass
+from dbtls_agent import fsio, pgclient, pgconf, pgenc, pghba, pgroles, pgserver, poolallow, poolhba, poolpass
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres
 
@@ -128,10 +128,15 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     new_conf, new_hba = conf_text, hba_text
     if "offer" in stages:
         new_conf = pgconf.set_params(conf_text, wanted_params(ctx), source=conf_path)
+    replaced = passwords if "offer" in stages else {}  # users whose entries this run makes AES
+    result["needs_action"] = poolhba.needs_action(passwd_text, replaced)
     if "require" in stages:
-        options = pghba.HbaOptions(keep_md5_compat=bool(ctx.opt("keep_md5_compat")),
-                                   client_cert_auth=bool(ctx.opt("client_cert_auth")), flavor=pghba.PGPOOL)
+        # md5 pool_passwd entries keep working through per-role md5 rules (poolhba).
+        options = poolhba.options(bool(ctx.opt("keep_md5_compat")), bool(ctx.opt("client_cert_auth")), passwd_text,
+                                  replaced)
         new_hba = pghba.enable_hostssl(hba_text, options, source=hba_path)
+        result["md5_rules"] = pghba.md5_rule_roles(new_hba, options.md5_roles, pghba.PGPOOL, hba_path)
+        poolhba.remember(ctx.cert_dir, bool(ctx.opt("keep_md5_compat")), bool(ctx.opt("client_cert_auth")))
     journal.step("preflight")
     before = {}  # type: Dict[str, Optional[bytes]]
     restart = False
@@ -241,7 +246,9 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
                 info["hba_file"]: lambda t: pghba.disable_hostssl(t, source=info["hba_file"])}
     if info.get("pool_passwd"):
         inverses[info["pool_passwd"]] = _pool_passwd_inverse(cs, info["pool_passwd"])
+    poolallow.stash_before_disable(ctx.cert_dir, info.get("pool_passwd"))
     files = common.restore_all(ctx, cs, inverses)
+    kept = poolallow.restore_after_disable(ctx.cert_dir, info.get("pool_passwd"), ctx.say)  # users allowed since enable
     journal.step("write-files")
     changed = any(f["result"] != "unchanged" for f in files)
     new_params = pgconf.managed_params(fsio.read_text(conf_path) or "")
@@ -252,7 +259,7 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
         action = "restart" if restart or journal.resumed or ctx.opt("upstream_mode") else "reload"
         common.service(action)
     journal.step("apply")
-    result = {"role": ROLE, "changed": changed, "files": files, "action": action,
+    result = {"role": ROLE, "changed": changed, "files": files, "action": action, "kept_users": kept,
               "certs_removed": common.remove_certs(ctx) if ctx.opt("remove_certs") else False,
               "messages": ctx.messages}
     journal.step("done")

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from dbtls_agent import fsio, nodeinfo, pgclient, pgconf, pghba, pgroles, pgserver, tlsprobe
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import base, common
+from dbtls_agent.roles import base, common, postgres_lockout
 
 ROLE = "postgres"
 STAGES = {"offer": ["offer"], "use": ["use"], "require": ["require"], "all": ["offer", "use", "require"]}
@@ -130,19 +130,23 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         todo, skipped = pgroles.plan_rehash(secrets, passwords)
         if "webadmin" not in passwords:
             ctx.say("webadmin's password is unknown (no jcm getPswd, none on stdin); it was not re-hashed")
-    if "require" in stages and not ctx.opt("keep_md5_compat"):
-        _guard_require(secrets, todo)
+    extra = common.load_extra(ctx, ROLE)
+    # Roles still holding md5 secrets get per-role md5 rules; a login that cannot be kept working
+    # stops the require stage here, before anything changes (postgres_lockout).
+    lock, options = postgres_lockout.plan(ctx, info, hba_options(ctx, major), todo, extra, "require" in stages)
+    offered_before = postgres_lockout.ssl_on_since(info) if "offer" in stages and "tls_offered_at" not in extra \
+        else None
     conf_text = common.read_required(info["config_file"])
     hba_text = common.read_required(info["hba_file"])
     new_conf, new_hba = conf_text, hba_text
     if "offer" in stages:
         new_conf = pgconf.set_params(conf_text, wanted_params(ctx, major), source=info["config_file"])
     if "require" in stages:
-        new_hba = pghba.enable_hostssl(hba_text, hba_options(ctx, major), source=info["hba_file"])
+        new_hba = pghba.enable_hostssl(hba_text, options, source=info["hba_file"])
+        result["md5_rules"] = pghba.md5_rule_roles(new_hba, options.md5_roles, source=info["hba_file"])
     journal.step("preflight")
 
     before = {}  # type: Dict[str, bytes]
-    extra = common.load_extra(ctx, ROLE)
     log_offset = base.log_size(info.get("log_file"))
     # When this run also turns the remote rules to scram-sha-256 (stage require, e.g. --stage all on a
     # single node), the roles must hold SCRAM secrets before that reload, or their new logins fail
@@ -187,14 +191,23 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     except BaseException:
         _rollback(ctx, cs, info, before, extra, result["rehashed"])
         raise
+    if "offer" in stages and postgres_lockout.record_offered(extra, offered_before):
+        common.save_extra(ctx, ROLE, extra)
     journal.step("rehash")
     secrets = pgclient.role_secrets()
     pending = [] if rehash_first else todo
     result["rehash_at_require"] = pending
     result["md5_roles"] = [r for r in pgroles.md5_roles(secrets) if r not in pending]
-    if result["md5_roles"]:
-        ctx.say("{} role(s) still have md5 passwords and must reset them (ALTER ROLE ... PASSWORD) before "
-                "scram-sha-256 is required: {}".format(len(result["md5_roles"]), ", ".join(result["md5_roles"])))
+    result["needs_action"] = lock["needs_action"]
+    if "require" in stages:
+        for line in postgres_lockout.messages(lock, result["md5_rules"]):
+            ctx.say(line)
+        if lock["blockers"]:
+            result["enforced_anyway"] = lock["blockers"]
+    elif result["md5_roles"]:
+        ctx.say("{} role(s) still have md5 passwords; the require stage gives each a md5 rule of its own, so "
+                "they keep logging in (over TLS) until their password is set again: {}".format(
+                    len(result["md5_roles"]), ", ".join(result["md5_roles"])))
     if primary:
         result["replication"] = result.get("replication") or replication_ssl()
     result["changed"] = bool(before) or bool(result["rehashed"])
@@ -231,20 +244,6 @@ def _rehash(ctx: base.Context, todo: List[str], passwords: Dict[str, str], secre
         pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(verifier)),
                       os_user=pgserver.SERVICE_USER)
         result["rehashed"].append(user)
-
-
-def _guard_require(secrets: Dict[str, Optional[str]], rehash: List[str]) -> None:
-    """Refuse to demand SCRAM while a role the cluster itself depends on is still md5."""
-    try:
-        users = {r[0] for r in pgclient.psql("SELECT DISTINCT usename FROM pg_stat_replication WHERE usename IS NOT NULL",
-                                             os_user=pgserver.SERVICE_USER)}
-    except AgentError:
-        users = set()
-    users.add("pgpool")
-    stuck = sorted(u for u in users if u in secrets and (secrets[u] or "").startswith("md5") and u not in rehash)
-    if stuck:
-        raise AgentError("role(s) {} used by replication/Pgpool still have md5 passwords; pass their passwords "
-                         "with --passwords-stdin (stage require) or use --keep-md5-compat".format(", ".join(stuck)))
 
 
 def _win_over_auto_conf(ctx: base.Context, cs: Any, info: Dict[str, Any], names: List[str],

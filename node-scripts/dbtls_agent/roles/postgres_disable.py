@@ -16,13 +16,14 @@ for its users until its own disable, and those answer either method.
 import os
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import pgclient, pgconf, pghba, pgserver
+from dbtls_agent import pgclient, pgconf, pghba, pgserver, replwait
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres
 
 ROLE = postgres.ROLE
 #: Stages ``disable --stage`` accepts for this role.
 STAGES = ("require", "all")
+STANDBY_WAIT_S = 60.0
 
 
 def disable(ctx: base.Context) -> Dict[str, Any]:
@@ -35,6 +36,8 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     cs = ctx.changeset(ROLE)
     journal = ctx.start_journal(ROLE)
     extra = common.load_extra(ctx, ROLE)
+    if info["running"] and not info["in_recovery"]:
+        replwait.remember_pg_now(ctx.cert_dir)  # 'replication wait' names them after the standbys' disable
     hba_inverse = {info["hba_file"]: lambda t: pghba.disable_hostssl(t, source=info["hba_file"])}
     if ctx.stage == "require":
         files = _restore_hba(ctx, cs, info, hba_inverse)
@@ -67,6 +70,8 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     journal.step("apply")
     result = {"role": ROLE, "stage": ctx.stage, "changed": changed or bool(restored), "files": files,
               "action": action, "secrets_restored": restored, "messages": ctx.messages}
+    if action != "none" and info["in_recovery"] and ctx.stage == "all":
+        result["replication_wait"] = _wait_own_receiver(ctx)
     if ctx.stage == "all":
         common.save_extra(ctx, ROLE, {})
         result["certs_removed"] = common.remove_certs(ctx) if ctx.opt("remove_certs") else False
@@ -74,6 +79,16 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
         ctx.say("--remove-certs is ignored with --stage require: the server still offers TLS")
     journal.step("done")
     return result
+
+
+def _wait_own_receiver(ctx: base.Context, timeout: float = STANDBY_WAIT_S) -> Dict[str, Any]:
+    """A standby whose primary_conninfo came back restarts its WAL receiver: report when it streams
+    again (never fatal: the files are restored either way; the message says what to check)."""
+    waited = replwait.wait_pg(ctx.cert_dir, timeout)
+    if not waited["ok"]:
+        ctx.say("the WAL receiver does not stream {:.0f}s after disable ({}); check primary_conninfo".format(
+            timeout, waited["replicas"][0]["state"] if waited["replicas"] else "?"))
+    return waited
 
 
 def _restore_hba(ctx: base.Context, cs: Any, info: Dict[str, Any], inverse: Dict[str, Any]) -> List[Dict[str, Any]]:

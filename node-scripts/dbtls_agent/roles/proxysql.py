@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import fsio, mysqlnode, proxysql_drain, proxysql_plan
+from .. import fsio, mysqlnode, proxysql_drain, proxysql_plan, proxysqlreport
 from .. import mysqlrolectx as rc
 from ..errors import AgentError
 from ..state import ChangeSet
@@ -179,6 +179,8 @@ def enable(ctx: Any) -> Dict[str, Any]:
         mode = 0o600 if name == proxysql_plan.FRONTEND_KEY else 0o644
         changes.write(path, content, mode=mode, owner=owner)
     rc.step(ctx, "write-files")
+    # With Require TLS, clients of users without use_ssl that connect without TLS are refused from now on.
+    refused = proxysqlreport.gather_and_analyse(admin)["needs_action"] if require else []
     plan = proxysql_plan.enable_plan(admin.version, backend_ca, require_tls=require)
     try:
         admin.client.execute(plan.statements)
@@ -194,7 +196,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
     rc.step(ctx, "done")
     return {"role": ROLE, "version": ".".join(map(str, admin.version)), "datadir": admin.datadir,
             "restart_required": plan.restart_required, "require_tls": require,
-            "statements": len(plan.statements), "verified": "runtime"}
+            "statements": len(plan.statements), "verified": "runtime", "needs_action": refused}
 
 
 def _rollback(admin: Admin, changes: ChangeSet, undo: List[Any], role_state: rc.RoleState) -> None:

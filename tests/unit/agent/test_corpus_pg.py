@@ -53,6 +53,8 @@ HBA_OPTIONS = {
     "password+cert-11": dict(client_cert_auth=True, client_cert_mode="password+cert", server_major=11,
                              no_client_cert_addresses=["10.0.0.0/8"]),
     "password+cert-17": dict(client_cert_auth=True, client_cert_mode="password+cert", server_major=17),
+    # per-role md5 rules for roles still holding md5 secrets (names that need quoting included)
+    "md5-roles": dict(md5_roles=["app", "webadmin", "my app", "all", "pgpool"], role_groups={"app": ["staff"]}),
 }
 
 
@@ -107,7 +109,10 @@ def test_hba_corpus_enable_hostssl(path, flavor, option_name):
             assert rule.method in ("scram-sha-256", "md5", "cert", "trust", "ident", "ldap", "pam",
                                    "radius", "gss", "sspi", "password", "bsd")
             if rule.method == "md5":
-                assert kwargs.get("keep_md5_compat")
+                tokens = rule.fields[2].tokens
+                per_role = len(tokens) == 1 and tokens[0].text in kwargs.get("md5_roles", ()) and (
+                    tokens[0].quoted or tokens[0].text != "all")
+                assert kwargs.get("keep_md5_compat") or per_role
     # Untouched lines keep their exact bytes.
     original_lines = original.split("\n")
     for line in enabled.split("\n"):
