@@ -1,6 +1,6 @@
 """``role set-password --user U``: give an existing role a SCRAM secret for a password, on the primary.
 
-The first half of the button "Allow a database user through Pgpool-II" (``pool-passwd allow`` on each
+The first half of letting a user through Pgpool-II with SCRAM (``pool-passwd allow`` on each
 Pgpool-II node is the second). The password comes sealed on stdin or from a root-only file (see
 :mod:`dbtls_agent.secretinput`), never from argv; the SCRAM verifier is computed here, so the
 cleartext never reaches SQL, the server log or pg_stat_activity (``ALTER ROLE ... PASSWORD

@@ -28,6 +28,14 @@ MD5_PASSWORD, POOL_MD5, RECONNECT_TLS, TLS_UNKNOWN, PLAINTEXT_USERS = (
     "md5-password", "pool-md5", "reconnect-tls", "tls-unknown", "plaintext-users")
 
 
+#: How a user reaches Pgpool-II with SCRAM today: two agent commands over SSH, the password in a
+#: root-only file (never on a command line). A dashboard button for it needs a way to hand a form's
+#: password to the nodes that the platform neither logs nor shows in process lists; see docs/lockout.md.
+PGPOOL_STEPS = ("'dbtls-agent role set-password --user NAME --password-file F' on the primary, then "
+                "'dbtls-agent pool-passwd allow --user NAME --password-file F' on every Pgpool-II node "
+                "(F: a root-only file holding the password, deleted once read)")
+
+
 def action(who: str, layer: str, why: str, step: str, kind: str = "") -> Entry:
     return {"who": who, "layer": layer, "why": why, "step": step, "kind": kind}
 
@@ -37,7 +45,7 @@ def pg_md5_role(role: str, ident: str, pgpool: bool = False) -> Entry:
     step = ("ALTER ROLE {} PASSWORD '...' as that user, or \\password {} in psql; the next enable run "
             "then drops its md5 rule").format(ident, role)
     if pgpool:
-        step += "; through Pgpool-II press 'Allow a database user through Pgpool-II' instead (it does both)"
+        step += "; for Pgpool-II too: " + PGPOOL_STEPS.replace("NAME", role)
     return action(role, "postgres", "the stored password is md5: it keeps logging in with md5 over TLS "
                   "through a rule of its own, not with scram-sha-256", step, MD5_PASSWORD)
 
@@ -46,8 +54,7 @@ def pool_md5_entry(user: str) -> Entry:
     """A pool_passwd md5 entry kept working by its own pool_hba.conf ``md5`` rule."""
     return action(user, "pgpool", "pool_passwd holds an md5 entry: it keeps logging in through Pgpool-II with "
                   "md5 over TLS through a rule of its own; it stops working once its password is reset to SCRAM "
-                  "on the database", "press 'Allow a database user through Pgpool-II' (dbtls-agent role "
-                  "set-password on the primary, then pool-passwd allow on every Pgpool-II node)", POOL_MD5)
+                  "on the database", PGPOOL_STEPS.replace("NAME", user), POOL_MD5)
 
 
 def when(epoch: float) -> str:

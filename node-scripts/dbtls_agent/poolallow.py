@@ -1,8 +1,7 @@
 """``pool-passwd allow --user U``: let one database user log in through this Pgpool-II node, and prove it.
 
-The agent side of the button "Allow a database user through Pgpool-II" (form: user, password),
-which runs ``role set-password`` on the primary first (the role's secret becomes SCRAM) and then
-this on every Pgpool-II node:
+The second half of letting a user through Pgpool-II with SCRAM: ``role set-password`` on the
+primary first (the role's secret becomes SCRAM), then this on every Pgpool-II node:
 
 1. the user's AES entry in pool_passwd (:func:`commands_pool.set_password`, what ``pg_enc -m``
    writes; the password comes sealed on stdin or from a root-only file, never from argv);

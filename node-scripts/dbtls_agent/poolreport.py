@@ -99,7 +99,7 @@ def analyse(entries: List[Dict[str, Any]], backend_roles: Optional[List[str]], h
     for user in undecryptable:
         blockers.append({"who": user, "layer": "pgpool", "why": "its AES entry does not decrypt with this node's "
                          "key (~postgres/.pgpoolkey): it cannot log in through Pgpool-II now",
-                         "fix": "press 'Allow a database user through Pgpool-II' for it"})
+                         "fix": lockout.PGPOOL_STEPS.replace("NAME", user)})
     try:
         remote = [r for r in pghba.rules(hba_text, pghba.PGPOOL, "pool_hba.conf")
                   if r.type != "local" and not pghba.is_loopback(r)]

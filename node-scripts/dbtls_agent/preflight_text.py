@@ -26,11 +26,11 @@ def _tail(report: Dict[str, Any]) -> List[str]:
         by_kind.setdefault(entry.get("kind") or "", []).append(entry["who"])
     for kind, who in sorted(by_kind.items()):
         if kind == lockout.MD5_PASSWORD:
-            lines.append("to do: set the password of {} again (\\password NAME in psql, or 'Allow a database user "
-                         "through Pgpool-II'): until then md5 over TLS".format(names(who)))
+            lines.append("to do: set the password of {} again (\\password NAME in psql; for Pgpool-II too: "
+                         "{}): until then md5 over TLS".format(names(who), lockout.PGPOOL_STEPS))
         elif kind == lockout.POOL_MD5:
-            lines.append("to do: md5 pool_passwd entries of {} keep working; move them to SCRAM with 'Allow a "
-                         "database user through Pgpool-II'".format(names(who)))
+            lines.append("to do: md5 pool_passwd entries of {} keep working; move them to SCRAM with {}".format(
+                names(who), lockout.PGPOOL_STEPS))
         elif kind == lockout.RECONNECT_TLS:
             lines.append("to do{}: {} client(s) now without TLS must reconnect with TLS: {}".format(
                 " before Require TLS" if report.get("role") == "mysql" else "", len(who), names(who, 3)))

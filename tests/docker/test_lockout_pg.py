@@ -6,7 +6,7 @@ Before enable the test creates, the way the platform's users do:
   on the Pgpool-II node), logging in through Pgpool-II;
 * ``lk_scram``: a role with a SCRAM secret;
 * ``lk_new``: a role without a password, allowed through Pgpool-II later by ``role set-password`` +
-  ``pool-passwd allow`` (the agent side of the button "Allow a database user through Pgpool-II").
+  ``pool-passwd allow`` (letting a user through Pgpool-II with SCRAM).
 
 The agent runs in the cluster order with default options (as tests/docker/test_pg_enable.py does).
 Checked: the pre-flight report names the roles and a deliberately open plaintext session; a client

@@ -314,12 +314,30 @@ def _enabling() -> dict[str, Any]:
                                           "add-on on the proxy layer too; it finishes the order."}}]},
             ]},
             {"else": ["proxiesEnable", "serversRequire"]},
+            "replicationBack",
         ],
+        # Every standby/replica streams again before the run says it is done (a MariaDB replica's IO
+        # thread is restarted when it sits out its retry timer after its primary restarted).
+        "replicationBack": [_each("sqldb", [cmd("${@n.id}", shell.replication_wait())])],
     }
 
 
 def _reporting() -> dict[str, Any]:
     return {
+        # What TLS changes for existing logins, sessions and replication, node by node; read only.
+        "preflightLayer": [
+            {"setGlobals": {"preflight": ""}},
+            {f"forEach(n:nodes.{LAYER})": [
+                cmd("${@n.id}", shell.preflight()),
+                {"setGlobals": {"preflight": "${globals.preflight}\n- node${@n.id}: ${response.out}"}},
+            ]},
+        ],
+        "checkTls": [
+            {"fetchAgent": LAYER},
+            "preflightLayer",
+            {"return": {"type": "success", "message": f"What TLS changes on {LAYER} (nothing was changed):"
+                                                      "${globals.preflight}"}},
+        ],
         "report": [
             {"setGlobals": {"report": ""}},
             {f"forEach(n:nodes.{LAYER})": [
@@ -365,6 +383,7 @@ def _reissue() -> dict[str, Any]:
             ]},
             {f"elif ({one_of('settings.scope', ['client'])})": [_reissue_layer(LAYER, "client")]},
             {"else": [_reissue_layer(LAYER, "server")]},
+            "replicationBack",
             "report",
             {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
         ],
@@ -395,6 +414,9 @@ def _lifecycle() -> dict[str, Any]:
                 _if_layer_has_tls("pgpool", ["serversUnrequire"]),
                 {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [cmd("${@n.id}", shell.disable())]}]},
                 *_disable_servers(),
+                "replicationBack",
+                cmd("sqldb", shell.cleanup()),
+                *[{f"if (nodes.{layer})": [cmd(layer, shell.cleanup())]} for layer in PROXY_LAYERS],
             ]},
             {"else": [
                 cmd(CA_NODE, shell.has_tls()),
@@ -410,6 +432,8 @@ def _lifecycle() -> dict[str, Any]:
                     ]},
                 ]},
                 _each(LAYER, [cmd("${@n.id}", shell.disable())]),
+                "replicationBack",
+                cmd(LAYER, shell.cleanup()),
             ]},
         ],
         # Reverse of serversRequire (PostgreSQL): the standbys' rules first, then the primary's rules

@@ -55,6 +55,9 @@ def install_fields() -> list[dict[str, Any]]:
          "regexText": "DNS names or IP addresses, separated by commas",
          "tooltip": "Custom domains or endpoints clients use; node names, the environment domain and "
                     "IPs are always included."},
+        {"type": "toggle", "name": "enforceAnyway", "value": False,
+         "caption": "Enable TLS even if a client that does not use TLS would then be locked out (otherwise the "
+                    "installation stops before requiring TLS and names the client)"},
         # Benchmarks only (bench/downtime.py): behave like the upstream add-on and restart every
         # node's service on enable, re-issue and uninstall. Hidden: never offered to users.
         {"type": "toggle", "name": "upstreamMode", "value": False, "hidden": True,
@@ -87,6 +90,8 @@ def buttons() -> list[dict[str, Any]]:
          "submitButtonText": "Re-issue"},
         {"caption": "Configuration Tutorial", "href": TUTORIAL_PG},
         {"caption": "Certificate status", "action": "certStatus", "loadingText": "Reading certificates..."},
+        {"caption": "Check before enabling TLS", "action": "checkTls", "loadingText": "Checking logins, sessions "
+         "and replication..."},
         {"caption": "Require client certificate for a user", "action": "requireClientCert",
          "settings": "clientCert", "loadingText": "Applying...",
          "successText": "The user now needs a client certificate (MySQL/MariaDB/Percona only)."},
@@ -98,6 +103,8 @@ def success() -> dict[str, Any]:
         "text": "TLS is set up on **${targetNodes.nodeGroup}** of ${env.envName}. "
                 "${globals.pending}\n"
                 "${globals.report}\n\n"
+                "What TLS changed for existing logins, sessions and replication (checked before anything "
+                "changed; the lines starting 'to do' need your action):${globals.preflight}\n\n"
                 "Each node keeps `root.crt` in /var/lib/jelastic/keys/SSL-TLS/server; database nodes "
                 "keep client certificates in /var/lib/jelastic/keys/SSL-TLS/client. How to connect: "
                 f"{DOCS}/postgresql.md and {DOCS}/mysql.md",
@@ -152,7 +159,8 @@ def build_manifest(agent_sha256: str, base_url: str | None = None) -> dict[str, 
         "targetNodes": {"nodeType": ALL_TYPES},
         "settings": settings(),
         "globals": {"report": "", "pending": ""},
-        "onInstall": ["checkSupported", {"saveOptions": LAYER}, "prepareCa", "issueLayer", "enableLayer", "report"],
+        "onInstall": ["checkSupported", "preflightLayer", {"saveOptions": LAYER}, "prepareCa", "issueLayer",
+                      "enableLayer", "report"],
         "onUninstall": ["disableLayer"],
         **events(),
         "buttons": buttons(),

@@ -145,7 +145,7 @@ fi
 #: Install form fields -> the agent's option names (``options save --from-manifest``).
 FORM_OPTIONS = {"keyType": "key_type", "minTls": "min_tls", "extraNames": "extra_names",
                 "requireTls": "require_tls", "clientCertAuth": "client_cert_auth", "md5Compat": "md5_compat",
-                "upstreamMode": "upstream_mode"}
+                "upstreamMode": "upstream_mode", "enforceAnyway": "enforce_anyway"}
 
 
 def save_options() -> str:
@@ -298,29 +298,15 @@ if [ -x $A ]; then $A status-line; else printf 'add-on not set up on this node';
 
 
 def disable(*, remove_certs: bool = True, remove_ca: bool = False, stage: str = "all") -> str:
-    """Restore this node's configuration; by default also remove its certificates, the agent and
-    our redeploy.conf lines (and the CA on the CA node). A node with our state but no agent is an
-    error, never a silent skip: its backups are the only way back. ``stage="require"``
-    (PostgreSQL): only stop requiring TLS/SCRAM; TLS stays offered."""
+    """Restore this node's configuration and, by default, remove its certificates (and the CA on
+    the CA node). The agent and its state stay for ``replication wait`` and ``cleanup``. A node with
+    our state but no agent is an error, never a silent skip: its backups are the only way back.
+    ``stage="require"`` (PostgreSQL): only stop requiring TLS/SCRAM; TLS stays offered."""
     if stage != "all":
         remove_certs = remove_ca = False
     flag = " --remove-certs" if remove_certs else (" --stage " + stage if stage != "all" else "")
     done = "TLS disabled" if stage == "all" else "TLS no longer required"
-    tail = ""
-    if remove_ca:
-        tail += "\nrm -rf @CERT_DIR@/ca @CERT_DIR@/.pending"
-    if remove_certs:
-        tail += r"""
-rm -rf @CERT_DIR@/.dbtls-state
-rmdir @CERT_DIR@ 2>/dev/null || true
-if [ -f @AGENT_DIR@/redeploy-added ] && [ -f @REDEPLOY_CONF@ ]; then
-  keep=$(mktemp)
-  grep -vxF -f @AGENT_DIR@/redeploy-added @REDEPLOY_CONF@ > "$keep" || true
-  cat "$keep" > @REDEPLOY_CONF@
-  rm -f "$keep"
-fi
-rm -f $A @AGENT_DIR@/dbtls-agent.pyz @AGENT_DIR@/redeploy-added
-rmdir @AGENT_DIR@ 2>/dev/null || true"""
+    tail = "\nrm -rf @CERT_DIR@/ca @CERT_DIR@/.pending" if remove_ca else ""
     return _fill(r"""
 @PRELUDE@
 if [ -d @CERT_DIR@/.dbtls-state ] || [ -d @CERT_DIR@/server ]; then
@@ -331,6 +317,44 @@ if [ -d @CERT_DIR@/.dbtls-state ] || [ -d @CERT_DIR@/server ]; then
 fi@TAIL@
 echo "@DONE@ on $(hostname)"
 """.strip(), FLAG=flag, TAIL=tail, DONE=done)
+
+
+def cleanup() -> str:
+    """The end of an uninstall on this node: the agent, its state (backups included: every file is
+    restored by then) and the lines the add-on added to redeploy.conf go."""
+    return _fill(r"""
+A=@AGENT@
+rm -rf @CERT_DIR@/.dbtls-state @CERT_DIR@/.pending
+rmdir @CERT_DIR@ 2>/dev/null || true
+if [ -f @AGENT_DIR@/redeploy-added ] && [ -f @REDEPLOY_CONF@ ]; then
+  keep=$(mktemp)
+  grep -vxF -f @AGENT_DIR@/redeploy-added @REDEPLOY_CONF@ > "$keep" || true
+  cat "$keep" > @REDEPLOY_CONF@
+  rm -f "$keep"
+fi
+rm -f $A @AGENT_DIR@/dbtls-agent.pyz @AGENT_DIR@/redeploy-added
+rmdir @AGENT_DIR@ 2>/dev/null || true
+echo "add-on removed from $(hostname)"
+""".strip())
+
+
+def replication_wait() -> str:
+    """Wait until this node's replication streams again (a primary: its standbys/replicas; a
+    standby/replica: its own channel, restarting a MariaDB IO thread that waits for its retry)."""
+    return _fill(r"""
+@PRELUDE@
+if [ ! -x $A ]; then echo "no agent on $(hostname)"; exit 0; fi
+$A replication wait --timeout 120 </dev/null >/dev/null
+echo "replication streams on $(hostname)"
+""".strip())
+
+
+def preflight() -> str:
+    """What enabling TLS changes for this node's logins, sessions and replication; changes nothing."""
+    return _fill(r"""
+A=@AGENT@
+if [ -x $A ] && out=$($A preflight --text 2>&1); then printf '%s' "$out" | sed '2,$s/^/  /'; else printf 'no report (%s)' "$(printf '%s' "$out" | tail -n 1)"; fi
+""".strip())
 
 
 def start_if_stopped() -> str:
