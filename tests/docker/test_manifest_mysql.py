@@ -264,6 +264,13 @@ def test_scale_out_replica_gets_a_certificate_from_the_same_root(sim, installed)
     env = sim.env
     old_root = root_crt(env)
     row = scale.scale_out(env.name, "sqldb", progress=lambda m: None)
+    # The platform added the new replica's row as ProxySQL's default (use_ssl=0); uninstall must
+    # leave it as the platform made it, next to the rows that were there before install.
+    for table in ("runtime_mysql_servers", "disk.mysql_servers"):
+        added = admin(env, f"SELECT * FROM {table} WHERE hostname='node{row.node_id}'")
+        assert added.count("\n") == 1, added
+        lines = installed["proxysql"][table].splitlines(keepends=True) + [added]
+        installed["proxysql"][table] = "".join(sorted(lines, key=lambda r: (int(r.split("\t")[0]), r.split("\t")[1])))
     env.refresh()
     new = next(n for n in env.nodes if n.name == row.name)
     installed["files"][new.name] = files_of(env, new)  # its own server_id: uninstall must give it back
