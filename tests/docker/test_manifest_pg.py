@@ -161,13 +161,27 @@ def test_scale_out_node_gets_a_certificate_from_the_same_root(sim, installed):
 
     def fire(session):
         node = next(n for n in session.interp.env.nodes if n.id == row.node_id)
-        return session.fire_scale_out("sqldb", node)  # every installed instance hears the event
+        # Every installed instance hears the event; the platform documents no order between them.
+        return session.fire_scale_out("sqldb", node, order="reverse")
 
     results = sim.session(fire)
-    assert results and all(r.ok for _, r in results), [(g, r.error) for g, r in results]
+    assert [g for g, _ in results] == ["sqldb"], results  # the pgpool instance's handler is filtered out
+    assert all(r.ok for _, r in results), [(g, r.error) for g, r in results]
     res = sim.engine.containers.get(row.name).exec_run(["cat", f"{CERT_DIR}/server/root.crt"])
     assert (res.exit_code, res.output.decode()) == (0, old_root)
     code, out = psql(env, row.hostname, "verify-full", "SELECT pg_is_in_recovery()")
+    assert (code, out.strip()) == (0, "t"), out
+
+
+@pytest.mark.parametrize("order,concurrent", [("install", False), ("reverse", False), ("install", True)])
+def test_password_reset_event_in_any_order(sim, installed, order, concurrent):
+    """Both instances hear the database layer's password reset; only the database layer's handler
+    runs, refreshes Pgpool-II's entry for webadmin, and logins through Pgpool-II keep working."""
+    results = sim.session(lambda s: s.fire("onAfterResetServicePassword", {"nodeGroup": "sqldb"},
+                                           order=order, concurrent=concurrent))
+    assert [g for g, _ in results] == ["sqldb"], results
+    assert all(r.ok for _, r in results), [(g, r.error) for g, r in results]
+    code, out = psql(sim.env, sim.env.node("pgpool").hostname, "verify-full")
     assert (code, out.strip()) == (0, "t"), out
 
 

@@ -110,12 +110,20 @@ class Session:
         item = self._instance(layer)
         return self.interp.click(self._addon(item), caption, settings)
 
-    def fire_scale_out(self, group: str, new_node: Node) -> list[tuple[str, Result]]:
+    def fire_scale_out(self, group: str, new_node: Node, order: str = "install",
+                       concurrent: bool = False) -> list[tuple[str, Result]]:
         """Raise onAfterServiceScaleOut for ``group`` in the environment: every installed instance
         hears it and runs the handlers whose filter matches (events.md, Events Filtering)."""
+        return self.fire("onAfterServiceScaleOut", {"nodeGroup": group, "count": 1}, {"nodes": [new_node]},
+                         order=order, concurrent=concurrent)
+
+    def fire(self, event: str, params: dict[str, Any], response: dict[str, Any] | None = None, *,
+             order: str = "install", concurrent: bool = False) -> list[tuple[str, Result]]:
+        """Raise a platform event: every installed instance hears it, in ``order`` (install or
+        reverse) or all at once; returns (layer, result) of the instances whose handlers ran."""
         self.interp.addons = [self._addon(item) for item in self.installed]
-        fired = self.interp.fire_all("onAfterServiceScaleOut", params={"nodeGroup": group, "count": 1},
-                                     response={"nodes": [new_node]})
+        fired = self.interp.fire_all(event, params=params, response=response or {}, order=order,
+                                     concurrent=concurrent)
         return [(a.node_group or "-", r) for a, r in fired]
 
     def uninstall(self) -> list[tuple[str, Result]]:
