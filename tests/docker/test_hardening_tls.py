@@ -163,7 +163,7 @@ def mariadb(request, engine) -> Iterator[_Cluster]:
     from dbtls.sim import cluster
     from support import env_name
 
-    name = env_name(f"h8-tls-mariadb-cluster-{request.param}")
+    name = env_name(f"h8-tls-mariadb-{request.param}")
     cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
     try:
         env = _Cluster(engine, name)

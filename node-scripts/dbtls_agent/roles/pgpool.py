@@ -20,6 +20,8 @@ ROLE = "pgpool"
 CONF_DIR = "/etc/pgpool-II"
 STAGES = {"offer": ["offer"], "use": ["offer"], "require": ["require"], "all": ["offer", "require"]}
 RESTART_WAIT_S = 60.0
+#: What the plaintext pg_hba probe of disable sends as password (see _guard_backends_plaintext).
+PROBE_PASSWORD = "dbtls-probe-not-a-password"
 
 
 def _version() -> Optional[str]:
@@ -48,11 +50,15 @@ def detect() -> Optional[Dict[str, Any]]:
         return None
     version = _version()
     text = fsio.read_text(conf) or ""
+    try:
+        passwd = poolpass.pool_passwd_path(conf, text) if text else None
+    except AgentError:
+        passwd = None  # a pool_passwd the agent refuses to write: enable says why
     return {"role": ROLE, "running": running, "version": version, "major": pgserver.major_of(version),
             "minor": int(version.split(".")[1]) if version and version.count(".") else None,
             "service_user": poolpass.SERVICE_USER, "config_file": conf,
             "hba_file": os.path.join(CONF_DIR, "pool_hba.conf"),
-            "pool_passwd": poolpass.pool_passwd_path(conf, text) if text else None,
+            "pool_passwd": passwd,
             "key_file": poolpass.key_path(), "port": int(pgconf.get(text, "port") or 9999) if text else None,
             "start_only_tls": "ssl_cert" in start_only(version), "paths_from": "default"}
 
@@ -214,8 +220,8 @@ def _rollback(cs: Any, before: Dict[str, Optional[bytes]], restarted: bool) -> N
     for path, data in before.items():
         if data is None:
             try:
-                os.unlink(path)
-            except OSError:
+                fsio.remove(path)
+            except AgentError:
                 pass
             cs.forget(path)
         else:
@@ -275,12 +281,11 @@ def _guard_backends_plaintext(conf_text: str) -> None:
     """Refuse to turn Pgpool's TLS off while a backend refuses its plaintext logins (hostssl only).
 
     Pgpool's health check would then fail and detach every such backend. Only the pg_hba answer
-    matters (it comes before any password), so a wrong or unknown password cannot trigger this.
+    matters (it comes before any password), so the probe sends a dummy password, never the real one:
+    it travels without TLS, to whatever address pgpool.conf names (a file the Pgpool account writes).
     """
     user = pgconf.get(conf_text, "health_check_user") or pgconf.get(conf_text, "sr_check_user") or "pgpool"
-    password = pgconf.get(conf_text, "health_check_password") or ""
-    if not password or pgenc.secret_kind(password) != pgenc.PLAIN:
-        password = "dbtls-probe"  # never prompts; a refused password is not what we look for
+    password = PROBE_PASSWORD  # never prompts; a refused password is not what we look for
     for host, port in backends(conf_text):
         try:
             pgclient.psql("SELECT 1", os_user="root", host=host, port=port, db_user=user, password=password,
