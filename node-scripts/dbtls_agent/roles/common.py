@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 from typing import Any, Callable, Dict, List, Optional
 
 from dbtls_agent import fsio, safepath, state
@@ -121,6 +120,6 @@ def remove_certs(ctx: base.Context) -> bool:
     for name in ("server", "client", ".pending"):
         path = os.path.join(ctx.cert_dir, name)
         if os.path.isdir(path):
-            shutil.rmtree(path)
+            fsio.remove_tree(path)  # server/ and client/ belong to service accounts: no name-based walk
             removed = True
     return removed

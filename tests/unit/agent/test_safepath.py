@@ -121,3 +121,16 @@ def test_owned_directory_demands_a_protected_chain(tmp_path):
         assert directory.path == str(tmp_path)
     with pytest.raises(AgentError, match="cannot open"):
         safepath.owned_directory(str(tmp_path / "missing"), [], "the folder")
+
+
+def test_remove_tree_never_follows_a_link_inside(tmp_path):
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "precious").write_bytes(b"x")
+    server = _untrusted_dir(tmp_path / "server")
+    (server / "sub").mkdir()
+    (server / "sub" / "server.key").write_bytes(b"k")
+    os.symlink(str(keep), str(server / "link"))
+    assert fsio.remove_tree(str(server)) is True
+    assert not server.exists() and (keep / "precious").read_bytes() == b"x"
+    assert fsio.remove_tree(str(server)) is False

@@ -96,3 +96,26 @@ def test_sslmode_of_wal_receiver_conninfo():
     shown = "user=replication password=******** host=node101-env hostaddr=10.0.0.5 sslmode=verify-full sslsni=1"
     assert standbytls.sslmode_of(shown) == "verify-full"
     assert standbytls.sslmode_of("host=x") is None
+
+
+def test_proxysql_datadir_named_by_a_file_others_can_change_must_not_be_roots(tmp_path):
+    import os
+
+    from dbtls_agent.roles import proxysql
+
+    datadir = tmp_path / "datadir"
+    datadir.mkdir()
+    cnf = tmp_path / "proxysql.cnf"
+    cnf.write_text('datadir="{}"\n'.format(datadir))
+    cnf.chmod(0o644)
+    me = (os.geteuid(), os.getegid())
+    if os.geteuid() == 0:
+        assert proxysql._datadir_owner(str(datadir), str(cnf)) == me  # root chose it: fine
+    cnf.chmod(0o666)  # anybody could have named root's folder
+    if os.geteuid() == 0:
+        with pytest.raises(AgentError, match="belongs to root"):
+            proxysql._datadir_owner(str(datadir), str(cnf))
+        os.chown(str(datadir), 65534, 65534)  # the account's own folder: its business
+        assert proxysql._datadir_owner(str(datadir), str(cnf)) == (65534, 65534)
+    with pytest.raises(AgentError, match="does not exist"):
+        proxysql._datadir_owner(str(tmp_path / "missing"), None)
