@@ -12,7 +12,7 @@ import re
 import subprocess
 from typing import Any, Dict, List, Optional, Tuple
 
-from dbtls_agent import fsio, pgclient, pgconf, pgenc, pghba, pgroles, pgserver, poolpass
+from dbtls_agent import fsio, pgclient, pgconf, pgenc, pghba, pgpoolopenssl, pgroles, pgserver, poolpass
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres
 
@@ -152,6 +152,9 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         changed_params = _changed_params(conf_text, new_conf)
         restart = any(p in start_only(info["version"]) for p in changed_params)
         if "offer" in stages:
+            result["openssl"] = pgpoolopenssl.write_files(cs, before)
+            restart = restart or result["openssl"]["changed"]  # OPENSSL_CONF is read at start
+        if "offer" in stages:
             before.setdefault(key_file, current_key)
             key, old_key, created = poolpass.ensure_key(cs)
             if created:
@@ -252,7 +255,7 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     changed = any(f["result"] != "unchanged" for f in files)
     new_params = pgconf.managed_params(fsio.read_text(conf_path) or "")
     restart = any(old_params.get(k) != new_params.get(k) for k in start_only(info["version"])) or \
-        fsio.read_bytes(info["key_file"]) != key_before
+        fsio.read_bytes(info["key_file"]) != key_before or pgpoolopenssl.removed(files)
     action = "none"
     if (changed or journal.resumed) and info["running"]:  # see enable: a killed run's files look done
         action = "restart" if restart or journal.resumed or ctx.opt("upstream_mode") else "reload"
