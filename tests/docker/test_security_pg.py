@@ -17,8 +17,16 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
-from hardening_helpers import (CERT_DIR, DATA, RELEASES, Env, enable_pg_cluster, issue_pg_certificates, own_env,
-                               wait_for)
+from hardening_helpers import (
+    CERT_DIR,
+    DATA,
+    RELEASES,
+    Env,
+    enable_pg_cluster,
+    issue_pg_certificates,
+    own_env,
+    wait_for,
+)
 
 CONF_DIR = "/etc/pgpool-II"
 PGPOOL_CONF = f"{CONF_DIR}/pgpool.conf"
@@ -105,6 +113,24 @@ def test_link_in_place_of_pool_passwd_is_not_followed(env, command):
         assert as_root(env, "pgpool", f"readlink {POOL_PASSWD}").strip() == VICTIM
     finally:
         as_postgres(env, "pgpool", f"rm -f {POOL_PASSWD} && mv {POOL_PASSWD}.real {POOL_PASSWD}")
+        as_root(env, "pgpool", f"rm -f {VICTIM}")
+
+
+def test_link_in_place_of_the_pgpool_key_is_not_followed(env):
+    """postgres swaps ~postgres/.pgpoolkey for a link to a root file: root must not read that file
+    as the key that encrypts every pool_passwd entry, nor write through the link."""
+    key = "/var/lib/pgsql/.pgpoolkey"
+    as_root(env, "pgpool", f"printf 'root-only-key-material\\n' > {VICTIM} && chmod 0600 {VICTIM}")
+    victim = file_facts(env, "pgpool", VICTIM)
+    passwd = env.sha("pgpool", [POOL_PASSWD])
+    as_postgres(env, "pgpool", f"mv {key} {key}.real && ln -s {VICTIM} {key}")
+    try:
+        proc = enable_pgpool(env)
+        assert file_facts(env, "pgpool", VICTIM) == victim
+        assert env.sha("pgpool", [POOL_PASSWD]) == passwd  # no entry encrypted with root's file
+        assert "symbolic link" in one_line_error(proc)
+    finally:
+        as_postgres(env, "pgpool", f"rm -f {key} && mv {key}.real {key}")
         as_root(env, "pgpool", f"rm -f {VICTIM}")
 
 

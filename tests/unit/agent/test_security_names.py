@@ -106,7 +106,7 @@ def test_proxysql_datadir_named_by_a_file_others_can_change_must_not_be_roots(tm
     datadir = tmp_path / "datadir"
     datadir.mkdir()
     cnf = tmp_path / "proxysql.cnf"
-    cnf.write_text('datadir="{}"\n'.format(datadir))
+    cnf.write_text(f'datadir="{datadir}"\n')
     cnf.chmod(0o644)
     me = (os.geteuid(), os.getegid())
     if os.geteuid() == 0:
