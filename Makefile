@@ -12,9 +12,12 @@ export DBTLS_RELEASES ?= $(RELEASE)
 # `make test-matrix` runs these docker tests once more on each of MATRIX_RELEASES (CI does).
 MATRIX_RELEASES ?= trixie
 MATRIX_TESTS ?= tests/docker/test_sim_pg.py tests/docker/test_sim_mariadb.py tests/docker/test_pg_enable.py \
-	tests/docker/test_mysql_enable.py tests/docker/test_manifest_pg.py
+	tests/docker/test_mysql_enable.py tests/docker/test_manifest_pg.py tests/docker/test_hardening_tls.py
+# `make test-bullseye` runs these on bullseye (OpenSSL 1.1.1, PostgreSQL 13, Pgpool-II 4.1, MariaDB 10.5;
+# CI does): the TLS-quality scan, the release whose OpenSSL still lets clients renegotiate.
+BULLSEYE_TESTS ?= tests/docker/test_hardening_tls.py
 
-.PHONY: run test test-matrix lint unit docker-tests sysdeps docker venv images clean-sim help bench
+.PHONY: run test test-matrix test-bullseye lint unit docker-tests sysdeps docker venv images clean-sim help bench
 
 help:
 	@echo "make run   - build, start the simulated pg-cluster, install the add-on through manifest.jps"
@@ -54,6 +57,10 @@ test: lint unit docker-tests
 
 test-matrix: venv docker
 	$(foreach r,$(MATRIX_RELEASES),DBTLS_RELEASES=$(r) $(BIN)/python -m pytest -q -m docker $(MATRIX_TESTS) &&) true
+
+test-bullseye: venv docker
+	$(BIN)/dbtls sim images --release bullseye
+	DBTLS_RELEASES=bullseye $(BIN)/python -m pytest -q -m docker $(BULLSEYE_TESTS)
 
 run: venv docker
 	$(BIN)/dbtls build

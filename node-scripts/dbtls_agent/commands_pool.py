@@ -5,7 +5,6 @@ the pgpool role's change set, so ``disable --role pgpool`` restores pool_passwd 
 """
 
 import argparse
-import os
 import sys
 from typing import Any, Dict
 
@@ -48,7 +47,7 @@ def set_password(cert_dir: str, conf_path: str, user: str, password: str, backen
             fsio.atomic_write(passwd_path, text.encode("utf-8", "surrogateescape"), 0o600)
         data = fsio.read_bytes(passwd_path) or b""
         cs.write(passwd_path, data, 0o600, fsio.resolve_owner(poolpass.SERVICE_USER))
-        os.chmod(passwd_path, 0o600)  # pg_enc creates the file with the umask (0644)
+        fsio.chmod(passwd_path, 0o600)  # pg_enc creates the file with the umask (0644); never via a link
     else:
         text = (before or b"").decode("utf-8", "surrogateescape")
         new, _users = poolpass.set_entries(text, {user: password}, key, old_key)

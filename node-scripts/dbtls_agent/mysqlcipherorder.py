@@ -9,6 +9,9 @@ and mysqld only ever adds options, so it sticks. ``PrioritizeChaCha`` keeps ChaC
 that put it first (no AES hardware), as OpenSSL documents for servers with a ChaCha20 suite. Both
 are server-only flags: client contexts in the same process (a replica's channel) cannot take them,
 so the file sets ``config_diagnostics = 0`` and OpenSSL skips the command there instead of failing.
+``NoRenegotiation`` refuses renegotiation, which OpenSSL before 3.0 lets a client start (a cheap way
+to make the server spend CPU; testssl's ``secure_client_renego``, seen on MariaDB 10.5 with OpenSSL
+1.1.1); OpenSSL 3 refuses client-initiated renegotiation by default, and no client needs it.
 
 How: :func:`render_openssl_conf` writes a file that first ``.include`` s the system configuration
 (its providers and, on RHEL-family systems, the crypto policy still apply) and then only adds the
@@ -35,7 +38,7 @@ from .errors import AgentError
 
 #: First line of both files dbtls writes here.
 MARKER = "# Managed by dbtls"
-OPTIONS = ("ServerPreference", "PrioritizeChaCha")
+OPTIONS = ("ServerPreference", "PrioritizeChaCha", "NoRenegotiation")
 #: Name of our OpenSSL file, next to the server's drop-in directory (``/etc/mysql`` on the platform).
 #: Not ``.cnf``: an ``!includedir`` of that directory would read it as a server option file.
 CONF_NAME = "dbtls-openssl.conf"
@@ -129,13 +132,14 @@ def merge_options(existing: Optional[str], wanted: Sequence[str] = OPTIONS) -> s
     return ",".join(kept + list(wanted))
 
 
-def render_openssl_conf(system_path: Optional[str], sections: Sections) -> str:
+def render_openssl_conf(system_path: Optional[str], sections: Sections, options: Sequence[str] = OPTIONS,
+                        why: str = "then the server's ssl-cipher order wins") -> str:
     """Our ``OPENSSL_CONF``: the system file, then ``Options`` in the section its chain
     ``openssl_conf`` -> ``ssl_conf`` -> ``system_default`` ends at; missing links are ours."""
     lines = [
         MARKER + ": OpenSSL settings of the database server only (its service's OPENSSL_CONF).",
         "# dbtls rewrites this file; `dbtls disable` deletes it. The system configuration comes first,",
-        "# so its providers and policies still apply; then the server's ssl-cipher order wins.",
+        "# so its providers and policies still apply; {}.".format(why),
     ]
     if system_path:
         lines.append(".include " + system_path)
@@ -150,14 +154,15 @@ def render_openssl_conf(system_path: Optional[str], sections: Sections) -> str:
             lines += ["", "[ {} ]".format(section), "{} = {}".format(key, own)]
             target = own
         section = target
-    lines += ["", "[ {} ]".format(section), "Options = " + merge_options(sections.get(section, {}).get("Options"))]
+    lines += ["", "[ {} ]".format(section),
+              "Options = " + merge_options(sections.get(section, {}).get("Options"), options)]
     return "\n".join(lines) + "\n"
 
 
-def render_dropin(conf_path: str) -> str:
+def render_dropin(conf_path: str, why: str = "server cipher order") -> str:
     """The systemd drop-in that hands ``conf_path`` to the database service only."""
     return "\n".join([
-        MARKER + ": the database server reads its own OpenSSL settings (server cipher order).",
+        MARKER + ": the database server reads its own OpenSSL settings ({}).".format(why),
         "# `dbtls disable` deletes this file.",
         "[Service]",
         "Environment=OPENSSL_CONF=" + conf_path,

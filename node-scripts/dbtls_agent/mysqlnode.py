@@ -11,7 +11,7 @@ import subprocess
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from . import mycnf, mysqlclient
+from . import fsio, mycnf, mysqlclient
 from .errors import AgentError
 
 #: Main option files a MySQL-family server reads, in its own order (global ones only: the server
@@ -126,15 +126,8 @@ def service(action: str, timeout: float = SERVICE_TIMEOUT_S) -> Tuple[bool, str]
 
 def error_log_tail(path: Optional[str], since_size: int = 0, lines: int = 400) -> List[str]:
     """Lines the server appended to its error log after ``since_size`` bytes."""
-    if not path or not os.path.isfile(path):
-        return []
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(since_size if os.path.getsize(path) >= since_size else 0)
-            data = handle.read()
-    except OSError:
-        return []
-    return data.decode("utf-8", "replace").splitlines()[-lines:]
+    data = fsio.read_from(path, since_size, 16 << 20)
+    return data.decode("utf-8", "replace").splitlines()[-lines:] if data else []
 
 
 def server_error(log_lines: Sequence[str]) -> str:

@@ -74,10 +74,9 @@ class ChangeSet(object):
         path = os.path.abspath(path)
         if path in self.entries:
             return
-        data = fsio.read_bytes(path)
+        data, st = fsio.read_with_stat(path)
         entry = {"existed": data is not None, "backup": _key(path), "written_sha256": None}
-        if data is not None:
-            st = os.stat(path)
+        if data is not None and st is not None:
             entry.update({"mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid,
                           "original_sha256": sha256(data)})
             fsio.ensure_dir(self.backups, 0o700)
@@ -142,11 +141,7 @@ class ChangeSet(object):
         if self.changed_since_written(path):
             return "foreign-edit"
         if not entry["existed"]:
-            try:
-                os.unlink(path)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise AgentError("cannot remove {}: {}".format(path, exc.strerror)) from None
+            fsio.remove(path)
             return "removed"
         data = self.original(path)
         assert data is not None
@@ -173,8 +168,8 @@ class ChangeSet(object):
             entry = self.entries.get(os.path.abspath(path))
             if data is None:
                 try:
-                    os.unlink(path)
-                except OSError:
+                    fsio.remove(path)
+                except AgentError:
                     pass
             else:
                 mode = entry.get("mode", default_mode) if entry else default_mode

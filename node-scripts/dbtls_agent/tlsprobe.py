@@ -12,6 +12,8 @@ import ssl
 import struct
 from typing import Any, Dict, Optional
 
+from dbtls_agent.errors import AgentError
+
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
 
@@ -90,3 +92,31 @@ def check_served(host: str, port: int, cafile: str, expected_sha256: str, timeou
         result["error"] = "{}:{} serves a different certificate (sha256 {}) than {}".format(
             host, port, result["sha256"], expected_sha256)
     return result
+
+
+def served_names(address: str, port: int, cafile: str, timeout: float = 5.0) -> Dict[str, Any]:
+    """CN, DNS and IP SANs of the certificate served at ``address:port``, chain verified against
+    ``cafile`` (no name check: finding the names is the point); AgentError when that fails."""
+    try:
+        raw = socket.create_connection((address, port), timeout=timeout)
+    except OSError as exc:
+        raise AgentError("cannot connect to {}:{}: {}".format(address, port, exc.strerror or exc)) from None
+    try:
+        raw.sendall(SSL_REQUEST)
+        if raw.recv(1) != b"S":
+            raise AgentError("{}:{} does not offer TLS".format(address, port))
+        with make_context(cafile, verify_host=False).wrap_socket(raw, server_hostname=None) as tls:
+            cert = tls.getpeercert() or {}
+            try:
+                tls.sendall(struct.pack("!cI", b"X", 4))
+            except OSError:
+                pass
+    except (ssl.SSLError, OSError) as exc:
+        raise AgentError("TLS handshake with {}:{} failed: {}".format(
+            address, port, getattr(exc, "reason", None) or exc)) from None
+    finally:
+        raw.close()
+    cn = next((value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"), None)
+    sans = cert.get("subjectAltName", ())
+    return {"cn": cn, "dns": [v for k, v in sans if k == "DNS"],
+            "ips": [v.strip() for k, v in sans if k == "IP Address"]}

@@ -9,6 +9,7 @@ Run it on the primary: account changes replicate to the replicas.
 
 import argparse
 import os
+import re
 from typing import Any, Dict
 
 from . import fsio, mysqlusers
@@ -17,26 +18,53 @@ from .errors import AgentError
 from .state import NodeLock
 
 STATE_ROLE = "mysql-users"
+#: Account names this command takes: the install form's characters, at most MariaDB's 80, and never
+#: a leading dot or dash. The name becomes a folder name (client/users/NAME), so ``.``, ``..`` and
+#: anything with a ``/`` must never get that far.
+USER_NAME = re.compile(r"^[A-Za-z0-9_@%][A-Za-z0-9_.@%-]{0,79}$")
 
 
-def _issue(cert_dir: str, user: str) -> Dict[str, Any]:
-    """A client key + certificate for ``user`` from the local CA; skipped on nodes without the CA key."""
+def check_user_name(name: str) -> str:
+    """``name`` when it is one this command takes; else one AgentError line."""
+    if not USER_NAME.match(name or ""):
+        raise AgentError("{!r} is not a user name dbtls takes: 1-80 characters of A-Z a-z 0-9 _ . @ % -, "
+                         "not starting with '.' or '-'".format(name))
+    return name
+
+
+def _prepare(cert_dir: str, user: str) -> Any:
+    """client/users/USER made ready (or a reason why this node issues nothing), before any account
+    changes: a folder the agent refuses to use must leave the account as it was.
+
+    client/ belongs to the service account: fsio walks it without following any link planted there
+    and sets owner and mode on the opened folder, never by name.
+    """
+    from .certs_layout import CertLayout, service_owner
+    from .crypto.names import check_cn
+
+    check_cn(user, "database user name")  # what signing will demand, checked before anything changes
+    if not os.path.isfile(CertLayout(cert_dir).ca_key):
+        return {"issued": False, "reason": "no CA key on this node; issue one on the CA node with "
+                                           "'csr --kind client --user NAME' + 'ca sign'"}
+    target = os.path.join(cert_dir, "client", "users", user)
+    _owner, ids = service_owner(None)
+    fsio.ensure_dir(target, 0o700, ids)
+    return target
+
+
+def _issue(cert_dir: str, user: str, target: str) -> Dict[str, Any]:
+    """A client key + certificate for ``user`` from the local CA into ``target`` (see _prepare)."""
     from .certs_ca import sign_requests
     from .certs_layout import CertLayout, service_owner
     from .crypto import DEFAULT_DAYS, get_backend
 
     layout = CertLayout(cert_dir)
-    if not os.path.isfile(layout.ca_key):
-        return {"issued": False, "reason": "no CA key on this node; issue one on the CA node with "
-                                           "'csr --kind client --user NAME' + 'ca sign'"}
     backend = get_backend()
-    target = os.path.join(cert_dir, "client", "users", user)
     key_path, cert_path = os.path.join(target, "client.key"), os.path.join(target, "client.crt")
     key = fsio.read_bytes(key_path) or backend.generate_key("rsa2048")
     csr = backend.make_csr(key, user, [], "client")
     signed = sign_requests(layout, backend, csr, "client", dict(DEFAULT_DAYS))
     _owner, ids = service_owner(None)
-    fsio.ensure_dir(target, 0o700, ids)
     fsio.atomic_write(key_path, key, 0o600, ids)
     fsio.atomic_write(cert_path, signed["certificates"][0]["certificate"].encode(), 0o644, ids)
     fsio.atomic_write(os.path.join(target, "root.crt"), signed["ca"]["certificate"].encode(), 0o644, ids)
@@ -47,6 +75,7 @@ def cmd_user_cert(args: argparse.Namespace) -> int:
     from .cli import print_json
     from .roles.mysql import Node
 
+    check_user_name(args.user)
     cert_dir = rc.cert_dir(args)
     with NodeLock(cert_dir):
         node = Node(args)
@@ -65,12 +94,15 @@ def cmd_user_cert(args: argparse.Namespace) -> int:
                 records.remove()
             result["requirement"] = "restored" if previous else "none"
         else:
+            target = None if args.no_issue else _prepare(cert_dir, args.user)
             records.remember(args.user, [a.to_dict() for a in accounts])
             subject = mysqlusers.cn_subject(args.user) if args.subject else None
             node.client.execute(mysqlusers.require_cert_statements(accounts, subject=subject))
             result["requirement"] = "SUBJECT " + subject if subject else "X509"
-            if not args.no_issue:
-                result["certificate"] = _issue(cert_dir, args.user)
+            if isinstance(target, dict):
+                result["certificate"] = target
+            elif target is not None:
+                result["certificate"] = _issue(cert_dir, args.user, target)
         print_json(result)
     return 0
 

@@ -6,7 +6,15 @@ address is given with ``--ip`` and ``--nodns none`` stops every DNS lookup; ``--
 OCSP fetches) stays off. Any finding of severity MEDIUM or worse fails, with one documented
 exception (``ACCEPTED``); protocols, cipher classes, forward secrecy and the chain of trust against
 our root with the node's hostname are checked explicitly as well. Works with the testssl.sh of
-bookworm (3.0) and of trixie (3.2, whose JSON ids differ).
+bookworm (3.0.8) and of trixie (3.2, whose JSON ids differ). Runs on every release the README
+names: on bullseye the servers under test are bullseye's (PostgreSQL 13, Pgpool-II 4.1, MariaDB
+10.5 on OpenSSL 1.1.1), but the scan runs from the bookworm client image on the environment's
+network, because bullseye's testssl.sh 3.0.4 misreads STARTTLS services (it reported TLS 1.2 "not
+offered" and no forward secrecy where ``openssl s_client -starttls`` negotiates ECDHE over TLS 1.2).
+
+Client-initiated renegotiation must be refused everywhere: OpenSSL before 3.0 allows it unless the
+server says no, which PostgreSQL does and MariaDB and Pgpool-II do not (the agent gives both their
+own OpenSSL configuration with ``NoRenegotiation``: mysqlcipherorder, pgpoolopenssl).
 
 MariaDB never sets OpenSSL's server-preference option, so testssl 3.0 rated its cipher order HIGH;
 the agent now gives mysqld its own OpenSSL configuration (mysqlcipherorder), and the MariaDB test
@@ -16,6 +24,7 @@ connect with TLS 1.2 and 1.3.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -23,6 +32,8 @@ from collections.abc import Iterator
 
 import pytest
 from hardening_helpers import RELEASES, ROOT_ON_CLIENT, Env, enable_pg_cluster, issue_pg_certificates, own_env
+
+from support import require
 
 SEVERE = {"MEDIUM", "HIGH", "CRITICAL"}
 # A private per-environment CA has no place to publish a CRL or run an OCSP responder, and a CRL
@@ -61,12 +72,47 @@ def env(request, engine) -> Iterator[Env]:
         yield e
 
 
+# Releases whose own testssl.sh cannot scan STARTTLS services, and the client image that scans them.
+SCANNER_RELEASE = {"bullseye": "bookworm"}
+
+
+@contextlib.contextmanager
+def scanner(env) -> Iterator[str]:
+    """The container that runs testssl.sh: the environment's client, or on releases listed in
+    SCANNER_RELEASE a client of that release started on the environment's network (with root.crt)."""
+    release = SCANNER_RELEASE.get(env.release)
+    if release is None:
+        yield env.c["client"]
+        return
+    image = f"dbtls/client:{release}"
+    found = subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
+    require(found.returncode == 0, f"{image} is needed to scan {env.release} nodes (make images)")
+    network = subprocess.run(["docker", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
+                              env.c["client"]], capture_output=True, check=True, text=True).stdout.strip()
+    name = f"{env.c['client']}-scanner"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", network, "--entrypoint", "sleep",
+                    image, "infinity"], capture_output=True, check=True)
+    try:
+        root = subprocess.run(["docker", "exec", env.c["client"], "cat", ROOT_ON_CLIENT], capture_output=True,
+                              check=True).stdout
+        subprocess.run(["docker", "exec", "-i", name, "sh", "-c", f"cat > {ROOT_ON_CLIENT}"], input=root, check=True)
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
 def scan(env: Env, nodes: list[str], starttls: str, port: int) -> dict[str, list[dict]]:
     """Run testssl.sh against ``nodes`` in parallel; each node's JSON findings."""
+    with scanner(env) as container:
+        return _scan(env, container, nodes, starttls, port)
+
+
+def _scan(env: Env, container: str, nodes: list[str], starttls: str, port: int) -> dict[str, list[dict]]:
     procs = {}
     for node in nodes:
         out = f"/tmp/h8-testssl-{node}.json"
-        argv = ["docker", "exec", env.c["client"], "bash", "-c",
+        argv = ["docker", "exec", container, "bash", "-c",
                 f"rm -f {out}; exec testssl --quiet --color 0 --warnings off --nodns none --ip {env.ip[node]} "
                 f"--starttls {starttls} --add-ca {ROOT_ON_CLIENT} --connect-timeout 10 --openssl-timeout 10 "
                 f"--jsonfile {out} {env.host[node]}:{port}"]
@@ -74,8 +120,10 @@ def scan(env: Env, nodes: list[str], starttls: str, port: int) -> dict[str, list
     results = {}
     for node, proc in procs.items():
         text = proc.communicate(timeout=SCAN_TIMEOUT_S)[0].decode(errors="replace")
-        rc, body = env.exec("client", ["cat", f"/tmp/h8-testssl-{node}.json"])
-        assert rc == 0 and body.strip(), f"testssl wrote no JSON for {node}: {text[-2000:]}"
+        proc = subprocess.run(["docker", "exec", container, "cat", f"/tmp/h8-testssl-{node}.json"],
+                              capture_output=True, check=False)
+        body = proc.stdout.decode(errors="replace")
+        assert proc.returncode == 0 and body.strip(), f"testssl wrote no JSON for {node}: {text[-2000:]}"
         results[node] = json.loads(body)
     return results
 
@@ -117,6 +165,9 @@ def problems(findings: list[dict]) -> list[str]:
         bad.append(f"chain of trust: {by_id.get('cert_chain_of_trust', {}).get('finding', 'not tested')}")
     if not by_id.get("cert_trust", {}).get("finding", "").startswith("Ok"):
         bad.append(f"hostname: {by_id.get('cert_trust', {}).get('finding', 'not tested')}")
+    renego = by_id.get("secure_client_renego", {}).get("finding", "not tested")
+    if "VULNERABLE" in renego or "not vulnerable" not in renego:  # also "likely not vulnerable (timed out)"
+        bad.append(f"client-initiated renegotiation: {renego}")
     ciphers = suites(findings)
     if not ciphers:
         bad.append("no cipher list in the scan")
@@ -137,8 +188,9 @@ def test_postgres_and_pgpool_pass_testssl(env):
 class _Cluster:
     """What mysql_helpers (nodes, exec) and scan (c, ip, host, exec) need of a mariadb-cluster."""
 
-    def __init__(self, engine, name: str) -> None:
+    def __init__(self, engine, name: str, release: str) -> None:
         from dbtls.sim import cluster
+        self.release = release
         self.nodes = cluster.status(engine, name)
         db = sorted((n for n in self.nodes if n.role in ("mariadb", "mysql")), key=lambda n: (not n.is_master, n.node_id))
         self.db = [n.name for n in db]
@@ -163,10 +215,10 @@ def mariadb(request, engine) -> Iterator[_Cluster]:
     from dbtls.sim import cluster
     from support import env_name
 
-    name = env_name(f"h8-tls-mariadb-cluster-{request.param}")
+    name = env_name(f"h8-tls-mariadb-{request.param}")
     cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
     try:
-        env = _Cluster(engine, name)
+        env = _Cluster(engine, name, request.param)
         for node in env.db:
             mh.install_agent(env, node)
         mh.issue_server_certs(env, env.db[0], env.db)

@@ -128,14 +128,8 @@ def poll(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any
 
 def log_tail(path: Optional[str], offset: int) -> str:
     """Text appended to a log since ``offset`` (empty when there is no such log)."""
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(1 << 20).decode("utf-8", "replace")
-    except OSError:
-        return ""
+    data = fsio.read_from(path, offset)
+    return data.decode("utf-8", "replace") if data is not None else ""
 
 
 def log_size(path: Optional[str]) -> int:

@@ -2,21 +2,29 @@
 
 import json
 import os
-import shutil
 from typing import Any, Callable, Dict, List, Optional
 
-from dbtls_agent import fsio, state
+from dbtls_agent import fsio, safepath, state
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base
 
 Inverse = Callable[[str], str]
 
 
-def read_required(path: str) -> str:
-    """A config file's text (surrogate-escaped so any byte survives); one-line error if missing."""
-    data = fsio.read_bytes(path)
-    if data is None:
+def read_required(path: str, owner: Optional[str] = None) -> str:
+    """A config file's text (surrogate-escaped so any byte survives); one-line error if missing.
+
+    ``owner``: the file must belong to that account. For paths the server itself reports
+    (``SHOW hba_file``), which its account can point anywhere with ALTER SYSTEM and a restart:
+    the agent then edits only a file that account owned already, never a root file it named.
+    """
+    data, st = fsio.read_with_stat(path)
+    if data is None or st is None:
         raise AgentError("{} does not exist; nothing was changed".format(path))
+    ids = fsio.resolve_owner(owner) if owner else None
+    if ids is not None and st.st_uid != ids[0]:
+        raise AgentError("{} belongs to {}, not to {}, who runs the server that names it; dbtls edits only the "
+                         "server's own files; nothing was changed".format(path, safepath.user_name(st.st_uid), owner))
     if not os.access(path, os.W_OK):
         raise AgentError("{} is not writable; nothing was changed".format(path))
     return data.decode("utf-8", "surrogateescape")
@@ -112,6 +120,6 @@ def remove_certs(ctx: base.Context) -> bool:
     for name in ("server", "client", ".pending"):
         path = os.path.join(ctx.cert_dir, name)
         if os.path.isdir(path):
-            shutil.rmtree(path)
+            fsio.remove_tree(path)  # server/ and client/ belong to service accounts: no name-based walk
             removed = True
     return removed

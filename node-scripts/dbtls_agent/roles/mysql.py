@@ -182,8 +182,8 @@ def _restore_served(node: Node) -> bool:
     for name in ("server.crt", "server.key", "root.crt"):
         data = fsio.read_bytes(os.path.join(source, name))
         dest = os.path.join(node.server_dir, name)
-        if data is not None and os.path.exists(dest):
-            st = os.stat(dest)
+        st = fsio.read_with_stat(dest)[1]  # server/ belongs to mysql: never stat through a link there
+        if data is not None and st is not None:
             fsio.atomic_write(dest, data, st.st_mode & 0o777, (st.st_uid, st.st_gid))
             restored = True
     return restored

@@ -12,7 +12,8 @@ import re
 import subprocess
 from typing import Any, Dict, List, Optional, Tuple
 
-from dbtls_agent import fsio, pgclient, pgconf, pgenc, pghba, pgroles, pgserver, poolallow, poolhba, poolpass
+from dbtls_agent import (fsio, pgclient, pgconf, pgenc, pghba, pgpoolopenssl, pgroles, pgserver, poolallow,
+                         poolhba, poolpass)
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres
 
@@ -20,6 +21,8 @@ ROLE = "pgpool"
 CONF_DIR = "/etc/pgpool-II"
 STAGES = {"offer": ["offer"], "use": ["offer"], "require": ["require"], "all": ["offer", "require"]}
 RESTART_WAIT_S = 60.0
+#: What the plaintext pg_hba probe of disable sends as password (see _guard_backends_plaintext).
+PROBE_PASSWORD = "dbtls-probe-not-a-password"
 
 
 def _version() -> Optional[str]:
@@ -48,11 +51,15 @@ def detect() -> Optional[Dict[str, Any]]:
         return None
     version = _version()
     text = fsio.read_text(conf) or ""
+    try:
+        passwd = poolpass.pool_passwd_path(conf, text) if text else None
+    except AgentError:
+        passwd = None  # a pool_passwd the agent refuses to write: enable says why
     return {"role": ROLE, "running": running, "version": version, "major": pgserver.major_of(version),
             "minor": int(version.split(".")[1]) if version and version.count(".") else None,
             "service_user": poolpass.SERVICE_USER, "config_file": conf,
             "hba_file": os.path.join(CONF_DIR, "pool_hba.conf"),
-            "pool_passwd": poolpass.pool_passwd_path(conf, text) if text else None,
+            "pool_passwd": passwd,
             "key_file": poolpass.key_path(), "port": int(pgconf.get(text, "port") or 9999) if text else None,
             "start_only_tls": "ssl_cert" in start_only(version), "paths_from": "default"}
 
@@ -151,6 +158,9 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         changed_params = _changed_params(conf_text, new_conf)
         restart = any(p in start_only(info["version"]) for p in changed_params)
         if "offer" in stages:
+            result["openssl"] = pgpoolopenssl.write_files(cs, before)
+            restart = restart or result["openssl"]["changed"]  # OPENSSL_CONF is read at start
+        if "offer" in stages:
             before.setdefault(key_file, current_key)
             key, old_key, created = poolpass.ensure_key(cs)
             if created:
@@ -219,8 +229,8 @@ def _rollback(cs: Any, before: Dict[str, Optional[bytes]], restarted: bool) -> N
     for path, data in before.items():
         if data is None:
             try:
-                os.unlink(path)
-            except OSError:
+                fsio.remove(path)
+            except AgentError:
                 pass
             cs.forget(path)
         else:
@@ -253,7 +263,7 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     changed = any(f["result"] != "unchanged" for f in files)
     new_params = pgconf.managed_params(fsio.read_text(conf_path) or "")
     restart = any(old_params.get(k) != new_params.get(k) for k in start_only(info["version"])) or \
-        fsio.read_bytes(info["key_file"]) != key_before
+        fsio.read_bytes(info["key_file"]) != key_before or pgpoolopenssl.removed(files)
     action = "none"
     if (changed or journal.resumed) and info["running"]:  # see enable: a killed run's files look done
         action = "restart" if restart or journal.resumed or ctx.opt("upstream_mode") else "reload"
@@ -282,12 +292,11 @@ def _guard_backends_plaintext(conf_text: str) -> None:
     """Refuse to turn Pgpool's TLS off while a backend refuses its plaintext logins (hostssl only).
 
     Pgpool's health check would then fail and detach every such backend. Only the pg_hba answer
-    matters (it comes before any password), so a wrong or unknown password cannot trigger this.
+    matters (it comes before any password), so the probe sends a dummy password, never the real one:
+    it travels without TLS, to whatever address pgpool.conf names (a file the Pgpool account writes).
     """
     user = pgconf.get(conf_text, "health_check_user") or pgconf.get(conf_text, "sr_check_user") or "pgpool"
-    password = pgconf.get(conf_text, "health_check_password") or ""
-    if not password or pgenc.secret_kind(password) != pgenc.PLAIN:
-        password = "dbtls-probe"  # never prompts; a refused password is not what we look for
+    password = PROBE_PASSWORD  # never prompts; a refused password is not what we look for
     for host, port in backends(conf_text):
         try:
             pgclient.psql("SELECT 1", os_user="root", host=host, port=port, db_user=user, password=password,

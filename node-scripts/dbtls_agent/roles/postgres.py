@@ -9,7 +9,7 @@ import os
 import socket
 from typing import Any, Callable, Dict, List, Optional
 
-from dbtls_agent import fsio, nodeinfo, pgclient, pgconf, pghba, pgroles, pgserver, tlsprobe
+from dbtls_agent import fsio, nodeinfo, pgclient, pgconf, pghba, pgroles, pgserver, standbytls, tlsprobe
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres_lockout
 
@@ -136,8 +136,8 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     lock, options = postgres_lockout.plan(ctx, info, hba_options(ctx, major), todo, extra, "require" in stages)
     offered_before = postgres_lockout.ssl_on_since(info) if "offer" in stages and "tls_offered_at" not in extra \
         else None
-    conf_text = common.read_required(info["config_file"])
-    hba_text = common.read_required(info["hba_file"])
+    conf_text = common.read_required(info["config_file"], owner=pgserver.SERVICE_USER)
+    hba_text = common.read_required(info["hba_file"], owner=pgserver.SERVICE_USER)
     new_conf, new_hba = conf_text, hba_text
     if "offer" in stages:
         new_conf = pgconf.set_params(conf_text, wanted_params(ctx, major), source=info["config_file"])
@@ -186,7 +186,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         if result["rehashed"]:
             _wait_standbys_replayed(ctx)
         if result.get("conninfo_changed"):
-            result["replication"] = _wait_streaming(info)
+            result["replication"] = _wait_streaming(info, result["standby_sslmode"])
         journal.step("verify")
     except BaseException:
         _rollback(ctx, cs, info, before, extra, result["rehashed"])
@@ -269,13 +269,17 @@ def _win_over_auto_conf(ctx: base.Context, cs: Any, info: Dict[str, Any], names:
 
 def _standby_conninfo(ctx: base.Context, cs: Any, info: Dict[str, Any], extra: Dict[str, Any],
                       before: Dict[str, bytes], result: Dict[str, Any]) -> None:
-    """Make the walreceiver verify the primary's certificate (reloadable from PostgreSQL 13)."""
+    """Make the walreceiver verify the primary's certificate and name (standbytls; reloadable from 13)."""
     if info["major"] < 13:
         ctx.say("PostgreSQL {} needs a restart to change primary_conninfo; the standby keeps sslmode=prefer, "
                 "which uses TLS once it reconnects".format(info["major"]))
         return
     current = pgclient.scalar("SHOW primary_conninfo", os_user=pgserver.SERVICE_USER) or ""
-    wanted = pgroles.set_conninfo(current, {"sslmode": "verify-ca", "sslrootcert": ctx.server_root()})
+    updates, weaker = standbytls.settings(current, info["major"], ctx.server_root())
+    if weaker:
+        ctx.say(weaker)
+    result["standby_sslmode"] = updates["sslmode"]
+    wanted = pgroles.set_conninfo(current, updates)
     if wanted == current:
         return
     extra.setdefault("alter_system", {}).setdefault("primary_conninfo", current)
@@ -286,15 +290,15 @@ def _standby_conninfo(ctx: base.Context, cs: Any, info: Dict[str, Any], extra: D
     result["files"].append({"path": info["auto_conf"], "changed": True})
 
 
-def _wait_streaming(info: Dict[str, Any]) -> List[Dict[str, Any]]:
+def _wait_streaming(info: Dict[str, Any], sslmode: str = "verify-ca") -> List[Dict[str, Any]]:
     def streaming() -> Any:
         rows = pgclient.psql("SELECT status, conninfo FROM pg_stat_wal_receiver", os_user=pgserver.SERVICE_USER)
-        return rows if rows and rows[0][0] == "streaming" and "sslmode=verify-ca" in rows[0][1] else None
+        return rows if rows and rows[0][0] == "streaming" and standbytls.sslmode_of(rows[0][1]) == sslmode else None
     rows = base.poll(streaming, STREAM_WAIT_S, 0.2)
     if not rows:
-        raise AgentError("the standby did not resume streaming with sslmode=verify-ca within {:.0f}s; check the "
-                         "primary's certificate and this node's root.crt".format(STREAM_WAIT_S))
-    return [{"status": rows[0][0], "sslmode": "verify-ca"}]
+        raise AgentError("the standby did not resume streaming with sslmode={} within {:.0f}s; check the "
+                         "primary's certificate and this node's root.crt".format(sslmode, STREAM_WAIT_S))
+    return [{"status": rows[0][0], "sslmode": sslmode}]
 
 
 def replication_ssl() -> List[Dict[str, Any]]:

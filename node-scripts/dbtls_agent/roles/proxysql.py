@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import fsio, mysqlnode, proxysql_drain, proxysql_plan, proxysqlreport
+from .. import fsio, mysqlnode, proxysql_drain, proxysql_plan, proxysqlreport, safepath
 from .. import mysqlrolectx as rc
 from ..errors import AgentError
 from ..state import ChangeSet
@@ -151,11 +151,21 @@ def _frontend_files(cert_dir: str) -> Dict[str, bytes]:
             proxysql_plan.FRONTEND_CA: data["root.crt"]}
 
 
-def _datadir_owner(datadir: str) -> Optional[Tuple[int, int]]:
+def _datadir_owner(datadir: str, config_path: Optional[str] = None) -> Optional[Tuple[int, int]]:
+    """Owner of the datadir, which the frontend files get. The datadir comes from proxysql.cnf:
+    when an account other than root can change that file, a root-owned datadir is refused (the
+    account could have named /etc/cron.d); one the account owns is its own business."""
     try:
-        st = os.stat(datadir)
+        with safepath.open_dir(datadir) as directory:
+            st = directory.st
     except OSError:
         raise AgentError("ProxySQL datadir {} does not exist".format(datadir)) from None
+    cfg = fsio.read_with_stat(config_path)[1] if config_path else None
+    if cfg is not None and (cfg.st_uid != 0 or cfg.st_mode & 0o022) and st.st_uid == 0:
+        raise AgentError("{} names datadir {}, which belongs to root, and {} can change that file; dbtls writes "
+                         "ProxySQL's files only into a datadir ProxySQL's account owns".format(
+                             config_path, datadir, safepath.user_name(cfg.st_uid) if cfg.st_uid else
+                             "a group or other users"))
     return st.st_uid, st.st_gid
 
 
@@ -170,7 +180,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
     rc.step(ctx, "preflight")
     backend_ca = os.path.join(cert_dir, "server", "root.crt")
     changes = ChangeSet(cert_dir, ROLE)
-    owner = _datadir_owner(admin.datadir)
+    owner = _datadir_owner(admin.datadir, admin.config_path)
     files = _frontend_files(cert_dir)
     undo = []
     for name, content in sorted(files.items()):

@@ -36,7 +36,7 @@ def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch):
     path = str(tmp_path / "f")
     fsio.atomic_write(path, b"old")
 
-    def broken_rename(src, dst):
+    def broken_rename(src, dst, **kw):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "rename", broken_rename)

@@ -69,7 +69,7 @@ def test_debian_gets_its_missing_chain_links_from_us():
                      "[ default ]", "config_diagnostics = 0",
                      "[ openssl_init ]", "ssl_conf = dbtls_ssl",
                      "[ dbtls_ssl ]", "system_default = dbtls_system_default",
-                     "[ dbtls_system_default ]", "Options = ServerPreference,PrioritizeChaCha"]
+                     "[ dbtls_system_default ]", "Options = ServerPreference,PrioritizeChaCha,NoRenegotiation"]
     assert text.startswith(mco.MARKER)
 
 
@@ -78,7 +78,7 @@ def test_rhel_keeps_the_crypto_policy_and_its_options():
     text = mco.render_openssl_conf("/etc/pki/tls/openssl.cnf", sections)
     body = text.split(".include /etc/pki/tls/openssl.cnf\n", 1)[1]
     # A name set again in a reopened section replaces the first value: the policy's Options stay in ours.
-    assert "[ crypto_policy ]\nOptions = RHNoEnforceEMSinFIPS,ServerPreference,PrioritizeChaCha" in body
+    assert "[ crypto_policy ]\nOptions = RHNoEnforceEMSinFIPS,ServerPreference,PrioritizeChaCha,NoRenegotiation" in body
     assert "ssl_conf" not in body and "system_default" not in body
 
 
@@ -86,13 +86,13 @@ def test_no_system_file_and_no_openssl_conf_line():
     text = mco.render_openssl_conf(None, parse("# nothing\n"))
     assert ".include" not in text
     assert "[ default ]\nconfig_diagnostics = 0\n\n[ default ]\nopenssl_conf = dbtls_openssl_init" in text
-    assert text.endswith("[ dbtls_system_default ]\nOptions = ServerPreference,PrioritizeChaCha\n")
+    assert text.endswith("[ dbtls_system_default ]\nOptions = ServerPreference,PrioritizeChaCha,NoRenegotiation\n")
 
 
 def test_merge_options_keeps_theirs_first_and_ours_once_last():
-    assert mco.merge_options(None) == "ServerPreference,PrioritizeChaCha"
+    assert mco.merge_options(None) == "ServerPreference,PrioritizeChaCha,NoRenegotiation"
     assert mco.merge_options("PrioritizeChaCha, -ServerPreference ,Bugs") == \
-        "-ServerPreference,Bugs,ServerPreference,PrioritizeChaCha"
+        "-ServerPreference,Bugs,ServerPreference,PrioritizeChaCha,NoRenegotiation"
 
 
 def test_choose_unit_prefers_the_active_loaded_unit_then_the_flavours_name():
@@ -141,7 +141,7 @@ def test_write_files_backs_up_writes_and_undo_or_restore_removes(tmp_path, monke
     conf, dropin = tmp_path / "mysql" / mco.CONF_NAME, tmp_path / "systemd" / "mariadb.service.d" / mco.DROPIN_NAME
     assert done["changed"] and done["created_dirs"] == [str(dropin.parent)]
     assert (done["openssl_conf"], done["dropin"]) == (str(conf), str(dropin))
-    assert "Options = ServerPreference,PrioritizeChaCha" in conf.read_text()
+    assert "Options = ServerPreference,PrioritizeChaCha,NoRenegotiation" in conf.read_text()
     assert dropin.read_text().endswith(f"Environment=OPENSSL_CONF={conf}\n")
     assert oct(os.stat(str(conf)).st_mode & 0o777) == "0o644"
     assert not mco.pending(str(conf_d), True, fake_run())

@@ -45,7 +45,8 @@ def test_hba_refusal_of_plaintext_is_refused_with_one_line(monkeypatch):
     message = str(info.value)
     assert "\n" not in message and "node102:5433" in message and "--force" in message
     assert all(kw["extra_conninfo"] == "sslmode=disable" and kw["db_user"] == "pgpool" for kw in seen)
-    assert all(kw["password"] == "secret" for kw in seen)  # via PGPASSWORD, never argv
+    # The probe travels without TLS to addresses from pgpool.conf: never with the real password.
+    assert seen and all(kw["password"] == pgpool.PROBE_PASSWORD != "secret" for kw in seen)
 
 
 @pytest.mark.parametrize("error", [None, 'FATAL:  password authentication failed for user "pgpool"',
