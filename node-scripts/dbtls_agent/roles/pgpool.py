@@ -12,8 +12,19 @@ import re
 import subprocess
 from typing import Any, Dict, List, Optional, Tuple
 
-from dbtls_agent import (fsio, pgclient, pgconf, pgenc, pghba, pgpoolopenssl, pgroles, pgserver, poolallow,
-                         poolhba, poolpass)
+from dbtls_agent import (
+    fsio,
+    pgclient,
+    pgconf,
+    pgenc,
+    pghba,
+    pgpoolopenssl,
+    pgroles,
+    pgserver,
+    poolallow,
+    poolhba,
+    poolpass,
+)
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres
 
