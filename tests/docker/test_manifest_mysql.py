@@ -370,5 +370,9 @@ def test_uninstall_restores_files_and_removes_certificates(sim, installed):
         assert out.count("No such file") == 2 and "server" not in out.split() and "ca" not in out.split(), out
         code, out = client(env, n.hostname, "SELECT 1", tls=False)
         assert code == 0, (n.hostname, out)  # require_secure_transport is off again
+    # Replication is back before uninstall returned, without waiting for the replicas' retry timer.
+    for n in mariadb_nodes(env)[1:]:
+        fields = replica_fields(env, n)
+        assert fields["Slave_IO_Running"] == "Yes" and fields["Slave_SQL_Running"] == "Yes", (n.name, fields)
     code, out = env.exec("proxysql", ["bash", "-c", f"ls -A {CERT_DIR} 2>/dev/null; ls /usr/local/sbin/dbtls-agent 2>&1"])
     assert "server" not in out.split() and "No such file" in out, out

@@ -101,18 +101,75 @@ def serials(env) -> dict[str, str]:
     return out
 
 
+#: Application roles made the platform's way before install: an md5 role used directly, an md5 role
+#: let through Pgpool-II as the platform's doc says (pg_md5 --md5auth), a SCRAM role.
+APP_ROLES = {"mf_md5": "Md5-direct-Pw-81", "mf_pool": "Md5-pool-Pw-82", "mf_scram": "Scram-Pw-83"}
+
+
+def psql_as(env, host: str, user: str, mode: str, sql: str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"):
+    conninfo = f"host={host} user={user} dbname=postgres connect_timeout=10 sslmode={mode}"
+    if mode.startswith("verify"):
+        conninfo += " sslrootcert=/tmp/i6-root.crt"
+    return env.exec("client", ["psql", conninfo, "-qAtc", sql], env={"PGPASSWORD": APP_ROLES[user]})
+
+
+def make_app_roles(env) -> None:
+    sql = ("SET password_encryption = 'md5'; "
+           f"CREATE ROLE mf_md5 LOGIN PASSWORD '{APP_ROLES['mf_md5']}'; "
+           f"CREATE ROLE mf_pool LOGIN PASSWORD '{APP_ROLES['mf_pool']}'; "
+           "SET password_encryption = 'scram-sha-256'; "
+           f"CREATE ROLE mf_scram LOGIN PASSWORD '{APP_ROLES['mf_scram']}';")
+    code, out = env.exec("postgres", ["runuser", "-u", "postgres", "--", "psql", "-h", "/var/run/postgresql",
+                                      "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+    assert code == 0, out
+    code, out = env.exec("pgpool", ["pg_md5", "--md5auth", "--username=mf_pool", "-f", "/etc/pgpool-II/pgpool.conf",
+                                    APP_ROLES["mf_pool"]])
+    assert code == 0, out
+
+
+#: (role, layer it logs in through) pairs that work before install, without TLS.
+APP_LOGINS = [("mf_md5", "postgres"), ("mf_scram", "postgres"), ("mf_pool", "pgpool"), ("mf_pool", "postgres")]
+
+
 @pytest.fixture(scope="module")
 def installed(sim):
     env = sim.env
+    make_app_roles(env)
+    for user, role in APP_LOGINS:
+        code, out = psql_as(env, env.node(role).hostname, user, "disable", "SELECT 1")
+        assert code == 0, (user, role, out)
     before = {n.name: sha256_of(env, n, CONFIGS[n.role]) for n in env.nodes if n.role in CONFIGS}
     results = sim.session(lambda s: s.install({}))
     for group, result in results:
         assert result.ok and not result.stopped or result.message_type == "success", (group, result.error)
     assert [g for g, _ in results] == ["sqldb", "pgpool"]
+    # The pre-flight report, taken before anything changed, names the md5 roles and what to do.
+    message = results[0][1].message or ""
+    assert "mf_md5" in message and "mf_pool" in message and "to do" in message, message
     root = root_crt(env)
     code, out = env.exec("client", ["bash", "-c", f"cat > /tmp/i6-root.crt <<'EOF'\n{root}\nEOF"])
     assert code == 0, out
     return before
+
+
+def test_application_roles_keep_logging_in_over_tls(sim, installed):
+    """Every login that worked before install still works, now over TLS with the server verified:
+    md5 roles through a rule of their own, the SCRAM role, the pg_md5 user through Pgpool-II."""
+    env = sim.env
+    for user, role in APP_LOGINS:
+        code, out = psql_as(env, env.node(role).hostname, user, "verify-full")
+        assert (code, out.strip()) == (0, "t"), (user, role, out)
+        code, out = psql_as(env, env.node(role).hostname, user, "disable", "SELECT 1")
+        assert code != 0, (user, role, out)  # and only over TLS
+
+
+def test_check_button_changes_nothing_and_reports(sim, installed):
+    env = sim.env
+    before = {n.name: sha256_of(env, n, CONFIGS[n.role]) for n in env.nodes if n.role in CONFIGS}
+    result = sim.session(lambda s: s.press("Check before enabling TLS", {}))
+    assert result.ok and result.message_type == "success", result.error
+    assert "mf_md5" in (result.message or ""), result.message
+    assert {n.name: sha256_of(env, n, CONFIGS[n.role]) for n in env.nodes if n.role in CONFIGS} == before
 
 
 def test_install_message_lists_every_node(sim, installed):
@@ -364,3 +421,11 @@ def test_uninstall_restores_files_and_removes_certificates(sim, installed):
             assert "server" not in out and "ca" not in out.split() and "No such file" in out, (n.name, out)
     code, out = psql(env, env.node("postgres").hostname, "disable", "SELECT 1")
     assert code == 0, out  # the platform's original md5 host rules are back
+    for user, role in APP_LOGINS:
+        code, out = psql_as(env, env.node(role).hostname, user, "disable", "SELECT 1")
+        assert code == 0, (user, role, out)  # as before install
+    # Replication is back before uninstall returned: every standby has a row on the primary.
+    standbys = [n for n in env.nodes if n.role == "postgres"][1:]
+    code, out = env.exec("postgres", ["runuser", "-u", "postgres", "--", "psql", "-h", "/var/run/postgresql", "-qAtc",
+                                      "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"])
+    assert (code, out.strip()) == (0, str(len(standbys))), out
