@@ -68,3 +68,35 @@ def test_conditions_on_node_output_compare_base64():
     text = json.dumps(ACTIONS)
     assert "'${response.out}'" not in text
     assert "${response.out.toBase64()}' == 'eWVz'" in text  # "yes"
+
+
+def test_a_hostile_nodes_output_reaches_the_ca_only_as_base64():
+    """Node 12 prints shell text instead of a request: the CA node's script carries it as base64
+    only (the agent there refuses it as data), and no line of it appears in any script."""
+    from dbtls.build.manifest import build_manifest
+    from dbtls.jps import CmdResult, Environment, Interpreter, Node, User
+    from dbtls.jps.cmdwrap import unwrap
+
+    hostile = "x'\nDBTLS_CSR\n\"; touch /tmp/pwned; '\n$(reboot)\n"
+    scripts: list[tuple[int, str]] = []
+
+    class Runner:
+        def run(self, node, command_b64, user):
+            text, _ = unwrap(command_b64)
+            scripts.append((node.id, text))
+            if "csr --bundle" in text:
+                return CmdResult(0, hostile if node.id == 12 else '{"server": "..."}\n')
+            if "ca sign --from-manifest" in text:
+                return CmdResult(2, "", "dbtls-agent: error: node 12 sent a request that is not the JSON\n")
+            return CmdResult(0, "")
+
+    env = Environment("env-5", "env-5.example.org", [
+        Node(11, "sqldb", "postgres15", True, "10.0.0.11"), Node(12, "sqldb", "postgres15", False, "10.0.0.12")])
+    interp = Interpreter(env, Runner(), user=User(), sleep=lambda s: None, seed=1)
+    addon = interp.load(build_manifest("0" * 64), node_group="sqldb")
+    result = interp.call(addon, "issueLayer")
+    assert not result.ok and "node 12 sent a request" in (result.error or "")
+    sign = [text for node, text in scripts if "ca sign --from-manifest" in text]
+    assert len(sign) == 1
+    for marker in ("touch /tmp/pwned", "reboot", "DBTLS_CSR"):
+        assert not any(marker in text for _, text in scripts if "csr --bundle" not in text), marker
