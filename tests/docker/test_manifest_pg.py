@@ -425,7 +425,7 @@ def test_uninstall_restores_files_and_removes_certificates(sim, installed):
         code, out = psql_as(env, env.node(role).hostname, user, "disable", "SELECT 1")
         assert code == 0, (user, role, out)  # as before install
     # Replication is back before uninstall returned: every standby has a row on the primary.
-    standbys = [n for n in env.nodes if n.role == "postgres"][1:]
+    standbys = [n for n in cluster.status(env.engine, env.name) if n.role == "postgres"][1:]  # scale-out added one
     code, out = env.exec("postgres", ["runuser", "-u", "postgres", "--", "psql", "-h", "/var/run/postgresql", "-qAtc",
                                       "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"])
     assert (code, out.strip()) == (0, str(len(standbys))), out
