@@ -100,3 +100,41 @@ def test_a_hostile_nodes_output_reaches_the_ca_only_as_base64():
     assert len(sign) == 1
     for marker in ("touch /tmp/pwned", "reboot", "DBTLS_CSR"):
         assert not any(marker in text for _, text in scripts if "csr --bundle" not in text), marker
+
+
+def test_redeploy_handler_repairs_the_layer_in_order():
+    """onAfterRedeployContainer: the agent back, the options saved, missing certificates issued
+    (only-missing), the layer enabled again, replication waited for; no interpreter error."""
+    from dbtls.build.manifest import build_manifest
+    from dbtls.jps import CmdResult, Environment, Interpreter, Node, User
+    from dbtls.jps.cmdwrap import unwrap
+
+    seen: list[str] = []
+
+    class Runner:
+        def run(self, node, command_b64, user):
+            text, _ = unwrap(command_b64)
+            for marker in ("dbtls-agent.pyz", "options save", "csr --bundle", "ca sign --from-manifest",
+                           "install-certs --from-manifest", "set -- enable", "replication wait"):
+                if marker in text:
+                    seen.append(marker)
+                    break
+            if "ca sign --from-manifest" in text:
+                return CmdResult(0, '{"certificates":[],"roots":[]}\n')
+            if "csr --bundle" in text:
+                return CmdResult(0, "{}\n")
+            if "printf yes" in text:
+                return CmdResult(0, "yes")
+            return CmdResult(0, "")
+
+    env = Environment("env-6", "env-6.example.org", [
+        Node(11, "sqldb", "postgres15", True, "10.0.0.11"), Node(12, "sqldb", "postgres15", False, "10.0.0.12")])
+    interp = Interpreter(env, Runner(), user=User(), sleep=lambda s: None, seed=1)
+    addon = interp.load(build_manifest("0" * 64), node_group="sqldb")
+    interp.addons = [addon]
+    fired = interp.fire_all("onAfterRedeployContainer", params={"nodeGroup": "sqldb"})
+    assert [r.ok for _, r in fired] == [True], [r.error for _, r in fired]
+    order = [m for i, m in enumerate(seen) if i == 0 or seen[i - 1] != m]
+    assert order[:5] == ["dbtls-agent.pyz", "options save", "csr --bundle", "ca sign --from-manifest",
+                         "install-certs --from-manifest"], order
+    assert "set -- enable" in order and order[-1] == "replication wait", order
