@@ -55,8 +55,8 @@ def secret_kind(secret: str) -> str:
     return PLAIN
 
 
-def _split_user(content: str) -> Tuple[str, str]:
-    """Split at the first colon not escaped by a backslash; return (user, remainder)."""
+def split_user(content: str) -> Optional[Tuple[str, str]]:
+    """(user, remainder) split at the first colon not escaped by a backslash; None without one."""
     user = []
     i = 0
     while i < len(content):
@@ -69,7 +69,15 @@ def _split_user(content: str) -> Tuple[str, str]:
             return "".join(user), content[i + 1:]
         user.append(char)
         i += 1
-    raise ValueError("no colon")
+    return None
+
+
+def _split_user(content: str) -> Tuple[str, str]:
+    """Like split_user, but a line without a colon is a ValueError."""
+    found = split_user(content)
+    if found is None:
+        raise ValueError("no colon")
+    return found
 
 
 def _escape_user(user: str) -> str:

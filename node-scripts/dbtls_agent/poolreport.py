@@ -26,19 +26,7 @@ ENABLE_WRITES = ("webadmin", "pgpool")
 
 def split_line(line: str) -> Optional[Tuple[str, str]]:
     """(user, rest) at the first colon not escaped by a backslash; None without one."""
-    user = []
-    i = 0
-    while i < len(line):
-        char = line[i]
-        if char == "\\" and line[i + 1:i + 2] == ":":
-            user.append(":")
-            i += 2
-            continue
-        if char == ":":
-            return "".join(user), line[i + 1:]
-        user.append(char)
-        i += 1
-    return None
+    return pgenc.split_user(line)
 
 
 def classify(text: str, key: Optional[bytes] = None) -> List[Dict[str, Any]]:
