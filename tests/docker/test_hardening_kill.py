@@ -71,7 +71,10 @@ def files(node: str) -> list[str]:
 def enable_args(env: Env, role: str) -> tuple[list[str], bytes]:
     args = ["enable", "--role", role, "--passwords-stdin"]
     if role == "postgres":
-        args += ["--no-client-cert-address", env.ip["pgpool"]]
+        # The primary is enabled alone here, so the standby still replicates without TLS: the
+        # lockout guard would stop a re-run (it is tested in test_lockout_pg.py); this file is
+        # about interruptions.
+        args += ["--no-client-cert-address", env.ip["pgpool"], "--enforce-anyway"]
     return args, json.dumps(env.pw).encode()
 
 
