@@ -428,8 +428,7 @@ def proxysql_backend(state: str) -> str:
 set --
 for a in ${this.addresses}; do set -- "$@" --address "$a"; done
 @CALL@
-echo "backend @STATE@ on $(hostname)"
-""".strip(), CALL=call, STATE=state)
+""".strip(), CALL=call)
 
 
 def proxysql_backends_recover() -> str:
