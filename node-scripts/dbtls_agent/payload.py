@@ -70,11 +70,6 @@ def decode_list(text: str, what: str = "payload list") -> List[Tuple[int, bytes]
     return items
 
 
-def encode(data: bytes) -> str:
-    """Base64 of ``data`` as the platform's toBase64() writes it (standard alphabet, no newlines)."""
-    return base64.b64encode(data).decode("ascii")
-
-
 def decode_fields(text: str, allowed: "Tuple[str, ...]", what: str = "form values") -> "Dict[str, str]":
     """``name=<base64>`` tokens (form values the manifest sends, each encoded by the platform) ->
     {name: text}; a name outside ``allowed`` is an error. An empty base64 part is an empty value."""
