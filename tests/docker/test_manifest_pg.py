@@ -313,7 +313,8 @@ def assert_one_restart_per_pgpool(env, reports: dict[str, dict]) -> None:
     pgpools = len([n for n in env.nodes if n.role == "pgpool"])
     for mode, rep in reports.items():
         outages = rep["outages_ms"]
-        assert len(outages) <= pgpools and all(ms <= RESTART_MS for ms in outages), (mode, rep)
+        assert len(outages) <= pgpools and all(ms <= RESTART_MS for ms in outages), \
+            f"{mode}: outages {outages} ms, errors {rep.get('errors')}"
 
 
 def with_step_checks(sim, work: Callable, check: Callable[[], str]) -> tuple[object, list[str]]:
