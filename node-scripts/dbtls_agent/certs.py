@@ -136,7 +136,7 @@ def _sign_from_manifest(args: argparse.Namespace, days: Dict[str, int]) -> int:
     each line base64 as the manifest stores it; stdout: one JSON line (certificates and roots)."""
     import json
 
-    from dbtls_agent import capolicy, certs_ca, payload
+    from dbtls_agent import capolicy, certs_ca, nodeinfo, payload
 
     if not args.env_domain or not args.layer:
         raise AgentError("ca sign --from-manifest needs --env-domain and --layer")
@@ -157,7 +157,7 @@ def _sign_from_manifest(args: argparse.Namespace, days: Dict[str, int]) -> int:
     policy = capolicy.load(args.cert_dir)
     layer = capolicy.check_layer(args.layer)
     users = list(policy["client_users"])
-    admin = capolicy.admin_user(_compute_type())
+    admin = capolicy.admin_user(nodeinfo.compute_type())
     if admin:
         users.append(admin)
     result = certs_ca.sign_for_nodes(CertLayout(args.cert_dir), get_backend(args.backend), requests, nodes,
@@ -169,13 +169,6 @@ def _sign_from_manifest(args: argparse.Namespace, days: Dict[str, int]) -> int:
             sys.stderr.write("dbtls-agent: node {}: left out {} (not listed by the platform for that node)\n"
                              .format(item["node"], ", ".join(item["dropped"])))
     return 0
-
-
-def _compute_type() -> str:
-    from dbtls_agent import fsio, nodeinfo
-
-    return nodeinfo.parse_env_file(fsio.read_text(nodeinfo.METAINF_PATH) or "").get("COMPUTE_TYPE", "") \
-        or os.environ.get("COMPUTE_TYPE", "")
 
 
 def cmd_ca_policy(args: argparse.Namespace) -> int:
@@ -227,7 +220,7 @@ def _csr_bundle(args: argparse.Namespace) -> int:
     """One JSON line {kind: CSR PEM} for the manifest; ``{}`` when this node has nothing to ask."""
     import json
 
-    from dbtls_agent import capolicy, certs_node
+    from dbtls_agent import capolicy, certs_node, nodeinfo
 
     layout = CertLayout(args.cert_dir)
     has_cert = os.path.isfile(layout.cert_path("server"))
@@ -241,7 +234,7 @@ def _csr_bundle(args: argparse.Namespace) -> int:
     if (args.if_installed and not has_cert) or (args.only_missing and has_cert):
         result = {}  # type: Dict[str, str]
     else:
-        user = args.user or capolicy.admin_user(_compute_type())
+        user = args.user or capolicy.admin_user(nodeinfo.compute_type())
         result = certs_node.make_bundle(layout, get_backend(args.backend), args.scope, user, extra, key_type,
                                         args.rotate)
     sys.stdout.write(json.dumps(result, sort_keys=True, separators=(",", ":")) + "\n")

@@ -67,13 +67,6 @@ def parse_conninfo(text: str) -> Dict[str, str]:
     return out
 
 
-def _compute_type() -> str:
-    from dbtls_agent import nodeinfo
-
-    found = nodeinfo.parse_env_file(fsio.read_text(METAINF) or "").get("COMPUTE_TYPE", "")
-    return found or os.environ.get("COMPUTE_TYPE", "")
-
-
 def known_passwords() -> Dict[str, str]:
     """The clear database passwords this node can find (user -> password), first source wins."""
     found = {}  # type: Dict[str, str]
@@ -82,7 +75,9 @@ def known_passwords() -> Dict[str, str]:
         if user and password and not password.startswith(_HASHED) and user not in found:
             found[user] = password
 
-    if _compute_type().startswith("postgres"):
+    from dbtls_agent import nodeinfo
+
+    if nodeinfo.compute_type(METAINF).startswith("postgres"):
         from dbtls_agent import pgroles
 
         add("webadmin", pgroles.platform_webadmin_password())

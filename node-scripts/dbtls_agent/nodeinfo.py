@@ -8,6 +8,7 @@ fixture output from nodes we do not have; the ``collect`` function at the bottom
 """
 
 import ipaddress
+import os
 import re
 import shutil
 import socket
@@ -198,6 +199,13 @@ def collect(run: Runner = _run, read: Callable[[str], Optional[str]] = _read) ->
         "compute_type": platform.get("COMPUTE_TYPE"),
         "compute_type_version": platform.get("COMPUTE_TYPE_VERSION"),
     }
+
+
+def compute_type(path: Optional[str] = None) -> str:
+    """The platform's COMPUTE_TYPE of this node (``postgres``, ``mariadb`` ...): metainf.conf first,
+    then the environment; empty when neither says."""
+    text = _read(path or METAINF_PATH) or ""
+    return parse_env_file(text).get("COMPUTE_TYPE", "") or os.environ.get("COMPUTE_TYPE", "")
 
 
 def server_san_defaults(info: Dict[str, object]) -> List[str]:
