@@ -322,29 +322,28 @@ def _enabling() -> dict[str, Any]:
     }
 
 
+def _lines_per_node(name: str, script: str) -> list[Any]:
+    """``${globals.<name>}`` = one ``- node<ID>: <output>`` line per node of the layer (display text)."""
+    return [
+        {"setGlobals": {name: ""}},
+        {f"forEach(n:nodes.{LAYER})": [
+            cmd("${@n.id}", script),
+            {"setGlobals": {name: f"${{globals.{name}}}\n- node${{@n.id}}: ${{response.out}}"}},
+        ]},
+    ]
+
+
 def _reporting() -> dict[str, Any]:
     return {
         # What TLS changes for existing logins, sessions and replication, node by node; read only.
-        "preflightLayer": [
-            {"setGlobals": {"preflight": ""}},
-            {f"forEach(n:nodes.{LAYER})": [
-                cmd("${@n.id}", shell.preflight()),
-                {"setGlobals": {"preflight": "${globals.preflight}\n- node${@n.id}: ${response.out}"}},
-            ]},
-        ],
+        "preflightLayer": _lines_per_node("preflight", shell.preflight()),
         "checkTls": [
             {"fetchAgent": LAYER},
             "preflightLayer",
             {"return": {"type": "success", "message": f"What TLS changes on {LAYER} (nothing was changed):"
                                                       "${globals.preflight}"}},
         ],
-        "report": [
-            {"setGlobals": {"report": ""}},
-            {f"forEach(n:nodes.{LAYER})": [
-                cmd("${@n.id}", shell.status_line()),
-                {"setGlobals": {"report": "${globals.report}\n- node${@n.id}: ${response.out}"}},
-            ]},
-        ],
+        "report": _lines_per_node("report", shell.status_line()),
         "certStatus": [
             "report",
             {"return": {"type": "success", "message": f"Certificates of {LAYER}:${{globals.report}}"}},
