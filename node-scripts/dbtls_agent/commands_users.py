@@ -5,8 +5,9 @@ Pgpool-II node is the second). The password comes sealed on stdin or from a root
 :mod:`dbtls_agent.secretinput`), never from argv; the SCRAM verifier is computed here, so the
 cleartext never reaches SQL, the server log or pg_stat_activity (``ALTER ROLE ... PASSWORD
 'SCRAM-SHA-256$...'`` stores a verifier as it is). Afterwards the stored secret is checked against
-the password, and the command waits until every standby has replayed it: Pgpool-II opens a session
-on each backend and needs them to ask for the same authentication method.
+the password. The change is committed so that the standbys apply it before the primary's logins see
+it, and the command waits until every standby has replayed it: Pgpool-II opens a session on each
+backend and needs them to ask for the same authentication method.
 
 The role's per-role md5 rule in pg_hba.conf, if it had one, stays until the next enable run; the md5
 method accepts the new SCRAM secret (PostgreSQL then runs SCRAM), so nothing breaks meanwhile. The new
@@ -17,7 +18,7 @@ import argparse
 import sys
 from typing import Any, Dict
 
-from dbtls_agent import pgclient, pgpreflight, pgserver, secretinput, state
+from dbtls_agent import pgclient, pgpreflight, pgsecrets, pgserver, secretinput, state
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base
@@ -40,8 +41,12 @@ def set_password(ctx: base.Context, user: str, password: str) -> Dict[str, Any]:
     changed = not (before == "scram" and pgclient.secret_matches(user, secret, password))
     if changed:
         verifier = pgclient.scram_verifier(password)
-        pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(verifier)),
-                      os_user=pgserver.SERVICE_USER)
+        info = pgserver.facts()
+        if info is None:
+            raise AgentError("no PostgreSQL server on this node")
+        # Committed so that the standbys apply it before the primary's logins see it (pgsecrets).
+        pgsecrets.apply(["ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(verifier))],
+                        info["auto_conf"], state.state_dir(ctx.cert_dir), os_user=pgserver.SERVICE_USER)
     stored = pgclient.role_secrets().get(user)
     if not pgclient.secret_matches(user, stored, password):
         raise AgentError("the stored secret of {} does not match the given password after ALTER ROLE".format(user))

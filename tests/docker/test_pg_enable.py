@@ -139,6 +139,8 @@ def test_enable_in_cluster_order_without_failed_queries(env):
     assert STATE["offer"]["action"] == "reload" and STATE["pool_offer"]["action"] == "restart"
     assert "legacy_md5" in STATE["offer"]["md5_roles"] and "webadmin" in STATE["offer"]["rehash_at_require"]
     assert STATE["offer"]["rehashed"] == [] and "webadmin" in STATE["require-primary"]["rehashed"]
+    # The standby applied the new secret before the primary's logins saw it (Pgpool never sees them disagree).
+    assert STATE["require-primary"]["rehash_synchronous"] == "every streaming standby applied it first"
     assert "legacy_md5" in STATE["require-primary"]["md5_roles"]
     assert STATE["use"]["replication"][0]["status"] == "streaming"
 
@@ -216,6 +218,8 @@ def test_disable_restores_every_file_and_plaintext_works(env):
     for node in ("primary", "standby"):
         result = run_json(env, node, "disable", "--role", "postgres")
         assert result["action"] == "reload", result
+        if node == "primary":
+            assert result["secrets_synchronous"] == "every streaming standby applied it first", result
     result = run_json(env, "pgpool", "disable", "--role", "pgpool")
     assert result["action"] == "restart", result
     after = {k: sha(env, env.names[k[0]], k[1]) for k in env.before}

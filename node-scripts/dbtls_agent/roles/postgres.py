@@ -9,7 +9,19 @@ import os
 import socket
 from typing import Any, Callable, Dict, List, Optional
 
-from dbtls_agent import fsio, nodeinfo, pgclient, pgconf, pghba, pgroles, pgserver, standbytls, tlsprobe
+from dbtls_agent import (
+    fsio,
+    nodeinfo,
+    pgclient,
+    pgconf,
+    pghba,
+    pgroles,
+    pgsecrets,
+    pgserver,
+    standbytls,
+    state,
+    tlsprobe,
+)
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres_lockout
 
@@ -119,6 +131,8 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
               "resumed": journal.resumed, "in_recovery": info["in_recovery"],
               "version": info["version"]}  # type: Dict[str, Any]
     primary = not info["in_recovery"]
+    if primary and pgsecrets.close_leftover(state.state_dir(ctx.cert_dir), os_user=pgserver.SERVICE_USER):
+        ctx.say("synchronous replication that a stopped run had left on is off again")
     passwords = pgroles.with_webadmin(ctx.passwords)
     secrets = pgclient.role_secrets()
     todo = []  # type: List[str]
@@ -155,7 +169,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     rehash_first = "require" in stages
     try:
         if rehash_first:
-            _rehash(ctx, todo, passwords, secrets, extra, result)
+            _rehash(ctx, todo, passwords, secrets, extra, result, info["auto_conf"])
         for path, old, new in ((info["config_file"], conf_text, new_conf), (info["hba_file"], hba_text, new_hba)):
             if old != new:
                 before[path] = old.encode("utf-8", "surrogateescape")
@@ -234,16 +248,25 @@ def _wait_standbys_replayed(ctx: base.Context, timeout: float = 30.0) -> None:
 
 
 def _rehash(ctx: base.Context, todo: List[str], passwords: Dict[str, str], secrets: Dict[str, Optional[str]],
-            extra: Dict[str, Any], result: Dict[str, Any]) -> None:
-    """Store SCRAM secrets for ``todo`` (md5 roles whose password we were given)."""
+            extra: Dict[str, Any], result: Dict[str, Any], auto_conf: str) -> None:
+    """Store SCRAM secrets for ``todo`` (md5 roles whose password we were given), in one transaction
+    the standbys apply before the primary's logins see it (pgsecrets)."""
+    if not todo:
+        return
+    statements = []
     for user in todo:
         verifier = pgclient.scram_verifier(passwords[user])
         # The md5 secret is kept (root-only state dir) so disable can give Pgpool's md5 entries a match again.
         extra.setdefault("rehashed", {})[user] = {"original": secrets[user], "written": verifier}
-        common.save_extra(ctx, ROLE, extra)
-        pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(verifier)),
-                      os_user=pgserver.SERVICE_USER)
-        result["rehashed"].append(user)
+        statements.append("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(verifier)))
+    common.save_extra(ctx, ROLE, extra)
+    synchronous, why = pgsecrets.apply(statements, auto_conf, state.state_dir(ctx.cert_dir),
+                                       os_user=pgserver.SERVICE_USER)
+    result["rehashed"].extend(todo)
+    result["rehash_synchronous"] = why
+    if not synchronous and why != "no standby streams":
+        ctx.say("the SCRAM re-hash was committed without waiting for the standbys ({}); logins through "
+                "Pgpool-II may fail until they replay it".format(why))
 
 
 def _win_over_auto_conf(ctx: base.Context, cs: Any, info: Dict[str, Any], names: List[str],

@@ -9,14 +9,15 @@ the role's stored secret is SCRAM (an md5 rule upgrades itself), and for md5 onl
 with an md5 secret; a scram-sha-256 rule with an md5 secret refuses the login. So the require stage
 comes off in two steps: every node's pg_hba.conf goes back to its md5 rules while the secrets are
 still SCRAM (all backends keep asking for SCRAM), and only then, on the primary, the md5 secrets
-come back (all backends ask for md5 once the standbys have replayed it). Pgpool keeps AES entries
-for its users until its own disable, and those answer either method.
+come back, committed so that the standbys apply them before the primary's own logins see them
+(pgsecrets): all backends switch to md5 together. Pgpool keeps AES entries for its users until its
+own disable, and those answer either method.
 """
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from dbtls_agent import pgclient, pgconf, pghba, pgserver, replwait
+from dbtls_agent import pgclient, pgconf, pghba, pgsecrets, pgserver, replwait, state
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, postgres
 
@@ -37,6 +38,8 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     journal = ctx.start_journal(ROLE)
     extra = common.load_extra(ctx, ROLE)
     if info["running"] and not info["in_recovery"]:
+        if pgsecrets.close_leftover(state.state_dir(ctx.cert_dir), os_user=pgserver.SERVICE_USER):
+            ctx.say("synchronous replication that a stopped run had left on is off again")
         replwait.remember_pg_now(ctx.cert_dir)  # 'replication wait' names them after the standbys' disable
     hba_inverse = {info["hba_file"]: lambda t: pghba.disable_hostssl(t, source=info["hba_file"])}
     if ctx.stage == "require":
@@ -61,15 +64,17 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     # md5 secrets come back only once the md5 rules are live: before the reload, the scram-sha-256
     # rules would refuse them and Pgpool's health check would detach this backend for good.
     restored = []  # type: List[str]
+    how = ""
     if info["running"] and not info["in_recovery"]:
-        restored = _restore_secrets(ctx, extra)
+        restored, how = _restore_secrets(ctx, extra, info["auto_conf"])
         if restored and ctx.stage == "require":
             # Pgpool's own disable comes next and brings back md5 pool_passwd entries, which cannot
             # answer a standby that still holds the SCRAM secret.
             postgres._wait_standbys_replayed(ctx)
     journal.step("apply")
     result = {"role": ROLE, "stage": ctx.stage, "changed": changed or bool(restored), "files": files,
-              "action": action, "secrets_restored": restored, "messages": ctx.messages}
+              "action": action, "secrets_restored": restored, "secrets_synchronous": how,
+              "messages": ctx.messages}
     if action != "none" and info["in_recovery"] and ctx.stage == "all":
         result["replication_wait"] = _wait_own_receiver(ctx)
     if ctx.stage == "all":
@@ -105,23 +110,32 @@ def _restore_hba(ctx: base.Context, cs: Any, info: Dict[str, Any], inverse: Dict
     return [{"path": path, "result": outcome}]
 
 
-def _restore_secrets(ctx: base.Context, extra: Dict[str, Any]) -> List[str]:
-    """Give re-hashed roles their md5 secret back, unless their password was changed since."""
+def _restore_secrets(ctx: base.Context, extra: Dict[str, Any], auto_conf: str) -> Tuple[List[str], str]:
+    """Give re-hashed roles their md5 secret back, unless their password was changed since: one
+    transaction the standbys apply before the primary's logins see it (pgsecrets). Returns the
+    roles and how the standbys were waited for."""
     rehashed = extra.get("rehashed") or {}
     if not rehashed:
-        return []
+        return [], ""
     current = pgclient.role_secrets()
     restored = []
+    statements = []
     for user, record in sorted(rehashed.items()):
         if current.get(user) != record["written"]:
             ctx.say("{}'s password was changed after enable; its new secret is kept".format(user))
             continue
-        pgclient.psql("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(record["original"])),
-                      os_user=pgserver.SERVICE_USER)
+        statements.append("ALTER ROLE {} PASSWORD {}".format(pgclient.ident(user), pgclient.literal(record["original"])))
         restored.append(user)
+    why = ""
+    if statements:
+        synchronous, why = pgsecrets.apply(statements, auto_conf, state.state_dir(ctx.cert_dir),
+                                           os_user=pgserver.SERVICE_USER)
+        if not synchronous and why != "no standby streams":
+            ctx.say("the md5 secrets came back without waiting for the standbys ({}); logins through "
+                    "Pgpool-II may fail until they replay them".format(why))
     extra.pop("rehashed", None)
     common.save_extra(ctx, ROLE, extra)
-    return restored
+    return restored, why
 
 
 def _restore_auto_conf(ctx: base.Context, cs: Any, info: Dict[str, Any], extra: Dict[str, Any]) -> Optional[Dict[str, Any]]:
