@@ -61,3 +61,14 @@ def test_an_unevaluable_condition_must_be_assumed() -> None:
     with pytest.raises(jpscount.CountError, match="give it in assume"):
         jpscount.count(body, "onInstall", "sqldb", LAYERS)
     assert jpscount.count(body, "onInstall", "sqldb", LAYERS, assume={"${globals.x} == 1": True}).calls == 1
+
+
+def test_table_adds_the_launcher_to_our_install_and_models_both_sides() -> None:
+    from bench import platformcalls
+
+    ours = {"pg-cluster": {"ops": {"uninstall": {"sequential": 4, "wall": 2.0},
+                                   "install": {"sequential": 10, "wall": 5.0}}}}
+    upstream = {"pg-cluster": {"ops": {"install": {"calls": 30}}}}
+    rows = platformcalls.table(ours, upstream, {"pg-cluster": 3}).splitlines()
+    assert rows[2] == "| pg-cluster | install | 13 | 5.0 | 11.5 | 18.0 | 31.0 | 30 | 15.0 | 30.0 | 60.0 |"
+    assert rows[3] == "| pg-cluster | uninstall | 4 | 2.0 | 4.0 | 6.0 | 10.0 | - | - | - | - |"
