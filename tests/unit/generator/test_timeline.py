@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
+import pytest
 from jps_fakes import FakeRunner, interp, manifest
 
 from dbtls.jps import CmdResult, Node
@@ -17,6 +19,7 @@ from dbtls.jps.timeline import (
     report,
     summarise,
 )
+from dbtls.sim.timeline_cli import traced
 
 
 class Clock:
@@ -116,3 +119,24 @@ def test_which_actions_are_platform_calls_and_who_issued_them() -> None:
     assert handler_of("actions.issue[2].forEach(n)[0]") == "issue"
     assert handler_of("onInstall[3]") == "onInstall"
     assert handler_of("onAfterServiceScaleOut[sqldb][1]") == "onAfterServiceScaleOut"
+
+
+def test_traced_sets_a_recorder_for_the_work_and_reports_even_on_failure() -> None:
+    session = SimpleNamespace(interp=interp(FakeRunner()))
+    printed: list[str] = []
+
+    def work(s: SimpleNamespace) -> bool:
+        assert s.interp.recorder is not None
+        _, result = s.interp.install(TINY)
+        return result.ok
+
+    assert traced("install", work, printed.append)(session) is True
+    assert session.interp.recorder is None
+    assert printed[0].startswith("platform calls (install):") and "\ninstall " in printed[0]
+
+    def boom(s: SimpleNamespace) -> None:
+        raise RuntimeError("node gone")
+
+    with pytest.raises(RuntimeError):
+        traced("uninstall", boom, printed.append)(session)
+    assert session.interp.recorder is None and printed[1].startswith("platform calls (uninstall):")
