@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import jsengine
+from . import jsengine, timeline
 from .cmdwrap import command_text, encode, wrap
 from .conditions import UNDEFINED, evaluate
 from .errors import ConditionError, ManifestError, UnsupportedFeature
@@ -215,7 +215,14 @@ class Run:
         if handler is None or (key.selector is not None and name not in ("cmd", "install")):
             raise UnsupportedFeature(f"{path}: action {name!r}{' with a selector' if key.selector else ''} "
                                      f"is not simulated")
-        handler(key, value, params, frame, path)
+        recorder = self.interp.recorder
+        if recorder is None or not timeline.is_platform_call(name):
+            handler(key, value, params, frame, path)
+            return
+        target = timeline.target_text(key.selector, params, self.scope(frame).render)
+        with recorder.call(name, path, target, timeline.target_nodes(self.interp.env, target, self.addon.aliases),
+                           addon=self.addon.label):
+            handler(key, value, params, frame, path)
 
     def call_custom(self, name: str, arg: Any, frame: Frame, path: str) -> None:
         """Run a custom action; ``response`` afterwards is what its last action left."""

@@ -34,6 +34,7 @@ from .model import CmdResult, Environment, Node, NodeRunner, User
 from .placeholders import node_dicts
 from .results import Result, Stop
 from .syntax import EVENTS, action_items, parse_event_key, split_commas
+from .timeline import Recorder
 
 #: Top-level keys that are pure metadata for the interpreter (shown by the dashboard only).
 _METADATA = {"type", "jpsType", "jpsVersion", "version", "id", "name", "description", "logo",
@@ -85,6 +86,8 @@ class Interpreter:
         self.rng = random.Random(seed)
         self.envs = envs if envs is not None else [env]
         self.addons: list[Addon] = []  #: installed instances, in install order
+        #: Set a :class:`timeline.Recorder` to time every platform call (docs/performance.md).
+        self.recorder: Recorder | None = None
         self._lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------

@@ -17,12 +17,19 @@ from rich.table import Table
 from dbtls.jps import JpsError, Node, Result
 from dbtls.sim import addon, cluster, platform, scale
 from dbtls.sim.errors import NoEnvironment, SimError
+from dbtls.sim.timeline_cli import traced
 
 err = Console(stderr=True)
 out = Console(width=max(160, shutil.get_terminal_size().columns))
 
 EnvOpt = Annotated[str, typer.Option(help="environment name")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="form value key=value (repeatable)")]
+TimelineOpt = Annotated[bool, typer.Option("--timeline", help="print the platform calls' critical path "
+                                                              "(docs/performance.md)")]
+
+
+def _maybe_traced(on: bool, label: str, work: Callable[[addon.Session], Any]) -> Callable[[addon.Session], Any]:
+    return traced(label, work, lambda text: out.print(text, highlight=False, markup=False)) if on else work
 
 
 def _run(env: str, work: Callable[[addon.Session], Any]) -> Any:
@@ -82,9 +89,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def install(env: EnvOpt = "pg-cluster", set_: SetOpt = None,
-                layer: Annotated[list[str] | None, typer.Option(help="only these layers")] = None) -> None:
+                layer: Annotated[list[str] | None, typer.Option(help="only these layers")] = None,
+                timeline: TimelineOpt = False) -> None:
         """Install manifest.jps on the env's layers (database layer first), as the launcher does."""
-        results = _run(env, lambda s: s.install(addon.parse_settings(set_ or []), layer))
+        results = _run(env, _maybe_traced(timeline, "install",
+                                          lambda s: s.install(addon.parse_settings(set_ or []), layer)))
         if not all(show(g, r) for g, r in results):
             raise typer.Exit(1)
 
@@ -92,9 +101,10 @@ def register(app: typer.Typer) -> None:
     def press(caption: Annotated[str, typer.Argument(help="button caption, e.g. 'Re-issue certificates'")],
               env: EnvOpt = "pg-cluster", set_: SetOpt = None,
               layer: Annotated[str | None, typer.Option(help="add-on instance (default: database layer)")]
-              = None) -> None:
+              = None, timeline: TimelineOpt = False) -> None:
         """Click a button of the installed add-on, with its form values from --set."""
-        result = _run(env, lambda s: s.press(caption, addon.parse_settings(set_ or []), layer))
+        result = _run(env, _maybe_traced(timeline, f"press {caption}",
+                                         lambda s: s.press(caption, addon.parse_settings(set_ or []), layer)))
         if not show(layer or "add-on", result):
             raise typer.Exit(1)
 
@@ -122,8 +132,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command()
-    def uninstall(env: EnvOpt = "pg-cluster") -> None:
+    def uninstall(env: EnvOpt = "pg-cluster", timeline: TimelineOpt = False) -> None:
         """Uninstall the add-on from every layer (proxies first), restoring the original configs."""
-        results = _run(env, lambda s: s.uninstall())
+        results = _run(env, _maybe_traced(timeline, "uninstall", lambda s: s.uninstall()))
         if not all(show(g, r) for g, r in results):
             raise typer.Exit(1)
