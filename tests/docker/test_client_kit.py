@@ -142,7 +142,10 @@ def test_certs_due_lists_the_kits(env):
     assert report["any_due"] is False, report
     report = env.agent_json("primary", "certs", "due", "--within-days", "366")
     due = sorted(c["role"] for c in report["certificates"] if c["due"])
-    assert due == ["client", "kit", "kit", "server"], due  # CA and roots (10 years) are not due
+    assert due == ["client", "kit", "kit"], due  # client certificates: 365 days
+    report = env.agent_json("primary", "certs", "due", "--within-days", "826")
+    due = sorted(c["role"] for c in report["certificates"] if c["due"])
+    assert due == ["client", "kit", "kit", "server"], due  # servers 825 days; CA and roots (10 years) not due
 
 
 def test_jdbc_with_the_kit(env):
