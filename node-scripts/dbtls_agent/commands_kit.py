@@ -23,6 +23,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number of days: {!r}".format(text)) from None
+    if not 0 <= value <= 3650:
+        raise argparse.ArgumentTypeError("days must be between 0 and 3650")
+    return value
+
+
 def _default_hosts() -> List[str]:
     from dbtls_agent import nodeinfo
 
@@ -80,7 +90,7 @@ def register(subparsers: Any) -> None:
                            help="host name or address clients connect to (repeat; default: the environment domain)")
             p.add_argument("--layer", choices=("postgres", "mysql"), help="database family (default: this node's)")
             p.add_argument("--port", type=_port, help="port in the connection strings (default 5432 / 3306)")
-            p.add_argument("--renew-within", type=int, default=30, metavar="DAYS",
+            p.add_argument("--renew-within", type=_days, default=30, metavar="DAYS",
                            help="issue a new certificate when the existing one ends within DAYS (default 30)")
         p.set_defaults(func=func)
     parser.set_defaults(func=lambda a: (parser.print_help(sys.stderr), 2)[1])

@@ -178,6 +178,7 @@ def test_rebuild_keeps_the_certificate_until_it_is_due(agent):
     assert again["source"] == "kit" and again["certificate"]["serial"] == first["certificate"]["serial"]
     assert read(os.path.join(d, "client.p12.password")) != password  # each build seals the PKCS#12 anew
     assert [c["host"] for c in again["connections"]] == [HOST, "10.1.2.3"]
+    agent.run("kit", "build", "--user", "webadmin", "--renew-within", "-1", expect=2)
     renewed = agent.kit("--renew-within", "400")
     assert renewed["source"] == "issued" and renewed["certificate"]["serial"] != first["certificate"]["serial"]
 
@@ -257,6 +258,24 @@ def test_certs_due(agent):
     assert sorted(c["role"] for c in report["certificates"] if not c["due"]) == ["ca", "client-root"]
 
 
+def test_after_a_ca_rotation_kits_are_due_and_rebuilt_from_the_new_ca(agent):
+    agent.issue_node_client()
+    first = agent.kit()
+    assert first["source"] == "node-client"
+    agent.run("ca", "init", "--rotate", "--env-name", "env1")
+    report = agent.json("certs", "due", "--within-days", "30")
+    reasons = {c["role"]: c["reason"] for c in report["certificates"]}
+    assert reasons["kit"] == reasons["client"] == "not issued by the current CA", reasons
+    assert reasons["ca"] is None and report["any_due"] is True
+    rebuilt = agent.kit()
+    assert rebuilt["source"] == "issued" and rebuilt["certificate"]["serial"] != first["certificate"]["serial"]
+    d = rebuilt["kit_dir"]
+    assert read(os.path.join(d, "root.crt")) == read(os.path.join(agent.cert_dir, "ca", "ca.crt"))
+    openssl("verify", "-CAfile", os.path.join(d, "root.crt"), os.path.join(d, "client.crt"))
+    reasons = {c["role"]: c["reason"] for c in agent.json("certs", "due")["certificates"]}
+    assert reasons["kit"] is None and reasons["client"] == "not issued by the current CA"
+
+
 def test_certs_due_reports_unreadable_and_user_certificates(agent):
     agent.run("ca", "init", "--env-name", "env1")
     users = os.path.join(agent.cert_dir, "client", "users", "alice")
@@ -266,6 +285,7 @@ def test_certs_due_reports_unreadable_and_user_certificates(agent):
     report = agent.json("certs", "due")
     alice = [c for c in report["certificates"] if c["role"] == "user-client"][0]
     assert alice["due"] is True and alice["error"] and alice["renewed_by"] == "user-cert"
+    assert alice["reason"] == "unreadable"
     agent.run("certs", "due", "--within-days", "-1", expect=2)
 
 
