@@ -194,7 +194,7 @@ def test_policy_decides_who_gets_a_kit(agent):
     assert root["connections"][0]["port"] == 3306
 
 
-def test_a_user_cert_user_gets_a_kit_with_that_certificate(agent, monkeypatch):
+def test_a_user_cert_user_gets_a_kit_with_that_certificate(agent):
     from dbtls_agent import usercert
 
     agent.run("ca", "init", "--env-name", "env1")
