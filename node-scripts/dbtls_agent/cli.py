@@ -19,7 +19,7 @@ COMMAND_MODULES = ["dbtls_agent.certs", "dbtls_agent.commands_roles", "dbtls_age
                    "dbtls_agent.usercert", "dbtls_agent.commands_secrets", "dbtls_agent.proxysql_drain",
                    "dbtls_agent.roles.mysql_forecast", "dbtls_agent.options", "dbtls_agent.statusline",
                    "dbtls_agent.commands_preflight", "dbtls_agent.commands_users",
-                   "dbtls_agent.commands_replication"]  # type: List[str]
+                   "dbtls_agent.commands_replication", "dbtls_agent.commands_kit", "dbtls_agent.certs_due"]  # type: List[str]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,9 +115,9 @@ def certificates(ctx: base.Context) -> List[Dict[str, Any]]:
 
 
 def remove_certs(ctx: base.Context) -> bool:
-    """Delete server/, client/ and pending keys (the manifest's Uninstall asks for this)."""
+    """Delete server/, client/, pending keys and client kits (the manifest's Uninstall asks for this)."""
     removed = False
-    for name in ("server", "client", ".pending"):
+    for name in ("server", "client", ".pending", "kits"):
         path = os.path.join(ctx.cert_dir, name)
         if os.path.isdir(path):
             fsio.remove_tree(path)  # server/ and client/ belong to service accounts: no name-based walk
