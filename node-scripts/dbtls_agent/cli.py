@@ -15,11 +15,11 @@ from dbtls_agent.errors import AgentError
 DEFAULT_CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
 
 # Modules that contribute subcommands. Each must define register(subparsers).
-COMMAND_MODULES = ["dbtls_agent.certs", "dbtls_agent.commands_roles", "dbtls_agent.commands_pool",
-                   "dbtls_agent.usercert", "dbtls_agent.commands_secrets", "dbtls_agent.proxysql_drain",
-                   "dbtls_agent.roles.mysql_forecast", "dbtls_agent.options", "dbtls_agent.statusline",
-                   "dbtls_agent.commands_preflight", "dbtls_agent.commands_users",
-                   "dbtls_agent.commands_replication"]  # type: List[str]
+COMMAND_MODULES = ["dbtls_agent.commands.certs", "dbtls_agent.commands.roles", "dbtls_agent.commands.pool",
+                   "dbtls_agent.commands.usercert", "dbtls_agent.commands.secrets", "dbtls_agent.roles.proxysql.drain",
+                   "dbtls_agent.roles.mysql.forecast", "dbtls_agent.options", "dbtls_agent.commands.statusline",
+                   "dbtls_agent.commands.preflight", "dbtls_agent.commands.users",
+                   "dbtls_agent.commands.replication"]  # type: List[str]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,10 +13,10 @@ from dbtls_agent.errors import AgentError
 
 # Order matters for --role auto: the first role whose detect() finds something wins.
 ROLE_MODULES = {
-    "postgres": "dbtls_agent.roles.postgres",
-    "pgpool": "dbtls_agent.roles.pgpool",
-    "mysql": "dbtls_agent.roles.mysql",
-    "proxysql": "dbtls_agent.roles.proxysql",
+    "postgres": "dbtls_agent.roles.postgres.role",
+    "pgpool": "dbtls_agent.roles.pgpool.role",
+    "mysql": "dbtls_agent.roles.mysql.role",
+    "proxysql": "dbtls_agent.roles.proxysql.role",
 }  # type: Dict[str, str]
 
 ROLE_NAMES = ("postgres", "pgpool", "mysql", "proxysql")

@@ -106,10 +106,10 @@ def service(action: str) -> None:
 def certificates(ctx: base.Context) -> List[Dict[str, Any]]:
     """The certificate entries of ``inspect`` (subject, SANs, expiry, fingerprints)."""
     try:
-        from dbtls_agent import certs_inspect
-        from dbtls_agent.certs_layout import CertLayout
+        from dbtls_agent.certs import inspect
+        from dbtls_agent.certs.layout import CertLayout
         from dbtls_agent.crypto import get_backend
-        return certs_inspect.inspect(CertLayout(ctx.cert_dir), get_backend(None))["certificates"]
+        return inspect.inspect(CertLayout(ctx.cert_dir), get_backend(None))["certificates"]
     except AgentError as exc:
         return [{"error": str(exc)}]
 
