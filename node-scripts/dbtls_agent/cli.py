@@ -16,8 +16,8 @@ DEFAULT_CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
 
 # Modules that contribute subcommands. Each must define register(subparsers).
 COMMAND_MODULES = ["dbtls_agent.commands.certs", "dbtls_agent.commands.roles", "dbtls_agent.commands.pool",
-                   "dbtls_agent.commands.usercert", "dbtls_agent.commands.secrets", "dbtls_agent.roles.proxysql.drain",
-                   "dbtls_agent.roles.mysql.forecast", "dbtls_agent.options", "dbtls_agent.commands.statusline",
+                   "dbtls_agent.commands.usercert", "dbtls_agent.commands.secrets", "dbtls_agent.commands.proxysql",
+                   "dbtls_agent.commands.forecast", "dbtls_agent.commands.options", "dbtls_agent.commands.statusline",
                    "dbtls_agent.commands.preflight", "dbtls_agent.commands.users",
                    "dbtls_agent.commands.replication"]  # type: List[str]
 

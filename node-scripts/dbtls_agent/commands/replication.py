@@ -8,27 +8,38 @@ replica, where it may restart IO threads; on other nodes it only reads.
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, Dict
 
 from dbtls_agent import state
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
+from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, replwait
+from dbtls_agent.roles.mysql import role as mysql
 
 DEFAULT_TIMEOUT_S = 120.0
 
 
+def _wait(role: str, ctx: Any, timeout: float, forget: bool = False) -> Dict[str, Any]:
+    if role == "postgres":
+        return replwait.wait_pg(ctx.cert_dir, timeout, forget)
+    if role == "mysql":
+        return replwait.wait_mysql(mysql.Node(ctx), ctx.cert_dir, timeout, forget)
+    if role in ("pgpool", "proxysql"):
+        return {"role": role, "side": "none", "ok": True, "seconds": 0.0, "replicas": []}
+    raise AgentError("unknown role {}".format(role))
+
+
 def cmd_wait(args: argparse.Namespace) -> int:
     from dbtls_agent.commands.roles import resolve_role
-    from dbtls_agent.errors import AgentError
     if args.timeout <= 0:
         raise AgentError("--timeout must be a positive number of seconds")
     ctx = base.Context(args, "replication")
     role = resolve_role(args.role)
     if role == "mysql":
         with state.NodeLock(ctx.cert_dir):
-            result = replwait.run(role, ctx, args.timeout, args.forget)
+            result = _wait(role, ctx, args.timeout, args.forget)
     else:
-        result = replwait.run(role, ctx, args.timeout, args.forget)
+        result = _wait(role, ctx, args.timeout, args.forget)
     print_json(result)
     if not result["ok"]:
         sys.stderr.write("dbtls-agent: error: {}\n".format(replwait.failure_line(result, args.timeout)))

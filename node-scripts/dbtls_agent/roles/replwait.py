@@ -259,14 +259,3 @@ def failure_line(result: Dict[str, Any], timeout: float) -> str:
     if result.get("stopped"):
         return "replication is stopped and was not started by dbtls: " + "; ".join(parts)
     return "replication is not back after {:.0f}s: {}".format(timeout, "; ".join(parts) or "unknown state")
-
-
-def run(role: str, ctx: Any, timeout: float, forget: bool = False) -> Dict[str, Any]:
-    if role == "postgres":
-        return wait_pg(ctx.cert_dir, timeout, forget)
-    if role == "mysql":
-        from dbtls_agent.roles.mysql import role as mysql
-        return wait_mysql(mysql.Node(ctx), ctx.cert_dir, timeout, forget)
-    if role in ("pgpool", "proxysql"):
-        return {"role": role, "side": "none", "ok": True, "seconds": 0.0, "replicas": []}
-    raise AgentError("unknown role {}".format(role))

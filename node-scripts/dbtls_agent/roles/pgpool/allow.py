@@ -3,9 +3,9 @@
 The second half of letting a user through Pgpool-II with SCRAM: ``role set-password`` on the
 primary first (the role's secret becomes SCRAM), then this on every Pgpool-II node:
 
-1. the user's AES entry in pool_passwd (:func:`commands_pool.set_password`, what ``pg_enc -m``
+1. the user's AES entry in pool_passwd (:func:`set_password`, what ``pg_enc -m``
    writes; the password comes sealed on stdin or from a root-only file, never from argv);
-2. pool_hba.conf's managed rules rebuilt for the new pool_passwd (:mod:`poolhba`): an md5 rule the
+2. pool_hba.conf's managed rules rebuilt for the new pool_passwd (:mod:`.hba`): an md5 rule the
    user had for an md5 entry is dropped, the general ``scram-sha-256`` rule lets it in now;
 3. Pgpool-II reloaded (restarted only if its key file had to be created);
 4. a real login as that user through this node: ``psql`` to the node's own host name with
@@ -17,20 +17,17 @@ Users allowed this way are remembered (``pgpool-allowed.json`` in the state dire
 them back afterwards (AES, with the node's key) and they keep logging in after uninstall.
 """
 
-import argparse
 import json
 import os
 import time
 from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio, state
-from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
-from dbtls_agent.commands import pool
 from dbtls_agent.errors import AgentError
-from dbtls_agent.passwords import secretinput
 from dbtls_agent.roles import common
-from dbtls_agent.roles.pgpool import hba, poolkey, poolpasswd
-from dbtls_agent.roles.postgres import client
+from dbtls_agent.roles.pgpool import facts, hba, poolkey, poolpasswd
+from dbtls_agent.roles.postgres import apply, client
+from dbtls_agent.roles.postgres.server import processes
 
 ALLOWED_FILE = "pgpool-allowed.json"
 STASH_FILE = "pgpool-allowed.stash.json"
@@ -55,13 +52,49 @@ def _remember(cert_dir: str, user: str) -> None:
     fsio.atomic_write(path, json.dumps(users).encode(), 0o600)
 
 
+def set_password(cert_dir: str, conf_path: str, user: str, password: str, backend: str) -> Dict[str, Any]:
+    """Write USER's AES entry; reload Pgpool (restart if its key had to be created)."""
+    conf_text = fsio.read_text(conf_path)
+    if conf_text is None:
+        raise AgentError("{} does not exist".format(conf_path))
+    passwd_path = poolkey.pool_passwd_path(conf_path, conf_text)
+    if backend == "pg_enc":
+        poolkey.pg_enc_exe()  # refuse an old pg_enc before anything changes
+    cs = state.ChangeSet(cert_dir, "pgpool")
+    before = fsio.read_bytes(passwd_path)
+    key, old_key, created = poolkey.ensure_key(cs)
+    if backend == "pg_enc":
+        cs.backup(passwd_path)
+        poolkey.pg_enc_set(conf_path, poolkey.key_path(), {user: password})
+        if old_key is not None:
+            text, _users = poolkey.set_entries(fsio.read_text(passwd_path) or "", {}, key, old_key)
+            fsio.atomic_write(passwd_path, text.encode("utf-8", "surrogateescape"), 0o600)
+        data = fsio.read_bytes(passwd_path) or b""
+        cs.write(passwd_path, data, 0o600, fsio.resolve_owner(poolkey.SERVICE_USER))
+        fsio.chmod(passwd_path, 0o600)  # pg_enc creates the file with the umask (0644); never via a link
+    else:
+        text = (before or b"").decode("utf-8", "surrogateescape")
+        new, _users = poolkey.set_entries(text, {user: password}, key, old_key)
+        cs.write(passwd_path, new.encode("utf-8", "surrogateescape"), 0o600,
+                 fsio.resolve_owner(poolkey.SERVICE_USER))
+    changed = fsio.read_bytes(passwd_path) != before or created
+    action = "none"
+    if changed and processes("pgpool"):
+        action = "restart" if created else "reload"
+        common.service(action)
+    entry = poolpasswd.get_entry(fsio.read_text(passwd_path) or "", user)
+    if entry is None or poolpasswd.decrypt_password(entry.secret, key) != password:
+        raise AgentError("the pool_passwd entry for {} does not decrypt back to the given password".format(user))
+    return {"user": user, "changed": changed, "backend": backend, "pool_passwd": passwd_path,
+            "action": action, "key_file_created": created}
+
+
 def prove_login(cert_dir: str, user: str, password: str, port: int, wait_s: float = LOGIN_WAIT_S) -> Dict[str, Any]:
     """Log in as ``user`` through the local Pgpool-II by its host name, verify-full against root.crt.
 
     Retries until ``wait_s``: Pgpool-II applies a reload in the background.
     """
-    from dbtls_agent.roles.postgres import role as postgres
-    host = postgres.own_host()
+    host = apply.own_host()
     root = os.path.join(cert_dir, "server", "root.crt")
     tls = os.path.isfile(root)
     extra = "sslmode=verify-full sslrootcert={}".format(root) if tls else "sslmode=prefer"
@@ -81,8 +114,7 @@ def prove_login(cert_dir: str, user: str, password: str, port: int, wait_s: floa
 
 
 def allow(cert_dir: str, conf_path: str, user: str, password: str) -> Dict[str, Any]:
-    from dbtls_agent.roles.pgpool import role as pgpool
-    info = pgpool.detect()
+    info = facts.detect()
     if info is None or not os.path.isfile(conf_path):
         raise AgentError("no Pgpool-II on this node ({} is missing)".format(conf_path))
     if len(password.encode("utf-8")) > poolpasswd.MAX_AES_PASSWORD_BYTES:
@@ -93,7 +125,7 @@ def allow(cert_dir: str, conf_path: str, user: str, password: str) -> Dict[str, 
     hba_path = info["hba_file"]
     passwd_before = fsio.read_bytes(passwd_path)
     hba_before = fsio.read_bytes(hba_path)
-    result = pool.set_password(cert_dir, conf_path, user, password, "native")
+    result = set_password(cert_dir, conf_path, user, password, "native")
     cs = state.ChangeSet(cert_dir, "pgpool")
     hba_text = (hba_before or b"").decode("utf-8", "surrogateescape")
     new_hba = hba.refreshed(hba_text, fsio.read_text(passwd_path) or "", cert_dir, hba_path)
@@ -119,14 +151,6 @@ def allow(cert_dir: str, conf_path: str, user: str, password: str) -> Dict[str, 
         raise AgentError("the login as {} through {}:{} failed ({}); pool_passwd and pool_hba.conf were put back".format(
             user, result["login"]["host"], result["login"]["port"], result["login"].get("error", "wrong user")))
     return result
-
-
-def cmd_allow(args: argparse.Namespace) -> int:
-    user = secretinput.check_role_name(args.user)
-    password = secretinput.password_for(args, user)
-    with state.NodeLock(args.cert_dir):
-        print_json(allow(os.path.abspath(args.cert_dir), args.config, user, password))
-    return 0
 
 
 # --- keeping allowed users through disable ------------------------------------------------------
@@ -182,14 +206,3 @@ def restore_after_disable(cert_dir: str, passwd_path: Optional[str], say: Any) -
         except OSError:
             pass
     return kept
-
-
-def register(sub: Any) -> None:
-    """Add ``pool-passwd allow`` to the ``pool-passwd`` subcommands."""
-    allowp = sub.add_parser("allow", help="AES entry + pool_hba for USER, reload, prove a verify-full login "
-                                          "through this node (password sealed on stdin or in a root-only file)")
-    allowp.add_argument("--user", required=True, help="database role (must exist, with this password)")
-    secretinput.add_arguments(allowp)
-    allowp.add_argument("--config", default=poolkey.DEFAULT_CONF, help="pgpool.conf (default %(default)s)")
-    allowp.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, help="certificate directory (state lives there)")
-    allowp.set_defaults(func=cmd_allow)

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import lockout
-from dbtls_agent.roles.pgpool import poolkey, poolpasswd
+from dbtls_agent.roles.pgpool import facts, poolkey, poolpasswd
 from dbtls_agent.roles.postgres import client, conf, hba
 
 #: Kinds in the report. Pgpool reads an unprefixed secret, or an md5-looking one of the wrong
@@ -125,10 +125,9 @@ def _health_check_login(conf_text: str, key: Optional[bytes]) -> Tuple[str, Opti
 
 def backend_login_roles(conf_text: str, key: Optional[bytes]) -> Tuple[Optional[List[str]], Optional[str]]:
     """(login roles of the first backend that answers, None) or (None, why not)."""
-    from dbtls_agent.roles.pgpool import role as pgpool
     user, password = _health_check_login(conf_text, key)
     last = "pgpool.conf names no backend"
-    for host, port in pgpool.backends(conf_text):
+    for host, port in facts.backends(conf_text):
         try:
             rows = client.psql("SELECT rolname FROM pg_roles WHERE rolcanlogin ORDER BY 1", os_user="root",
                                  host=host, port=port, db_user=user, password=password or "",

@@ -8,65 +8,28 @@ in with verify-full, and the backend session Pgpool opened for it must be encryp
 """
 
 import os
-import re
-import subprocess
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common
-from dbtls_agent.roles.pgpool import allow, opensslconf, poolkey, poolpasswd
+from dbtls_agent.roles.pgpool import allow, facts, opensslconf, poolkey, poolpasswd
 from dbtls_agent.roles.pgpool import hba as poolhba
-from dbtls_agent.roles.postgres import accounts, client, server
+from dbtls_agent.roles.postgres import accounts, apply, client, tlsprobe
 from dbtls_agent.roles.postgres import conf as pgconf
 from dbtls_agent.roles.postgres import hba as pghba
 from dbtls_agent.roles.postgres import role as postgres
 
 ROLE = "pgpool"
-CONF_DIR = "/etc/pgpool-II"
+CONF_DIR = facts.CONF_DIR
 STAGES = {"offer": ["offer"], "use": ["offer"], "require": ["require"], "all": ["offer", "require"]}
 RESTART_WAIT_S = 60.0
 #: What the plaintext pg_hba probe of disable sends as password (see _guard_backends_plaintext).
 PROBE_PASSWORD = "dbtls-probe-not-a-password"
 
 
-def _version() -> Optional[str]:
-    try:
-        proc = subprocess.run(["pgpool", "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    out = proc.stdout.decode("utf-8", "replace")  # pgpool prints its version on stderr
-    match = re.search(r"version\s+(\d+(?:\.\d+)*)", out)
-    return match.group(1) if match else None
-
-
-def start_only(version: Optional[str]) -> List[str]:
-    """Settings that only take effect at start on this version (db-tls.md section 2.2/2.3)."""
-    parts = [int(p) for p in (version or "4.0").split(".")[:2] if p.isdigit()] + [0]
-    if (parts[0], parts[1]) <= (4, 7):
-        return ["ssl", "ssl_key", "ssl_cert", "ssl_ca_cert", "ssl_ciphers", "ssl_prefer_server_ciphers", "pool_passwd"]
-    return ["ssl", "pool_passwd"]  # releases with commit 931a37e7f reload certificates and ciphers
-
-
 def detect() -> Optional[Dict[str, Any]]:
-    conf = os.path.join(CONF_DIR, "pgpool.conf")
-    running = bool(server.processes("pgpool"))
-    if not (os.path.isfile(conf) or running or server.compute_type() == "pgpool2"):
-        return None
-    version = _version()
-    text = fsio.read_text(conf) or ""
-    try:
-        passwd = poolkey.pool_passwd_path(conf, text) if text else None
-    except AgentError:
-        passwd = None  # a pool_passwd the agent refuses to write: enable says why
-    return {"role": ROLE, "running": running, "version": version, "major": server.major_of(version),
-            "minor": int(version.split(".")[1]) if version and version.count(".") else None,
-            "service_user": poolkey.SERVICE_USER, "config_file": conf,
-            "hba_file": os.path.join(CONF_DIR, "pool_hba.conf"),
-            "pool_passwd": passwd,
-            "key_file": poolkey.key_path(), "port": int(pgconf.get(text, "port") or 9999) if text else None,
-            "start_only_tls": "ssl_cert" in start_only(version), "paths_from": "default"}
+    return facts.detect()
 
 
 def wanted_params(ctx: base.Context) -> Dict[str, Any]:
@@ -161,7 +124,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
                 cs.write(path, new.encode("utf-8", "surrogateescape"))
                 result["files"].append({"path": path, "changed": True})
         changed_params = _changed_params(conf_text, new_conf)
-        restart = any(p in start_only(info["version"]) for p in changed_params)
+        restart = any(p in facts.start_only(info["version"]) for p in changed_params)
         if "offer" in stages:
             result["openssl"] = opensslconf.write_files(cs, before)
             restart = restart or result["openssl"]["changed"]  # OPENSSL_CONF is read at start
@@ -213,7 +176,7 @@ def _verify(ctx: base.Context, info: Dict[str, Any], passwords: Dict[str, str], 
         text = base.log_tail(log_path, log_offset)
         return [ln.strip() for ln in text.splitlines() if "could not load" in ln or "private key" in ln]
     # Pgpool logs why it started without TLS: no need to wait out the timeout then.
-    result["verify"] = postgres.verify_tls(ctx, port, RESTART_WAIT_S, give_up=lambda: bool(refused()))
+    result["verify"] = apply.verify_tls(ctx, port, RESTART_WAIT_S, give_up=lambda: bool(refused()))
     if not result["verify"]["ok"]:
         why = refused()
         raise AgentError("TLS check through Pgpool failed: {}{}".format(
@@ -267,7 +230,7 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     journal.step("write-files")
     changed = any(f["result"] != "unchanged" for f in files)
     new_params = pgconf.managed_params(fsio.read_text(conf_path) or "")
-    restart = any(old_params.get(k) != new_params.get(k) for k in start_only(info["version"])) or \
+    restart = any(old_params.get(k) != new_params.get(k) for k in facts.start_only(info["version"])) or \
         fsio.read_bytes(info["key_file"]) != key_before or opensslconf.removed(files)
     action = "none"
     if (changed or journal.resumed) and info["running"]:  # see enable: a killed run's files look done
@@ -281,18 +244,6 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     return result
 
 
-def backends(conf_text: str) -> List[Tuple[str, int]]:
-    """(host, port) of every backend_hostnameN in pgpool.conf, by N."""
-    found = {}  # type: Dict[int, Tuple[str, int]]
-    for name in sorted({e.key for e in pgconf.settings(conf_text, "pgpool.conf")}):
-        match = re.match(r"backend_hostname(\d+)$", name)
-        host = pgconf.get(conf_text, name) if match else None
-        if match and host:
-            port = pgconf.get(conf_text, "backend_port" + match.group(1)) or "5432"
-            found[int(match.group(1))] = (host, int(port) if port.isdigit() else 5432)
-    return [found[k] for k in sorted(found)]
-
-
 def _guard_backends_plaintext(conf_text: str) -> None:
     """Refuse to turn Pgpool's TLS off while a backend refuses its plaintext logins (hostssl only).
 
@@ -302,7 +253,7 @@ def _guard_backends_plaintext(conf_text: str) -> None:
     """
     user = pgconf.get(conf_text, "health_check_user") or pgconf.get(conf_text, "sr_check_user") or "pgpool"
     password = PROBE_PASSWORD  # never prompts; a refused password is not what we look for
-    for host, port in backends(conf_text):
+    for host, port in facts.backends(conf_text):
         try:
             client.psql("SELECT 1", os_user="root", host=host, port=port, db_user=user, password=password,
                           extra_conninfo="sslmode=disable", timeout=15)
@@ -336,7 +287,7 @@ def status(ctx: base.Context) -> Dict[str, Any]:
     port = info.get("port") or 5432
     tls = None
     if info["running"]:
-        tls = postgres.verify_tls(ctx, port, 0) if os.path.isfile(ctx.server_cert()) else \
-            postgres.tlsprobe.probe(postgres.own_host(), port, None)
+        tls = apply.verify_tls(ctx, port, 0) if os.path.isfile(ctx.server_cert()) else \
+            tlsprobe.probe(apply.own_host(), port, None)
     return {"role": ROLE, "enabled": bool(stages), "stages": stages, "tls": tls, "version": info["version"],
             "running": info["running"], "certificates": common.certificates(ctx)}

@@ -18,10 +18,9 @@ from typing import Any, Dict, List, Optional
 
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common, replwait
-from dbtls_agent.roles.postgres import client, conf, hba, server
-from dbtls_agent.roles.postgres import role as postgres
+from dbtls_agent.roles.postgres import apply, client, conf, hba, server
 
-ROLE = postgres.ROLE
+ROLE = apply.ROLE
 #: Stages ``disable --stage`` accepts for this role.
 STAGES = ("require", "all")
 STANDBY_WAIT_S = 60.0
@@ -55,7 +54,7 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     # A disable killed after restoring the files left the server running the TLS settings it loaded
     # earlier; the files look unchanged to the re-run, so the journal decides the reload.
     if (changed or journal.resumed) and info["running"]:
-        action = postgres._reload_and_wait(ctx, info)
+        action = apply.reload_and_wait(ctx, info)
         problems = server.file_setting_errors()
         if problems:
             ctx.say("the server reports configuration errors after disable: " + "; ".join(problems[:3]))
@@ -67,7 +66,7 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
         if restored and ctx.stage == "require":
             # Pgpool's own disable comes next and brings back md5 pool_passwd entries, which cannot
             # answer a standby that still holds the SCRAM secret.
-            postgres._wait_standbys_replayed(ctx)
+            apply.wait_standbys_replayed(ctx)
     journal.step("apply")
     result = {"role": ROLE, "stage": ctx.stage, "changed": changed or bool(restored), "files": files,
               "action": action, "secrets_restored": restored, "messages": ctx.messages}

@@ -6,23 +6,20 @@ must serve our certificate afterwards; any failure puts the files of this run ba
 """
 
 import os
-import socket
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio
-from dbtls_agent.certs import nodeinfo
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common
-from dbtls_agent.roles.postgres import accounts, client, lockout, server, standbytls, tlsprobe
+from dbtls_agent.roles.postgres import accounts, apply, client, lockout, server, standbytls, tlsprobe
 from dbtls_agent.roles.postgres import conf as pgconf
+from dbtls_agent.roles.postgres import disable as postgres_disable
 from dbtls_agent.roles.postgres import hba as pghba
 
-ROLE = "postgres"
+ROLE = apply.ROLE
 STAGES = {"offer": ["offer"], "use": ["use"], "require": ["require"], "all": ["offer", "use", "require"]}
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL"
-RELOAD_WAIT_S = 20.0
 STREAM_WAIT_S = 60.0
-SSL_NOT_RELOADED = "SSL configuration was not reloaded"
 
 
 def detect() -> Optional[Dict[str, Any]]:
@@ -43,61 +40,6 @@ def hba_options(ctx: base.Context, major: int) -> pghba.HbaOptions:
                             client_cert_auth=bool(ctx.opt("client_cert_auth")),
                             no_client_cert_addresses=ctx.opt("no_client_cert_address") or [],
                             server_major=major, flavor=pghba.POSTGRESQL)
-
-
-def own_host() -> str:
-    names = nodeinfo.host_names()
-    for name in (names["fqdn"], names["hostname"], socket.gethostname()):
-        try:
-            socket.getaddrinfo(name, 5432)
-            return name
-        except OSError:
-            continue
-    return "127.0.0.1"
-
-
-def verify_tls(ctx: base.Context, port: int = 5432, wait_s: float = RELOAD_WAIT_S,
-               give_up: Optional[Callable[[], bool]] = None) -> Dict[str, Any]:
-    """Handshake (verify-full against root.crt) until our certificate is served or time runs out.
-
-    ``give_up`` ends the wait early once it says the server has already refused the new files.
-    """
-    expected = tlsprobe.pem_sha256(fsio.read_bytes(ctx.server_cert()) or b"")
-    host = own_host()
-    holder = {}  # type: Dict[str, Any]
-
-    def attempt() -> bool:
-        holder["r"] = tlsprobe.check_served(host, port, ctx.server_root(), expected)
-        return holder["r"]["ok"] or bool(give_up and give_up())
-    base.poll(attempt, wait_s, 0.2)
-    return holder["r"]
-
-
-def _serves_ours(ctx: base.Context) -> bool:
-    """One handshake, no waiting: is the certificate in server/ the one the server presents?"""
-    expected = tlsprobe.pem_sha256(fsio.read_bytes(ctx.server_cert()) or b"")
-    return bool(tlsprobe.check_served(own_host(), 5432, ctx.server_root(), expected)["ok"])
-
-
-def _reload_and_wait(ctx: base.Context, info: Dict[str, Any]) -> str:
-    """Reload (or restart in --upstream-mode) and wait until new sessions see the new load time."""
-    if ctx.opt("upstream_mode"):
-        common.service("restart")
-        base.poll(lambda: client.find_socket_dir() is not None, 120)
-        return "restart"
-    before = server.conf_load_time()
-    server.reload()
-    if not base.poll(lambda: server.conf_load_time() != before, RELOAD_WAIT_S, 0.05):
-        raise AgentError("PostgreSQL did not reload its configuration within {:.0f}s".format(RELOAD_WAIT_S))
-    return "reload"
-
-
-def _log_error(info: Dict[str, Any], offset: int) -> str:
-    text = base.log_tail(info.get("log_file"), offset)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    picked = [ln for ln in lines if "was not reloaded" in ln or "could not " in ln or "FATAL" in ln
-              or "private key file" in ln or "certificate" in ln.lower()]
-    return " | ".join(picked[-3:])
 
 
 def _alter_system(ctx: base.Context, cs: Any, info: Dict[str, Any], sql: str, record: Dict[str, Any]) -> None:
@@ -176,19 +118,19 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         journal.step("alter-system")
         # A re-issue changes no config file, only the certificate: reload when the server still
         # serves another certificate than ours, so the same command also swaps certificates.
-        if before or journal.resumed or not _serves_ours(ctx):
-            result["action"] = _reload_and_wait(ctx, info)
+        if before or journal.resumed or not apply.serves_ours(ctx):
+            result["action"] = apply.reload_and_wait(ctx, info)
         journal.step("apply")
         # PostgreSQL logs "SSL configuration was not reloaded" and keeps its old TLS state when it
         # cannot load the new files: no need to wait out the timeout then.
-        result["verify"] = verify_tls(ctx, give_up=lambda: SSL_NOT_RELOADED in base.log_tail(
+        result["verify"] = apply.verify_tls(ctx, give_up=lambda: apply.SSL_NOT_RELOADED in base.log_tail(
             info.get("log_file"), log_offset))
         if not result["verify"]["ok"]:
-            why = _log_error(info, log_offset)
+            why = apply.log_error(info, log_offset)
             raise AgentError("TLS check failed after the reload: {}{}".format(
                 result["verify"]["error"], " (server log: {})".format(why) if why else ""))
         if result["rehashed"]:
-            _wait_standbys_replayed(ctx)
+            apply.wait_standbys_replayed(ctx)
         if result.get("conninfo_changed"):
             result["replication"] = _wait_streaming(info, result["standby_sslmode"])
         journal.step("verify")
@@ -218,23 +160,6 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     result["messages"] = ctx.messages
     journal.step("done")
     return result
-
-
-def _wait_standbys_replayed(ctx: base.Context, timeout: float = 30.0) -> None:
-    """Wait until every standby has replayed the new SCRAM secrets.
-
-    Each standby's own require stage switches its rules to scram-sha-256 next; if it still held the
-    md5 secrets then, logins routed to it (Pgpool load-balances reads) would fail until replay.
-    """
-    lsn = client.psql("SELECT pg_current_wal_lsn()", os_user=server.SERVICE_USER)[0][0]
-    behind_sql = ("SELECT count(*) FROM pg_stat_replication WHERE replay_lsn IS NULL "
-                  "OR replay_lsn < {}::pg_lsn".format(client.literal(lsn)))
-
-    def caught_up() -> bool:
-        return client.psql(behind_sql, os_user=server.SERVICE_USER)[0][0] == "0"
-    if not base.poll(caught_up, timeout, 0.1):
-        ctx.say("standbys had not replayed the SCRAM re-hash within {:.0f}s; run their require stage "
-                "once they have".format(timeout))
 
 
 def _rehash(ctx: base.Context, todo: List[str], passwords: Dict[str, str], secrets: Dict[str, Optional[str]],
@@ -324,7 +249,7 @@ def _rollback(ctx: base.Context, cs: Any, info: Dict[str, Any], before: Dict[str
             cs.write(path, data)
         common.save_extra(ctx, ROLE, extra)
         try:
-            _reload_and_wait(ctx, info)
+            apply.reload_and_wait(ctx, info)
         except AgentError:
             pass  # the caller reports the run's own error
     records = extra.get("rehashed") or {}
@@ -344,7 +269,6 @@ def _rollback(ctx: base.Context, cs: Any, info: Dict[str, Any], before: Dict[str
 
 def disable(ctx: base.Context) -> Dict[str, Any]:
     """Restore what enable changed (``--stage require``: only the rules and the md5 secrets)."""
-    from dbtls_agent.roles.postgres import disable as postgres_disable
     return postgres_disable.disable(ctx)
 
 
@@ -361,9 +285,9 @@ def status(ctx: base.Context) -> Dict[str, Any]:
         stages.append("require")
     tls = None  # type: Optional[Dict[str, Any]]
     if info["running"] and os.path.isfile(ctx.server_cert()):
-        tls = verify_tls(ctx, wait_s=0)
+        tls = apply.verify_tls(ctx, wait_s=0)
     elif info["running"]:
-        tls = tlsprobe.probe(own_host(), 5432, None)
+        tls = tlsprobe.probe(apply.own_host(), 5432, None)
     result = {"role": ROLE, "enabled": bool(stages), "stages": stages, "tls": tls, "version": info.get("version"),
               "running": info["running"], "certificates": common.certificates(ctx)}
     if info["running"] and not info["in_recovery"]:

@@ -15,6 +15,7 @@ from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.mysql import context as mysqlrolectx
 from dbtls_agent.roles.mysql import node, probe
 from dbtls_agent.roles.mysql import role as mysql_role
+from dbtls_agent.roles.proxysql import admin as proxysql_admin
 from dbtls_agent.roles.proxysql import role as proxysql_role
 
 
@@ -162,21 +163,21 @@ mysql_variables=
 
 
 def test_parse_proxysql_config_reads_datadir_credentials_and_port():
-    settings = proxysql_role.parse_config(PROXYSQL_CNF)
+    settings = proxysql_admin.parse_config(PROXYSQL_CNF)
     assert settings["datadir"] == "/var/lib/proxysql"
     assert settings["admin_variables.admin_credentials"] == 'admin:admin;radmin:se"cret'
     assert settings["mysql_variables.interfaces"] == "0.0.0.0:3306"
-    endpoint = proxysql_role.admin_endpoint(settings)
+    endpoint = proxysql_admin.admin_endpoint(settings)
     assert (endpoint["user"], endpoint["password"], endpoint["port"]) == ("admin", "admin", 6032)
 
 
 def test_admin_endpoint_override_and_defaults():
-    endpoint = proxysql_role.admin_endpoint({}, "other:p:w")
+    endpoint = proxysql_admin.admin_endpoint({}, "other:p:w")
     assert (endpoint["user"], endpoint["password"], endpoint["port"], endpoint["datadir"]) == (
         "other", "p:w", 6032, "/var/lib/proxysql")
-    assert proxysql_role.admin_endpoint({"admin_variables.mysql_ifaces": "127.0.0.1:6099"})["port"] == 6099
+    assert proxysql_admin.admin_endpoint({"admin_variables.mysql_ifaces": "127.0.0.1:6099"})["port"] == 6099
     with pytest.raises(AgentError, match="user:password"):
-        proxysql_role.admin_endpoint({}, "nocolon")
+        proxysql_admin.admin_endpoint({}, "nocolon")
 
 
 def test_role_options_from_context_and_args():

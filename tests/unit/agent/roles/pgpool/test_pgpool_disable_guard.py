@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from dbtls_agent.errors import AgentError
+from dbtls_agent.roles.pgpool import facts as pgpool_facts
 from dbtls_agent.roles.pgpool import role as pgpool
 
 CONF = """
@@ -23,7 +24,7 @@ health_check_password = 'secret'
 
 
 def test_backends_are_read_in_order_with_ports():
-    assert pgpool.backends(CONF) == [("node101", 5432), ("node102", 5433)]
+    assert pgpool_facts.backends(CONF) == [("node101", 5432), ("node102", 5433)]
 
 
 def _fake_psql(answers, seen):

@@ -12,7 +12,7 @@ import pytest
 
 from dbtls_agent import cli, roles
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles.pgpool import role as pgpool
+from dbtls_agent.roles.pgpool import facts as pgpool_facts
 from dbtls_agent.roles.postgres import accounts, client, tlsprobe
 
 
@@ -56,9 +56,9 @@ def test_set_conninfo_adds_and_replaces_without_duplicates():
 
 
 def test_pgpool_start_only_settings_by_version():
-    assert "ssl_cert" in pgpool.start_only("4.3.5") and "ssl" in pgpool.start_only("4.7.2")
-    assert pgpool.start_only("4.8.0") == ["ssl", "pool_passwd"]
-    assert "ssl_key" in pgpool.start_only(None)
+    assert "ssl_cert" in pgpool_facts.start_only("4.3.5") and "ssl" in pgpool_facts.start_only("4.7.2")
+    assert pgpool_facts.start_only("4.8.0") == ["ssl", "pool_passwd"]
+    assert "ssl_key" in pgpool_facts.start_only(None)
 
 
 def test_registry_and_parser_expose_shared_options():

@@ -12,9 +12,9 @@ import pytest
 from dbtls_agent import cli
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.mysql.client import escape_batch_field
+from dbtls_agent.roles.proxysql import admin as proxysql_admin
 from dbtls_agent.roles.proxysql import drain
 from dbtls_agent.roles.proxysql import plan as pp
-from dbtls_agent.roles.proxysql import role as proxysql_role
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "doubles"))
 from test_proxysql_admin_double import PASSWORD, start_double  # noqa: E402,F401  (fixture)
@@ -143,7 +143,7 @@ def admin_double(start_double, tmp_path, monkeypatch):  # noqa: F811
     cnf = tmp_path / "proxysql.cnf"
     cnf.write_text(f'datadir="{d.datadir}"\nadmin_variables=\n{{\n    admin_credentials="admin:{PASSWORD}"\n'
                    f'    mysql_ifaces="0.0.0.0:{d.port}"\n}}\n')
-    monkeypatch.setattr(proxysql_role, "CONFIG_FILES", (str(cnf),))
+    monkeypatch.setattr(proxysql_admin, "CONFIG_FILES", (str(cnf),))
     d.ctx = argparse.Namespace(cert_dir=str(tmp_path / "certs"))
     os.makedirs(d.ctx.cert_dir)
     return d
@@ -211,7 +211,7 @@ def test_leftovers_go_back_online_first_and_saved_drains_are_fixed_on_disk(admin
     assert statuses(d, "disk.")[(10, "node1")] == "ONLINE"
     assert statuses(d, "disk.")[(11, "node2")] == "ONLINE"  # the live drain is not saved
     # The proxysql role does the same before its plans SAVE mysql_servers.
-    assert drain.restore_leftovers(proxysql_role.Admin(d.ctx), d.ctx.cert_dir)
+    assert drain.restore_leftovers(proxysql_admin.Admin(d.ctx), d.ctx.cert_dir)
     assert set(statuses(d, "runtime_").values()) == {"ONLINE"}
     assert drain.put_online(d.ctx, [], None, True)["changed"] is False
 
