@@ -96,7 +96,7 @@ def _split_input(backend: CryptoBackend, data: bytes) -> Tuple[bytes, List[bytes
     """(root.crt content, leaf certificates) from stdin PEM.
 
     root.crt is the one self-signed CA certificate, or during a CA rotation the trust bundle ``ca
-    sign --with-previous`` prints: the new root followed by the previous one (certs_ca.trust_bundle).
+    sign --with-previous`` prints: the new root followed by the previous one (ca.trust_bundle).
     """
     roots, leaves = _split_certs(backend, data)
     if not roots or len(roots) > 2:

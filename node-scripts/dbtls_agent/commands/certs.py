@@ -1,7 +1,7 @@
 """Certificate subcommands: ``ca init``, ``ca sign``, ``csr``, ``install-certs``, ``inspect``.
 
-Only argument parsing and printing happen here; the work is in certs_ca, certs_node and
-certs_inspect. A full issue, as the manifest runs it::
+Only argument parsing and printing happen here; the work is in certs/ca.py, certs/node.py and
+certs/inspect.py. A full issue, as the manifest runs it::
 
     CA node:   ca init                       -> root.crt PEM on stdout
     each node: csr --kind server [--san ..]  -> CSR PEM     (and csr --kind client --user webadmin)

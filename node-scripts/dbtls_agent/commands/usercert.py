@@ -1,7 +1,7 @@
-"""``user-cert``: make a MySQL account log in only with a client certificate from our CA (seed 003).
+"""``user-cert``: make a MySQL account log in only with a client certificate from our CA.
 
 ``user-cert --user NAME`` sets ``REQUIRE X509`` on every host entry of NAME (``--subject``: ``REQUIRE
-SUBJECT '/CN=NAME'``, the exact one-line form the server compares, db-tls.md §3.7); the previous
+SUBJECT '/CN=NAME'``, the exact one-line form the server compares); the previous
 requirement of each row is recorded once and ``--remove`` (or ``disable --role mysql``) puts it back.
 On the CA node it also issues a client certificate with CN=NAME into ``client/users/NAME/``.
 Run it on the primary: account changes replicate to the replicas.

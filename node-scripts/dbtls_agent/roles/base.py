@@ -15,8 +15,6 @@ from typing import Any, Callable, Dict, List, Optional
 from dbtls_agent import fsio, killpoint, state
 from dbtls_agent.errors import AgentError
 
-KILL_HOOK_ENV = killpoint.KILL_HOOK_ENV
-
 
 class Journal(object):
     """Steps of the current command for one role, persisted after each step."""

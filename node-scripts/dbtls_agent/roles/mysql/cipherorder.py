@@ -256,7 +256,7 @@ def write_files(changes: Any, undo: List[Any], dropin_dir: str, flavor_is_mariad
 
 def pending(dropin_dir: str, flavor_is_mariadb: bool, run: Runner) -> bool:
     """True when :func:`write_files` would change a file, so the offer stage restarts the server
-    (for forecasts such as roles/mysql_forecast.offer_restarts)."""
+    (for forecasts such as roles/mysql/forecast.offer_restarts)."""
     wanted = plan(run, dropin_dir, flavor_is_mariadb)
     return "skip" not in wanted and any(fsio.read_text(path) != text for path, text in (
         (wanted["conf"], wanted["conf_text"]), (wanted["dropin"], wanted["dropin_text"])))

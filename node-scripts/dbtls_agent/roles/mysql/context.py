@@ -32,7 +32,7 @@ def cert_dir(ctx: Any) -> str:
 
 
 def stages(ctx: Any) -> List[str]:
-    """Stages to run: ``all`` (default) = offer, use, require, in that order (db-tls.md §6)."""
+    """Stages to run: ``all`` (default) = offer, use, require, in that order."""
     stage = opt(ctx, "stage", "all") or "all"
     if stage == "all":
         return list(STAGES)

@@ -1,6 +1,6 @@
 """Which MySQL-family server this is, and what that server can do without a restart.
 
-Pure functions over version strings (reference/db-tls.md §0, §3.3, §3.9, §5.3-5.4). The server is
+Pure functions over version strings. The server is
 asked once (``SELECT VERSION(), @@version_comment`` or ``mysqld --version``); every later decision
 ("FLUSH SSL or restart?", "CHANGE MASTER or CHANGE REPLICATION SOURCE?") is a table lookup here, so
 the rules are tested without a server and live in one place.
@@ -127,7 +127,7 @@ def has_set_persist(flavor: str, version: Version) -> bool:
 
 
 def sql_literal(value: str) -> str:
-    """A string literal for a MySQL server in its default sql_mode (see :mod:`mysqlusers`)."""
+    """A string literal for a MySQL server in its default sql_mode (see :mod:`.users`)."""
     return _quote(value, backslash_escapes=True)
 
 
@@ -154,7 +154,7 @@ def persist_statements(
     cipher: Optional[str] = None,
     tls_versions: Optional[Sequence[str]] = None,
 ) -> List[str]:
-    """MySQL/Percona 8.0.16+: point the live server at our files without a restart (§5.3).
+    """MySQL/Percona 8.0.16+: point the live server at our files without a restart.
 
     ALTER INSTANCE RELOAD TLS fails and keeps the old context on bad files, so the caller can
     run these before anything else relies on TLS. Never ``NO ROLLBACK ON ERROR``.

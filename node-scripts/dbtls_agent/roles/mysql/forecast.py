@@ -1,9 +1,9 @@
 """``restart-expected``: will the next ``enable --stage offer`` or ``disable`` of the mysql role on
 this node restart the server?
 
-The manifest asks before it drains the node in ProxySQL (proxysql_drain.py): a node that switches TLS
+The manifest asks before it drains the node in ProxySQL (roles/proxysql/drain.py): a node that switches TLS
 live (MySQL 8.0.16+), or that already serves it with these settings (a re-run after scale-out), is
-never taken out of rotation for nothing. The forecast follows roles/mysql.py ``_offer``'s rules; when
+never taken out of rotation for nothing. The forecast follows roles/mysql/role.py ``_offer``'s rules; when
 in doubt it says "restart", and a needless drain costs only the drain.
 """
 
@@ -28,7 +28,7 @@ def _journal_unfinished(cert_dir: str, command: str) -> bool:
 
 def offer_restarts(ctx: Any) -> Tuple[bool, str]:
     """Whether ``enable --role mysql --stage offer`` will restart the server, by the rules of
-    roles/mysql.py ``_offer``: restart-only servers that do not serve our files yet, or whose TLS
+    roles/mysql/role.py ``_offer``: restart-only servers that do not serve our files yet, or whose TLS
     settings in ssl-config.cnf change."""
     from dbtls_agent.crypto import get_backend
     from dbtls_agent.roles.mysql import cipherorder, mycnf, role

@@ -9,7 +9,7 @@ edits are reversible byte for byte.
 
 A UTF-8 BOM is kept and otherwise ignored, although MariaDB 10.11 itself refuses such a file
 ("Found option without preceding group"). Value quoting (:func:`quote_value`, :func:`unquote_value`)
-lives in :mod:`mysqlclient`, which the client defaults file shares, and is re-exported here.
+lives in :mod:`.client`, which the client defaults file shares, and is re-exported here.
 
 Files the server itself refuses (an option before any group, a ``[group`` without ``]``, an include
 directive without a path) raise :class:`AgentError`: editing them would only hide the real problem.
@@ -30,7 +30,7 @@ from dbtls_agent.roles.mysql.flavor import (
 
 BOM = "\ufeff"
 
-#: The drop-in directory the platform's ``/etc/my.cnf`` includes (reference/jps.md §8.4).
+#: The drop-in directory the platform's ``/etc/my.cnf`` includes.
 PLATFORM_CONF_D = "/etc/mysql/conf.d"
 #: The platform's main option file.
 PLATFORM_MY_CNF = "/etc/my.cnf"

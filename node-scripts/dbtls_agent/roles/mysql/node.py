@@ -2,7 +2,7 @@
 
 Everything here touches processes or the file system; the decisions live in mycnf, mysqlflavor,
 mysqlusers and proxysql_plan. Credentials reach the client only through the 0600 defaults file of
-:mod:`mysqlclient` (never argv, never the environment of a long-lived process).
+:mod:`.client` (never argv, never the environment of a long-lived process).
 """
 
 import os

@@ -1,7 +1,7 @@
 """A real TLS handshake with a MySQL-protocol server, in pure Python: what certificate does it serve?
 
 Python's ``ssl.get_server_certificate()`` cannot do MySQL's in-protocol upgrade, and status variables
-lie after a failed reload (db-tls.md §7), so the agent checks the served certificate itself:
+lie after a failed reload, so the agent checks the served certificate itself:
 
 1. read the server's greeting packet (protocol 10) and check that it advertises CLIENT_SSL;
 2. send a 32-byte SSLRequest packet (sequence 1) that sets CLIENT_SSL;

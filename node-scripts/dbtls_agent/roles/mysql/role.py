@@ -1,11 +1,11 @@
 """Role ``mysql``: TLS for MariaDB, MySQL and Percona Server on one node.
 
-Stages (db-tls.md §6): *offer* writes ``ssl-config.cnf`` into the drop-in directory the server
+Stages: *offer* writes ``ssl-config.cnf`` into the drop-in directory the server
 really reads and makes the server serve our certificate (MariaDB / MySQL < 8.0.16: one restart;
 MySQL/Percona 8.0.16+: SET PERSIST + ALTER INSTANCE RELOAD TLS; later swaps: FLUSH SSL / RELOAD TLS);
 *use* points a replica's channel at its primary over TLS; *require* turns on
 ``require_secure_transport`` (live and in the file) with ``--require-tls``. Every stage ends with a
-real handshake (:mod:`mysqlprobe`) compared with our certificate's SHA-256; on failure the files are
+real handshake (:mod:`.probe`) compared with our certificate's SHA-256; on failure the files are
 put back, the server restarted/reloaded, and the server's own error is raised.
 """
 
@@ -161,7 +161,7 @@ def _write_config(node: Node, changes: ChangeSet, require: bool, undo: List[Any]
 
 
 def _cipher_order(node: Node, order: Dict[str, Any]) -> Dict[str, Any]:
-    """Does the server's ssl-cipher order win (mysqlcipherorder)? Reported, never fatal: every
+    """Does the server's ssl-cipher order win (:mod:`.cipherorder`)? Reported, never fatal: every
     suite we offer is AEAD with forward secrecy, so the client's pick is still a strong one."""
     order = {k: v for k, v in order.items() if k != "created_dirs"}
     if "skip" not in order:

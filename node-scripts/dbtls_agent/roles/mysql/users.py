@@ -22,7 +22,7 @@ def sql_literal(value: str, backslash_escapes: bool = True) -> str:
     ``backslash_escapes=True``: MySQL/MariaDB in their default sql_mode (backslash is an escape).
     ``False``: standard SQL, for ProxySQL's admin interface (SQLite underneath) or a server running
     with NO_BACKSLASH_ESCAPES; there only ``'`` needs doubling and a NUL cannot be written at all.
-    Non-ASCII text is kept as is: the client must talk utf8mb4 (see :mod:`mysqlclient`).
+    Non-ASCII text is kept as is: the client must talk utf8mb4 (see :mod:`.client`).
     """
     try:
         value.encode("utf-8")
@@ -74,7 +74,7 @@ def account_name(user: str, host: str) -> str:
 
 def oneline_subject(pairs: Iterable[Tuple[str, str]]) -> str:
     """OpenSSL's one-line subject (``/C=DE/O=Acme, Inc/CN=bob``), the only form REQUIRE SUBJECT
-    matches (db-tls.md §3.7: ``CN=bob`` without the slash never matches). ``pairs`` are
+    matches (``CN=bob`` without the slash never matches). ``pairs`` are
     (short name, value) in certificate order."""
     return "".join("/{}={}".format(k, v) for k, v in pairs)
 

@@ -5,7 +5,7 @@ spend CPU (testssl's ``secure_client_renego``). PostgreSQL switches it off in it
 Pgpool-II (4.1 on OpenSSL 1.1.1, seen with testssl) does not and has no setting for it. OpenSSL
 1.1.1 applies ``Options = NoRenegotiation`` from the configuration's ``system_default`` section to
 every context, so the agent gives the Pgpool service its own ``OPENSSL_CONF``, exactly as
-:mod:`mysqlcipherorder` does for mysqld: a file that ``.include`` s the system configuration and
+:mod:`dbtls_agent.roles.mysql.cipherorder` does for mysqld: a file that ``.include`` s the system configuration and
 adds the option, handed to that one service by a systemd drop-in (the simulator's service shim
 reads the same drop-in). Both files live in the unit's drop-in folder under /etc/systemd/system
 (root's; systemd reads only ``*.conf`` there, the OpenSSL file is ``.cnf``); disable deletes them.

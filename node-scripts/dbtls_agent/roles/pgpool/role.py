@@ -106,7 +106,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     replaced = passwords if "offer" in stages else {}  # users whose entries this run makes AES
     result["needs_action"] = poolhba.needs_action(passwd_text, replaced)
     if "require" in stages:
-        # md5 pool_passwd entries keep working through per-role md5 rules (poolhba).
+        # md5 pool_passwd entries keep working through per-role md5 rules (hba.py).
         options = poolhba.options(bool(ctx.opt("keep_md5_compat")), bool(ctx.opt("client_cert_auth")), passwd_text,
                                   replaced)
         new_hba = pghba.enable_hostssl(hba_text, options, source=hba_path)

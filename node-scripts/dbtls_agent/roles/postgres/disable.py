@@ -1,6 +1,6 @@
 """Turning the postgres role off: all of it, or only its require stage (``disable --stage require``).
 
-The stack is taken down in the reverse of the enable order (reference/db-tls.md section 6): servers
+The stack is taken down in the reverse of the enable order: servers
 stop *requiring* TLS and SCRAM first, then the proxies drop TLS, then the servers stop offering it.
 
 Pgpool-II opens one session per backend for each client and insists that every backend asks for

@@ -6,7 +6,7 @@ is a pure function of its result (unit-tested), so the same analysis also serves
 
 The report answers, per login role and per connected session:
 
-* whose stored secret is md5 (they keep working through a per-role ``md5`` rule, see pghba);
+* whose stored secret is md5 (they keep working through a per-role ``md5`` rule, see :mod:`.hba`);
 * who can log in from another machine, by which rule lines;
 * which TCP sessions are connected right now without TLS (pg_stat_ssl joined with
   pg_stat_activity; the agent's own sessions, named ``dbtls-agent``, are left out), and what their

@@ -78,7 +78,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
             ctx.say("webadmin's password is unknown (no jcm getPswd, none on stdin); it was not re-hashed")
     extra = common.load_extra(ctx, ROLE)
     # Roles still holding md5 secrets get per-role md5 rules; a login that cannot be kept working
-    # stops the require stage here, before anything changes (postgres_lockout).
+    # stops the require stage here, before anything changes (lockout.py).
     lock, options = lockout.plan(ctx, info, hba_options(ctx, major), todo, extra, "require" in stages)
     offered_before = lockout.ssl_on_since(info) if "offer" in stages and "tls_offered_at" not in extra \
         else None

@@ -13,7 +13,7 @@ is touched, so nothing can stay OFFLINE_SOFT unnoticed: a later ``offline-soft``
 while it was OFFLINE_SOFT gets ONLINE back in ``disk.mysql_servers`` alone.
 
 (``restart-expected``, run on the database node first, says whether a drain is needed at all:
-roles/mysql_forecast.py.)
+roles/mysql/forecast.py.)
 """
 
 import socket

@@ -1,6 +1,6 @@
 """What dbtls sends to ProxySQL's admin interface (port 6032), as plain lists of SQL statements.
 
-ProxySQL keeps three copies of its configuration (memory, runtime, disk; db-tls.md §4.1). Every plan
+ProxySQL keeps three copies of its configuration (memory, runtime, disk). Every plan
 therefore edits memory, then ``LOAD ... TO RUNTIME``, then ``SAVE ... TO DISK``, and is checked
 against the ``runtime_*`` tables afterwards. Before enabling, the applier records the previous values
 (:func:`snapshot_queries`), and :func:`disable_plan` puts exactly those back, instead of the upstream
@@ -179,7 +179,7 @@ def enable_plan(
     backend_cert: Optional[str] = None,
     backend_key: Optional[str] = None,
 ) -> Plan:
-    """Turn TLS on (db-tls.md §5.5), backend side first so nothing depends on a hop not ready yet.
+    """Turn TLS on, backend side first so nothing depends on a hop not ready yet.
 
     1. ProxySQL -> MySQL: ``mysql-ssl_p2s_ca`` (+ client cert/key if the servers demand X509) and
        ``use_ssl=1`` on *every* mysql_servers row, whatever its port (the upstream add-on only
@@ -287,7 +287,7 @@ def check_runtime(
     return problems
 
 
-# -- Draining one backend around its restart (db-tls.md §4.4, §5.4) ------------------------------
+# -- Draining one backend around its restart ------------------------------------------
 # ``status='OFFLINE_SOFT'`` + LOAD: ProxySQL sends no new work to the server and closes its pooled
 # connections once their current work is done (stats_mysql_connection_pool.ConnUsed drops to 0);
 # ``ONLINE`` + LOAD takes it back. These changes are transient: never SAVEd to disk.
