@@ -17,15 +17,15 @@ import re
 from typing import Any, Dict, List
 
 from dbtls_agent import fsio, state
-from dbtls_agent.crypto import DEFAULT_KEY_TYPE, KEY_TYPES
 from dbtls_agent.crypto.names import normalize_sans
 from dbtls_agent.errors import AgentError
+from dbtls_agent.vocab import DEFAULT_KEY_TYPE, DEFAULT_MIN_TLS, KEY_TYPES, MIN_TLS_VERSIONS
 
 FILE_NAME = "options.json"
-MIN_TLS = ("TLSv1.2", "TLSv1.3")
+MIN_TLS = MIN_TLS_VERSIONS
 TOGGLES = ("require_tls", "client_cert_auth", "md5_compat", "upstream_mode", "enforce_anyway")
 DEFAULTS = {
-    "key_type": DEFAULT_KEY_TYPE, "min_tls": "TLSv1.2", "extra_names": [],
+    "key_type": DEFAULT_KEY_TYPE, "min_tls": DEFAULT_MIN_TLS, "extra_names": [],
     "require_tls": False, "client_cert_auth": False, "md5_compat": False, "upstream_mode": False,
     "enforce_anyway": False,
 }  # type: Dict[str, Any]

@@ -5,7 +5,7 @@ the server? The forecast itself is :mod:`dbtls_agent.roles.mysql.forecast`.
 import argparse
 from typing import Any
 
-from dbtls_agent import state
+from dbtls_agent import state, vocab
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
 from dbtls_agent.roles.mysql import forecast
 
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     r = subparsers.add_parser("restart-expected", help="database node: JSON, whether the next offer or "
                                                         "disable restarts the server")
     r.add_argument("--step", choices=("offer", "disable"), required=True)
-    r.add_argument("--min-tls", choices=("TLSv1.2", "TLSv1.3"), default="TLSv1.2")
+    r.add_argument("--min-tls", choices=vocab.MIN_TLS_VERSIONS, default=vocab.DEFAULT_MIN_TLS)
     r.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, help="certificate directory")
     r.add_argument("--options", action="store_true", help="take --min-tls from the saved install options")
     r.set_defaults(func=cmd_restart_expected)

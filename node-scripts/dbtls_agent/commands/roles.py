@@ -7,7 +7,7 @@ Only parsing, locking and printing live here; the work is in the role modules na
 import argparse
 from typing import Any
 
-from dbtls_agent import roles, state
+from dbtls_agent import roles, state, vocab
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base
@@ -30,7 +30,7 @@ def _enable_options(parser: argparse.ArgumentParser) -> None:
                              "roles with md5 secrets get md5 rules of their own by default)")
     parser.add_argument("--enforce-anyway", action="store_true",
                         help="go ahead even when a login that works now would stop working (see 'preflight')")
-    parser.add_argument("--min-tls", choices=("TLSv1.2", "TLSv1.3"), default="TLSv1.2")
+    parser.add_argument("--min-tls", choices=vocab.MIN_TLS_VERSIONS, default=vocab.DEFAULT_MIN_TLS)
     parser.add_argument("--require-tls", action="store_true", help="MySQL family: require TLS for every account")
     parser.add_argument("--no-client-cert-address", action="append", default=[], metavar="IP",
                         help="address that never presents a client certificate (Pgpool nodes); repeatable")

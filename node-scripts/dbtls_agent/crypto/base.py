@@ -10,9 +10,8 @@ import os
 from typing import Any, Dict, List
 
 from dbtls_agent.errors import AgentError
+from dbtls_agent.vocab import DEFAULT_KEY_TYPE, KEY_TYPES  # noqa: F401  (re-exported)
 
-KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ecdsa-p256")
-DEFAULT_KEY_TYPE = "rsa2048"
 KINDS = ("server", "client")
 
 # Validity defaults, in days: the CA 10 years and client certificates 1 year, as the upstream add-on

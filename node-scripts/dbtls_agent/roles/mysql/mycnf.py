@@ -27,6 +27,7 @@ from dbtls_agent.roles.mysql.flavor import (
     has_tls_version,
     supports_tls13,
 )
+from dbtls_agent.vocab import MIN_TLS_VERSIONS
 
 BOM = "\ufeff"
 
@@ -331,7 +332,7 @@ RSA_CIPHERS = ("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RS
 #: such a key can sign, so TLS 1.2 handshakes would fail.
 ECDSA_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305"
 
-ALLOWED_TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+ALLOWED_TLS_VERSIONS = MIN_TLS_VERSIONS
 #: Galera SST modes we accept in an ``[sst]`` section. Not DISABLED (see render_ssl_config).
 SST_SSL_MODES = ("REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
 

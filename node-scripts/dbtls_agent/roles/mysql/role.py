@@ -25,6 +25,7 @@ from dbtls_agent.roles.mysql import probe as mysqlprobe
 from dbtls_agent.roles.mysql import users as mysqlusers
 from dbtls_agent.roles.mysql.replica import disable_replica, enable_replica, replica_status
 from dbtls_agent.state import ChangeSet
+from dbtls_agent.vocab import MIN_TLS_VERSIONS
 
 ROLE = "mysql"
 SERVED_COPY = "mysql-served"  # last verified server cert/key/root, to roll back a failed swap
@@ -203,7 +204,7 @@ def _verify(node: Node, files: Dict[str, bytes]) -> Dict[str, str]:
     if result.sha256 != want:
         raise AgentError("the server serves certificate sha256 {} instead of ours ({})".format(
             result.sha256[:16], want[:16]))
-    if result.tls_version not in ("TLSv1.2", "TLSv1.3"):
+    if result.tls_version not in MIN_TLS_VERSIONS:
         raise AgentError("the server negotiated {}, expected TLSv1.2 or later".format(result.tls_version))
     return mysqlprobe.describe(result)
 
