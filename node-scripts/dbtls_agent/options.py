@@ -12,7 +12,6 @@ value that bypassed the form's own checks (an install through the API) is refuse
 
 import argparse
 import json
-import os
 import re
 from typing import Any, Dict, List
 
@@ -21,7 +20,6 @@ from dbtls_agent.crypto.names import normalize_sans
 from dbtls_agent.errors import AgentError
 from dbtls_agent.vocab import DEFAULT_KEY_TYPE, DEFAULT_MIN_TLS, KEY_TYPES, MIN_TLS_VERSIONS
 
-FILE_NAME = "options.json"
 MIN_TLS = MIN_TLS_VERSIONS
 TOGGLES = ("require_tls", "client_cert_auth", "md5_compat", "upstream_mode", "enforce_anyway")
 DEFAULTS = {
@@ -36,7 +34,7 @@ ENABLE_ARGS = {"min_tls": "min_tls", "require_tls": "require_tls", "client_cert_
 
 
 def path(cert_dir: str) -> str:
-    return os.path.join(state.state_dir(cert_dir), FILE_NAME)
+    return state.layout(cert_dir).options
 
 
 def parse_toggle(name: str, text: str) -> bool:

@@ -20,7 +20,6 @@ written only by the install and by those buttons, both run by root on the CA nod
 """
 
 import json
-import os
 import re
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -28,14 +27,13 @@ from dbtls_agent import fsio, state
 from dbtls_agent.crypto.names import normalize_sans
 from dbtls_agent.errors import AgentError
 
-FILE_NAME = "ca-policy.json"
 DATABASE_LAYER = "sqldb"
 _LAYER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 
 
 def registry_path(cert_dir: str) -> str:
-    return os.path.join(state.state_dir(cert_dir), FILE_NAME)
+    return state.layout(cert_dir).ca_policy
 
 
 def load(cert_dir: str) -> Dict[str, Any]:

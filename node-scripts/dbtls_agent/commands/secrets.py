@@ -39,7 +39,7 @@ _CONNINFO = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 
 
 def key_dir(cert_dir: str) -> str:
-    return os.path.join(state.state_dir(cert_dir), "seal")
+    return state.layout(cert_dir).seal_dir
 
 
 def key_path(cert_dir: str) -> str:

@@ -20,7 +20,7 @@ class Journal(object):
     """Steps of the current command for one role, persisted after each step."""
 
     def __init__(self, cert_dir: str, role: str, command: str) -> None:
-        self.path = os.path.join(state.state_dir(cert_dir), "{}.journal.json".format(role))
+        self.path = state.layout(cert_dir).journal(role)
         self.command = command
         previous = fsio.read_text(self.path)
         data = {}  # type: Dict[str, Any]

@@ -31,7 +31,7 @@ def read_required(path: str, owner: Optional[str] = None) -> str:
 
 
 def _extra_path(ctx: base.Context, role: str) -> str:
-    return os.path.join(state.state_dir(ctx.cert_dir), "{}.extra.json".format(role))
+    return state.layout(ctx.cert_dir).extra(role)
 
 
 def load_extra(ctx: base.Context, role: str) -> Dict[str, Any]:

@@ -29,7 +29,6 @@ from dbtls_agent import fsio, state
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.mysql import flavor as mysqlflavor
 
-SEEN_FILE = "replication-seen.json"
 POLL_S = 0.5
 KICK_EVERY_S = 3.0
 STOPPED_GRACE_S = 10.0
@@ -38,7 +37,7 @@ STOPPED_GRACE_S = 10.0
 # --- what was seen before ------------------------------------------------------------------------
 
 def _seen_path(cert_dir: str) -> str:
-    return os.path.join(state.state_dir(cert_dir), SEEN_FILE)
+    return state.layout(cert_dir).replication_seen
 
 
 def load_seen(cert_dir: str) -> Dict[str, Any]:

@@ -92,10 +92,10 @@ def pem_sha256(pem: bytes) -> str:
 
 
 class RoleState(object):
-    """Small JSON record of one role's values before enable (``<cert_dir>/.dbtls-state/<role>.json``)."""
+    """Small JSON record of one role's values before enable (``<cert_dir>/.dbtls-state/<role>.role.json``)."""
 
     def __init__(self, cert_dir_path: str, role: str) -> None:
-        self.path = os.path.join(state.state_dir(cert_dir_path), "{}.role.json".format(role))
+        self.path = state.layout(cert_dir_path).role_record(role)
         text = fsio.read_text(self.path)
         try:
             self.data = json.loads(text) if text else {}  # type: Dict[str, Any]

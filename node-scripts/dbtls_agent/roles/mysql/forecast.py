@@ -18,7 +18,7 @@ from dbtls_agent.roles.mysql import flavor
 
 def _journal_unfinished(cert_dir: str, command: str) -> bool:
     """An earlier ``disable`` of the mysql role that did not finish (its re-run restarts)."""
-    text = fsio.read_text(os.path.join(state.state_dir(cert_dir), "mysql.journal.json"))
+    text = fsio.read_text(state.layout(cert_dir).journal("mysql"))
     try:
         data = json.loads(text) if text else {}
     except ValueError:

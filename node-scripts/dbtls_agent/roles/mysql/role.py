@@ -28,7 +28,6 @@ from dbtls_agent.state import ChangeSet
 from dbtls_agent.vocab import MIN_TLS_VERSIONS
 
 ROLE = "mysql"
-SERVED_COPY = "mysql-served"  # last verified server cert/key/root, to roll back a failed swap
 LIVE_QUERY = "SELECT @@have_ssl, @@ssl_cert, @@ssl_key, @@ssl_ca, @@port, @@log_error, @@require_secure_transport"
 
 
@@ -175,7 +174,7 @@ def _cipher_order(node: Node, order: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _save_served(node: Node, files: Dict[str, bytes]) -> None:
-    target = os.path.join(rc.state.state_dir(node.cert_dir), SERVED_COPY)
+    target = rc.state.layout(node.cert_dir).mysql_served
     fsio.ensure_dir(target, 0o700)
     for name, data in files.items():
         fsio.atomic_write(os.path.join(target, name), data, 0o600)
@@ -183,7 +182,7 @@ def _save_served(node: Node, files: Dict[str, bytes]) -> None:
 
 def _restore_served(node: Node) -> bool:
     """Put the last verified cert/key/root back (a failed swap must not break the next restart)."""
-    source = os.path.join(rc.state.state_dir(node.cert_dir), SERVED_COPY)
+    source = rc.state.layout(node.cert_dir).mysql_served
     restored = False
     for name in ("server.crt", "server.key", "root.crt"):
         data = fsio.read_bytes(os.path.join(source, name))
@@ -377,7 +376,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     if report.get("restarted"):
         report["replication_wait"] = _wait_own_channels(ctx, node, cert_dir)
     node.state.remove()
-    shutil.rmtree(os.path.join(rc.state.state_dir(cert_dir), SERVED_COPY), ignore_errors=True)
+    shutil.rmtree(rc.state.layout(cert_dir).mysql_served, ignore_errors=True)
     # Uninstall asks for --remove-certs: server/, client/ (users' certificates too) and .pending go.
     report["certs_removed"] = common.remove_certs(ctx) if rc.opt(ctx, "remove_certs") else False
     _say(ctx, "mysql: TLS configuration removed")

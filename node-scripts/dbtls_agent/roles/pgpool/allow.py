@@ -29,25 +29,19 @@ from dbtls_agent.roles.pgpool import facts, hba, poolkey, poolpasswd
 from dbtls_agent.roles.postgres import apply, client
 from dbtls_agent.roles.postgres.server import processes
 
-ALLOWED_FILE = "pgpool-allowed.json"
-STASH_FILE = "pgpool-allowed.stash.json"
 LOGIN_WAIT_S = 30.0
-
-
-def _state_file(cert_dir: str, name: str) -> str:
-    return os.path.join(state.state_dir(cert_dir), name)
 
 
 def allowed_users(cert_dir: str) -> List[str]:
     try:
-        return sorted(json.loads(fsio.read_text(_state_file(cert_dir, ALLOWED_FILE)) or "[]"))
+        return sorted(json.loads(fsio.read_text(state.layout(cert_dir).pgpool_allowed) or "[]"))
     except ValueError:
         return []
 
 
 def _remember(cert_dir: str, user: str) -> None:
     users = sorted(set(allowed_users(cert_dir)) | {user})
-    path = _state_file(cert_dir, ALLOWED_FILE)
+    path = state.layout(cert_dir).pgpool_allowed
     fsio.ensure_dir(os.path.dirname(path), 0o700)
     fsio.atomic_write(path, json.dumps(users).encode(), 0o600)
 
@@ -160,7 +154,7 @@ def stash_before_disable(cert_dir: str, passwd_path: Optional[str]) -> None:
     """Before pool_passwd is restored: keep the allowed users' AES entries and the key that opens
     them (root-only state directory; the same secrets pool_passwd and the key file hold)."""
     users = allowed_users(cert_dir)
-    stash_path = _state_file(cert_dir, STASH_FILE)
+    stash_path = state.layout(cert_dir).pgpool_allowed_stash
     if not users or not passwd_path or os.path.exists(stash_path):
         return  # nothing to keep, or an interrupted disable already stashed them
     text = fsio.read_text(passwd_path) or ""
@@ -179,7 +173,7 @@ def restore_after_disable(cert_dir: str, passwd_path: Optional[str], say: Any) -
     """After pool_passwd is restored: the allowed users' entries again, encrypted with the key the
     node has now (the restored one, whatever it is: other restored AES entries depend on it), or a
     new random key when the node had none before the add-on. Returns the users kept."""
-    stash_path = _state_file(cert_dir, STASH_FILE)
+    stash_path = state.layout(cert_dir).pgpool_allowed_stash
     stash = json.loads(fsio.read_text(stash_path) or "{}") if os.path.exists(stash_path) else {}
     kept = []
     if stash.get("entries") and passwd_path:
@@ -200,9 +194,10 @@ def restore_after_disable(cert_dir: str, passwd_path: Optional[str], say: Any) -
         owner = fsio.resolve_owner(poolkey.SERVICE_USER)
         fsio.atomic_write(passwd_path, text.encode("utf-8", "surrogateescape"), 0o600, owner)
         say("pool_passwd keeps the entries of the users allowed through Pgpool-II: {}".format(", ".join(kept)))
-    for name in (STASH_FILE, ALLOWED_FILE):
+    names = state.layout(cert_dir)
+    for path in (names.pgpool_allowed_stash, names.pgpool_allowed):
         try:
-            os.unlink(_state_file(cert_dir, name))
+            os.unlink(path)
         except OSError:
             pass
     return kept

@@ -21,8 +21,6 @@ from dbtls_agent.roles import lockout
 from dbtls_agent.roles.pgpool import report
 from dbtls_agent.roles.postgres import hba, hbamatch
 
-STATE_FILE = "pgpool-hba.json"
-
 
 def md5_users(passwd_text: str, replaced: Optional[Dict[str, str]] = None) -> List[str]:
     """Users with an md5 pool_passwd entry that this run does not replace by an AES one."""
@@ -42,7 +40,7 @@ def needs_action(passwd_text: str, replaced: Optional[Dict[str, str]] = None) ->
 
 
 def _path(cert_dir: str) -> str:
-    return os.path.join(state.state_dir(cert_dir), STATE_FILE)
+    return state.layout(cert_dir).pgpool_hba
 
 
 def remember(cert_dir: str, keep_md5_compat: bool, client_cert_auth: bool) -> None:
