@@ -68,8 +68,8 @@ def _context(args: argparse.Namespace, command: str) -> base.Context:
         from dbtls_agent.roles.postgres import accounts
         passwords = accounts.read_passwords_stdin()
     elif getattr(args, "passwords_sealed", False):
-        from dbtls_agent.commands import secrets
-        passwords = secrets.read_sealed_stdin(args.cert_dir, getattr(args, "from_manifest", False))
+        from dbtls_agent.passwords import exchange
+        passwords = exchange.read_sealed_stdin(args.cert_dir, getattr(args, "from_manifest", False))
     return base.Context(args, command, passwords)
 
 

@@ -107,8 +107,8 @@ def password_for(args: Any, user: str) -> str:
     if path:
         return read_password_file(path)
     if sealed:
-        from dbtls_agent.commands import secrets
-        passwords = secrets.read_sealed_stdin(os.path.abspath(args.cert_dir))
+        from dbtls_agent.passwords import exchange
+        passwords = exchange.read_sealed_stdin(os.path.abspath(args.cert_dir))
         if user not in passwords:
             raise AgentError("the sealed passwords on stdin hold none for {}".format(user))
         return _clean(passwords[user].encode("utf-8"), "the sealed blob")

@@ -102,3 +102,12 @@ def test_cycles_finds_a_circle():
 
 def test_the_agent_has_no_import_circle():
     assert cycles(import_graph()) == []
+
+
+def test_only_the_command_line_imports_commands():
+    """commands/ parses and prints; the logic below it never reaches back up."""
+    graph = import_graph()
+    upward = sorted((module, dep) for module, deps in graph.items() for dep in deps
+                    if dep.startswith("dbtls_agent.commands")
+                    and not module.startswith("dbtls_agent.commands") and module != "dbtls_agent.cli")
+    assert upward == []

@@ -11,9 +11,8 @@ import subprocess
 import pytest
 
 from dbtls_agent import cli
-from dbtls_agent.commands import secrets
 from dbtls_agent.errors import AgentError
-from dbtls_agent.passwords import sealbox
+from dbtls_agent.passwords import exchange, sealbox
 
 BACKENDS = ["cryptography", "openssl"]
 PASSWORDS = {"webadmin": "w3b 'adm\"in' pässwörd", "pgpool": "pgp00l-s3cret-value", "repl": "r:e\\pl"}
@@ -48,7 +47,7 @@ def keys(tmp_path_factory):
     made = {}
     for name in BACKENDS:
         cert_dir = str(tmp_path_factory.mktemp("cert-" + name))
-        public = secrets.make_recipient(cert_dir, sealer(name), fresh=True)
+        public = exchange.make_recipient(cert_dir, sealer(name), fresh=True)
         made[name] = (cert_dir, public)
     return made
 
@@ -65,18 +64,18 @@ def test_round_trip_across_backends(keys, sealing, opening):
     assert blob.startswith(sealbox.PREFIX) and "\n" not in blob
     for secret in PASSWORDS.values():
         assert secret not in blob
-    assert secrets.open_all(cert_dir, "\n" + blob + "\n\n", sealer(opening)) == PASSWORDS
+    assert exchange.open_all(cert_dir, "\n" + blob + "\n\n", sealer(opening)) == PASSWORDS
 
 
 def test_blobs_merge_first_wins(keys):
     cert_dir, public = keys["cryptography"]
     text = "\n".join([blob_for("openssl", public, {"a": "1"}), blob_for("cryptography", public, {"a": "2", "b": "3"})])
-    assert secrets.open_all(cert_dir, text) == {"a": "1", "b": "3"}
+    assert exchange.open_all(cert_dir, text) == {"a": "1", "b": "3"}
 
 
 def test_private_key_file_is_0600_in_0700_dir(keys):
     for cert_dir, public in keys.values():
-        path = secrets.key_path(cert_dir)
+        path = exchange.key_path(cert_dir)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
         assert b"PRIVATE KEY" not in public and b"BEGIN PUBLIC KEY" in public
@@ -84,9 +83,9 @@ def test_private_key_file_is_0600_in_0700_dir(keys):
 
 def test_recipient_reuses_recent_key_unless_fresh(tmp_path):
     s = sealer("cryptography")
-    first = secrets.make_recipient(str(tmp_path), s)
-    assert secrets.make_recipient(str(tmp_path), s) == first
-    assert secrets.make_recipient(str(tmp_path), s, fresh=True) != first
+    first = exchange.make_recipient(str(tmp_path), s)
+    assert exchange.make_recipient(str(tmp_path), s) == first
+    assert exchange.make_recipient(str(tmp_path), s, fresh=True) != first
 
 
 def one_line_error(excinfo):
@@ -100,7 +99,7 @@ def test_wrong_key_fails_with_one_line(keys, name):
     other = "openssl" if name == "cryptography" else "cryptography"
     blob = blob_for(name, keys[other][1])
     with pytest.raises(AgentError) as excinfo:
-        secrets.open_all(keys[name][0], blob, sealer(name))
+        exchange.open_all(keys[name][0], blob, sealer(name))
     assert "another key" in one_line_error(excinfo)
 
 
@@ -112,7 +111,7 @@ def test_wrong_key_with_forged_fingerprint_fails(keys, name):
     raw[:32] = sealbox.spki_sha256(keys[name][1])
     blob = sealbox.PREFIX + base64.b64encode(bytes(raw)).decode()
     with pytest.raises(AgentError) as excinfo:
-        secrets.open_all(keys[name][0], blob, sealer(name))
+        exchange.open_all(keys[name][0], blob, sealer(name))
     assert "unwrapped" in one_line_error(excinfo)
 
 
@@ -125,21 +124,21 @@ def test_tampered_blob_fails(keys, name, where):
     raw[index] ^= 0x01
     blob = sealbox.PREFIX + base64.b64encode(bytes(raw)).decode()
     with pytest.raises(AgentError) as excinfo:
-        secrets.open_all(cert_dir, blob, sealer(name))
+        exchange.open_all(cert_dir, blob, sealer(name))
     one_line_error(excinfo)
 
 
 @pytest.mark.parametrize("text", ["not a blob", sealbox.PREFIX + "@@@", sealbox.PREFIX + "AAAA"])
 def test_garbage_fails_with_one_line(keys, text):
     with pytest.raises(AgentError) as excinfo:
-        secrets.open_all(keys["cryptography"][0], text)
+        exchange.open_all(keys["cryptography"][0], text)
     one_line_error(excinfo)
 
 
 def test_no_recipient_key_is_a_clear_error(tmp_path, keys):
     blob = blob_for("cryptography", keys["cryptography"][1])
     with pytest.raises(AgentError) as excinfo:
-        secrets.open_all(str(tmp_path), blob)
+        exchange.open_all(str(tmp_path), blob)
     assert "secrets recipient" in one_line_error(excinfo)
 
 
@@ -147,15 +146,15 @@ def test_openssl_argv_never_holds_a_secret(tmp_path):
     runner = RecordingRunner()
     s = sealbox.OpensslSealer(runner=runner)
     cert_dir = str(tmp_path)
-    public = secrets.make_recipient(cert_dir, s, fresh=True)
+    public = exchange.make_recipient(cert_dir, s, fresh=True)
     blob = sealbox.seal(s, public, json.dumps(PASSWORDS).encode())
-    assert secrets.open_all(cert_dir, blob, s) == PASSWORDS
+    assert exchange.open_all(cert_dir, blob, s) == PASSWORDS
     verbs = [call[1] for call in runner.calls]
     assert {"genpkey", "pkeyutl", "enc"} <= set(verbs), verbs
     assert any("rsa_padding_mode:oaep" in call for call in runner.calls)
     passphrases = runner.file_contents
     assert len(passphrases) == 2 and passphrases[0] == passphrases[1] and len(passphrases[0]) == 64
-    private = open(secrets.key_path(cert_dir), "rb").read()
+    private = open(exchange.key_path(cert_dir), "rb").read()
     needles = list(PASSWORDS.values()) + [p.decode() for p in passphrases]
     needles += [line for line in private.decode().splitlines() if "PRIVATE KEY" not in line]
     for call in runner.calls:
@@ -180,13 +179,13 @@ def test_known_passwords_reads_node_sources(tmp_path, monkeypatch):
     pgpass.write_text("*:*:*:other:a\\:b\n")
     meta = tmp_path / "metainf.conf"
     meta.write_text("COMPUTE_TYPE=postgres\n")
-    monkeypatch.setattr(secrets, "PGPOOL_CONF", str(pool))
-    monkeypatch.setattr(secrets, "PG_CONFS", (str(auto),))
-    monkeypatch.setattr(secrets, "PGPASS", str(pgpass))
-    monkeypatch.setattr(secrets, "METAINF", str(meta))
+    monkeypatch.setattr(exchange, "PGPOOL_CONF", str(pool))
+    monkeypatch.setattr(exchange, "PG_CONFS", (str(auto),))
+    monkeypatch.setattr(exchange, "PGPASS", str(pgpass))
+    monkeypatch.setattr(exchange, "METAINF", str(meta))
     from dbtls_agent.roles.postgres import accounts
     monkeypatch.setattr(accounts, "platform_webadmin_password", lambda: "from-jcm")
-    assert secrets.known_passwords() == {
+    assert exchange.known_passwords() == {
         "webadmin": "from-jcm", "pgpool": "it's secret", "replicator": "p w", "other": "a:b"}
 
 
@@ -194,7 +193,7 @@ def test_cli_recipient_seal_and_enable_reader(tmp_path, monkeypatch, capsys):
     """Through the command line: recipient, seal (extra JSON after the key), then the enable reader
     opens the blob and deletes the key."""
     cert_dir = str(tmp_path)
-    monkeypatch.setattr(secrets, "known_passwords", lambda: {"webadmin": "node-known"})
+    monkeypatch.setattr(exchange, "known_passwords", lambda: {"webadmin": "node-known"})
     assert cli.main(["secrets", "recipient", "--cert-dir", cert_dir]) == 0
     public = capsys.readouterr().out
     monkeypatch.setattr("sys.stdin", io.StringIO(public + json.dumps({"app": "given"})))
@@ -202,8 +201,8 @@ def test_cli_recipient_seal_and_enable_reader(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "node-known" not in captured.out + captured.err and "given" not in captured.out + captured.err
     monkeypatch.setattr("sys.stdin", io.StringIO(captured.out))
-    assert secrets.read_sealed_stdin(cert_dir) == {"webadmin": "node-known", "app": "given"}
-    assert not os.path.exists(secrets.key_path(cert_dir))
+    assert exchange.read_sealed_stdin(cert_dir) == {"webadmin": "node-known", "app": "given"}
+    assert not os.path.exists(exchange.key_path(cert_dir))
 
 
 def test_enable_rejects_both_password_options(capsys):
