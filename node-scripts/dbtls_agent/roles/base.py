@@ -8,9 +8,8 @@ place to kill the agent (``DBTLS_TEST_KILL_AFTER_STEP``) to prove it.
 
 import json
 import os
-import subprocess
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from dbtls_agent import fsio, killpoint, state
 from dbtls_agent.errors import AgentError
@@ -91,47 +90,3 @@ class Context(object):
         for path in (self.server_cert(), self.server_key(), self.server_root()):
             if not os.path.isfile(path):
                 raise AgentError("{} is missing: install the certificates first (install-certs)".format(path))
-
-
-def run(argv: List[str], timeout: float = 180, what: Optional[str] = None) -> str:
-    """Run a non-secret command; AgentError with its last stderr line when it fails."""
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise AgentError("{} is not installed on this node".format(argv[0])) from None
-    except subprocess.TimeoutExpired:
-        raise AgentError("{} did not finish within {:.0f}s".format(what or argv[0], timeout)) from None
-    if proc.returncode != 0:
-        err = [ln for ln in (proc.stderr + proc.stdout).decode("utf-8", "replace").splitlines() if ln.strip()]
-        raise AgentError("{} failed: {}".format(what or " ".join(argv), err[-1].strip() if err else
-                                                 "exit code {}".format(proc.returncode)))
-    return proc.stdout.decode("utf-8", "replace")
-
-
-def have_jem() -> bool:
-    return any(os.access(os.path.join(d, "jem"), os.X_OK)
-               for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/local/sbin", "/usr/sbin"])
-
-
-def poll(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Call ``check`` until it returns something truthy or ``timeout`` passes; return the last value."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = check()
-    return value
-
-
-def log_tail(path: Optional[str], offset: int) -> str:
-    """Text appended to a log since ``offset`` (empty when there is no such log)."""
-    data = fsio.read_from(path, offset)
-    return data.decode("utf-8", "replace") if data is not None else ""
-
-
-def log_size(path: Optional[str]) -> int:
-    try:
-        return os.path.getsize(path) if path else 0
-    except OSError:
-        return 0

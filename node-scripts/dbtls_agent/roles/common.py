@@ -96,13 +96,6 @@ def restore_all(ctx: base.Context, cs: state.ChangeSet, inverses: Dict[str, Inve
     return files
 
 
-def service(action: str) -> None:
-    """``jem service <action>`` on the platform (the simulated nodes have the same shim)."""
-    if not base.have_jem():
-        raise AgentError("jem is not available on this node to {} the service".format(action))
-    base.run(["jem", "service", action], timeout=300, what="jem service {}".format(action))
-
-
 def certificates(ctx: base.Context) -> List[Dict[str, Any]]:
     """The certificate entries of ``inspect`` (subject, SANs, expiry, fingerprints)."""
     try:

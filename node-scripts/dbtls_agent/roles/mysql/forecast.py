@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, Tuple
 
-from dbtls_agent import fsio, state
+from dbtls_agent import fsio, nodeos, state
 from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.mysql import flavor
 
@@ -50,7 +50,7 @@ def offer_restarts(ctx: Any) -> Tuple[bool, str]:
                                      flavor=node.flavor, version=node.version)
     if role.restart_relevant(fsio.read_text(path)) != role.restart_relevant(wanted):
         return True, "the TLS settings in {} change".format(path)
-    if cipherorder.pending(directory, node.flavor == flavor.MARIADB, mysqlnode.run):
+    if cipherorder.pending(directory, node.flavor == flavor.MARIADB, nodeos.run_status):
         return True, "mysqld's OpenSSL settings (server cipher order) change"
     if flavor.cert_swap_statement(node.flavor, node.version) is None:
         return True, "{} loads a new certificate only at start".format(what)

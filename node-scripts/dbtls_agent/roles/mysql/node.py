@@ -5,20 +5,17 @@ mysqlusers and proxysql_plan. Credentials reach the client only through the 0600
 :mod:`.client` (never argv, never the environment of a long-lived process).
 """
 
-import os
 import shutil
-import subprocess
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from dbtls_agent import fsio
+from dbtls_agent import fsio, nodeos
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.mysql import client, mycnf
 
 #: Main option files a MySQL-family server reads, in its own order (global ones only: the server
 #: runs as root/mysql with no useful ~/.my.cnf).
 MAIN_OPTION_FILES = ("/etc/my.cnf", "/etc/mysql/my.cnf")
-SERVICE_TIMEOUT_S = 240.0
 
 
 def one_line(text: str, limit: int = 400) -> str:
@@ -28,24 +25,12 @@ def one_line(text: str, limit: int = 400) -> str:
     return joined[:limit] + ("..." if len(joined) > limit else "")
 
 
-def run(argv: Sequence[str], timeout: float = 60.0, stdin: Optional[str] = None) -> Tuple[int, str, str]:
-    """Run a command; (exit code, stdout, stderr). A missing program is exit code 127."""
-    try:
-        proc = subprocess.run(list(argv), input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=timeout)
-    except OSError as exc:
-        return 127, "", "{}: {}".format(argv[0], exc.strerror or exc)
-    except subprocess.TimeoutExpired:
-        return 124, "", "{} did not finish within {:.0f}s".format(argv[0], timeout)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
 def find_client() -> Tuple[str, str]:
     """(executable, option dialect) of the node's command-line client; ``mariadb`` first."""
     for exe in ("mariadb", "mysql"):
         path = shutil.which(exe)
         if path:
-            code, out, err = run([path, "--version"], timeout=15)
+            code, out, err = nodeos.run_status([path, "--version"], timeout=15)
             if code == 0:
                 return path, client.client_kind(out + err)
     raise AgentError("no mysql/mariadb command-line client on this node; install the client package")
@@ -72,7 +57,7 @@ class Client(object):
         with client.private_defaults_file(self._defaults()) as path:
             argv = client.mysql_argv(path, sql, client=self.exe, column_names=column_names,
                                           extra_args=["--connect-timeout=10"])
-            return run(argv, timeout=self.timeout)
+            return nodeos.run_status(argv, timeout=self.timeout)
 
     def query(self, sql: str, column_names: bool = False) -> str:
         """Output of ``sql`` in batch form; AgentError with the server's message otherwise."""
@@ -112,19 +97,6 @@ def _short(sql: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def service(action: str, timeout: float = SERVICE_TIMEOUT_S) -> Tuple[bool, str]:
-    """``jem service ACTION`` (the platform's service control); (ok, output)."""
-    jem = shutil.which("jem") or "/usr/local/sbin/jem"
-    if not os.path.exists(jem):
-        for argv in (["systemctl", action, "mariadb"], ["systemctl", action, "mysql"]):
-            code, out, err = run(argv, timeout=timeout)
-            if code == 0:
-                return True, out + err
-        return False, "no 'jem' and no systemd unit to {} the database service".format(action)
-    code, out, err = run([jem, "service", action], timeout=timeout)
-    return code == 0, out + err
-
-
 def error_log_tail(path: Optional[str], since_size: int = 0, lines: int = 400) -> List[str]:
     """Lines the server appended to its error log after ``since_size`` bytes."""
     data = fsio.read_from(path, since_size, 16 << 20)
@@ -135,13 +107,6 @@ def server_error(log_lines: Sequence[str]) -> str:
     """The server's own reason from its error log (``[ERROR]`` lines), one line."""
     errors = [ln.split("[ERROR]", 1)[1].strip() for ln in log_lines if "[ERROR]" in ln]
     return "; ".join(dict.fromkeys(errors)) if errors else ""
-
-
-def file_size(path: Optional[str]) -> int:
-    try:
-        return os.path.getsize(path) if path else 0
-    except OSError:
-        return 0
 
 
 def read_option_files(read: Callable[[str], Optional[str]],

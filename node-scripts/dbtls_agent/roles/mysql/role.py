@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio
+from dbtls_agent import fsio, nodeos
 from dbtls_agent.crypto import get_backend
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import common, replwait
@@ -36,7 +36,7 @@ def detect() -> Optional[Dict[str, Any]]:
     for name in ("mariadbd", "mysqld"):
         path = shutil.which(name) or ("/usr/sbin/" + name if os.path.exists("/usr/sbin/" + name) else None)
         if path:
-            code, out, err = mysqlnode.run([path, "--version"], timeout=20)
+            code, out, err = nodeos.run_status([path, "--version"], timeout=20)
             if code == 0:
                 info = mysqlflavor.parse_version_line(out + err)
                 return {"role": ROLE, "flavor": info.flavor, "version": ".".join(map(str, info.version)),
@@ -99,10 +99,10 @@ class Node(object):
 
     def restart(self, log_error: Optional[str]) -> Optional[str]:
         """Restart through the platform; None when the server is back, else its error."""
-        since = mysqlnode.file_size(log_error)
+        since = nodeos.file_size(log_error)
         replwait.remember_mysql_now(self, self.cert_dir)  # 'replication wait' names them afterwards
-        cipherorder.reload_units(mysqlnode.run)  # our service drop-in, written or removed
-        ok, output = mysqlnode.service("restart")
+        cipherorder.reload_units(nodeos.run_status)  # our service drop-in, written or removed
+        ok, output = nodeos.service_status("restart")
         try:
             self.client.wait_ready(90.0)
         except AgentError as exc:
@@ -152,7 +152,7 @@ def _write_config(node: Node, changes: ChangeSet, require: bool, undo: List[Any]
     before = fsio.read_bytes(path)
     undo.append((path, before))
     changes.write(path, text.encode(), mode=0o644, owner=(0, 0) if os.geteuid() == 0 else None)
-    order = cipherorder.write_files(changes, undo, directory, node.flavor == mysqlflavor.MARIADB, mysqlnode.run)
+    order = cipherorder.write_files(changes, undo, directory, node.flavor == mysqlflavor.MARIADB, nodeos.run_status)
     if order["created_dirs"]:
         node.state.set("created_dirs", sorted(set(node.state.get("created_dirs", []) + order["created_dirs"])))
     return {"path": path, "restart_relevant_change": order["changed"] or restart_relevant(

@@ -22,9 +22,8 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio, state
+from dbtls_agent import fsio, nodeos, state
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import common
 from dbtls_agent.roles.pgpool import facts, hba, poolkey, poolpasswd
 from dbtls_agent.roles.postgres import apply, client
 from dbtls_agent.roles.postgres.server import processes
@@ -75,7 +74,7 @@ def set_password(cert_dir: str, conf_path: str, user: str, password: str, backen
     action = "none"
     if changed and processes("pgpool"):
         action = "restart" if created else "reload"
-        common.service(action)
+        nodeos.service(action)
     entry = poolpasswd.get_entry(fsio.read_text(passwd_path) or "", user)
     if entry is None or poolpasswd.decrypt_password(entry.secret, key) != password:
         raise AgentError("the pool_passwd entry for {} does not decrypt back to the given password".format(user))
@@ -129,7 +128,7 @@ def allow(cert_dir: str, conf_path: str, user: str, password: str) -> Dict[str, 
         if info["running"] and result["action"] == "none":
             result["action"] = "reload"
         if info["running"]:
-            common.service("reload")
+            nodeos.service("reload")
     _remember(cert_dir, user)
     result["login"] = prove_login(cert_dir, user, password, int(info.get("port") or 5432)) if info["running"] else \
         {"ok": False, "error": "Pgpool-II is not running on this node"}
@@ -139,7 +138,7 @@ def allow(cert_dir: str, conf_path: str, user: str, password: str) -> Dict[str, 
                 cs.write(path, data)
         if info["running"]:
             try:
-                common.service("reload")
+                nodeos.service("reload")
             except AgentError:
                 pass
         raise AgentError("the login as {} through {}:{} failed ({}); pool_passwd and pool_hba.conf were put back".format(

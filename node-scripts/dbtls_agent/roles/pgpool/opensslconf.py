@@ -19,8 +19,8 @@ import re
 import shutil
 from typing import Any, Dict, List, Optional, Sequence
 
-from dbtls_agent import fsio, state
-from dbtls_agent.roles.mysql import cipherorder, node
+from dbtls_agent import fsio, nodeos, state
+from dbtls_agent.roles.mysql import cipherorder
 
 OPTIONS = ("NoRenegotiation",)
 WHY = "client-initiated renegotiation off"
@@ -74,7 +74,7 @@ def plan(run: cipherorder.Runner) -> Dict[str, str]:
 
 
 def write_files(cs: state.ChangeSet, before: Dict[str, Optional[bytes]],
-                run: cipherorder.Runner = node.run) -> Dict[str, Any]:
+                run: cipherorder.Runner = nodeos.run_status) -> Dict[str, Any]:
     """Write both files through ``cs`` (backed up, atomic, root 0644); their bytes before this run
     go to ``before`` (the pgpool role's rollback). ``changed``: Pgpool must restart to read them."""
     wanted = plan(run)
@@ -94,7 +94,7 @@ def write_files(cs: state.ChangeSet, before: Dict[str, Optional[bytes]],
     return {"changed": changed, "unit": wanted["unit"], "openssl_conf": wanted["conf"]}
 
 
-def removed(files: List[Dict[str, Any]], run: cipherorder.Runner = node.run) -> bool:
+def removed(files: List[Dict[str, Any]], run: cipherorder.Runner = nodeos.run_status) -> bool:
     """After disable restored the role's files: True when ours were deleted (Pgpool must restart);
     their drop-in folder goes too when it is empty."""
     ours = [f["path"] for f in files if os.path.basename(f["path"]) in (CONF_NAME, DROPIN_NAME)

@@ -10,7 +10,7 @@ in with verify-full, and the backend session Pgpool opened for it must be encryp
 import os
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio
+from dbtls_agent import fsio, nodeos
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common
 from dbtls_agent.roles.pgpool import allow, facts, opensslconf, poolkey, poolpasswd
@@ -116,7 +116,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     before = {}  # type: Dict[str, Optional[bytes]]
     restart = False
     log_path = _log_path(conf_text)
-    log_offset = base.log_size(log_path)
+    log_offset = nodeos.file_size(log_path)
     try:
         for path, old, new in ((conf_path, conf_text, new_conf), (hba_path, hba_text, new_hba)):
             if old != new:
@@ -150,7 +150,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
             # before Pgpool restarted: restart, since TLS settings and the key load only at start.
             restart = restart or bool(ctx.opt("upstream_mode")) or (journal.resumed and not before)
             result["action"] = "restart" if restart else "reload"
-            common.service(result["action"])
+            nodeos.service(result["action"])
         journal.step("apply")
         _verify(ctx, info, passwords, result, log_path, log_offset)
         journal.step("verify")
@@ -173,7 +173,7 @@ def _verify(ctx: base.Context, info: Dict[str, Any], passwords: Dict[str, str], 
     port = info.get("port") or 5432
 
     def refused() -> List[str]:
-        text = base.log_tail(log_path, log_offset)
+        text = nodeos.log_tail(log_path, log_offset)
         return [ln.strip() for ln in text.splitlines() if "could not load" in ln or "private key" in ln]
     # Pgpool logs why it started without TLS: no need to wait out the timeout then.
     result["verify"] = apply.verify_tls(ctx, port, RESTART_WAIT_S, give_up=lambda: bool(refused()))
@@ -204,7 +204,7 @@ def _rollback(cs: Any, before: Dict[str, Optional[bytes]], restarted: bool) -> N
         else:
             cs.write(path, data)
     try:
-        common.service("restart" if restarted else "reload")
+        nodeos.service("restart" if restarted else "reload")
     except AgentError:
         pass
 
@@ -235,7 +235,7 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     action = "none"
     if (changed or journal.resumed) and info["running"]:  # see enable: a killed run's files look done
         action = "restart" if restart or journal.resumed or ctx.opt("upstream_mode") else "reload"
-        common.service(action)
+        nodeos.service(action)
     journal.step("apply")
     result = {"role": ROLE, "changed": changed, "files": files, "action": action, "kept_users": kept,
               "certs_removed": common.remove_certs(ctx) if ctx.opt("remove_certs") else False,

@@ -8,10 +8,10 @@ loaded them (its configuration load time moves on a reload), and, when TLS is on
 import socket
 from typing import Any, Callable, Dict, Optional
 
-from dbtls_agent import fsio
+from dbtls_agent import fsio, nodeos
 from dbtls_agent.certs import nodeinfo
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import base, common
+from dbtls_agent.roles import base
 from dbtls_agent.roles.postgres import client, server, tlsprobe
 
 ROLE = "postgres"
@@ -43,7 +43,7 @@ def verify_tls(ctx: base.Context, port: int = 5432, wait_s: float = RELOAD_WAIT_
     def attempt() -> bool:
         holder["r"] = tlsprobe.check_served(host, port, ctx.server_root(), expected)
         return holder["r"]["ok"] or bool(give_up and give_up())
-    base.poll(attempt, wait_s, 0.2)
+    nodeos.poll(attempt, wait_s, 0.2)
     return holder["r"]
 
 
@@ -56,18 +56,18 @@ def serves_ours(ctx: base.Context) -> bool:
 def reload_and_wait(ctx: base.Context, info: Dict[str, Any]) -> str:
     """Reload (or restart in --upstream-mode) and wait until new sessions see the new load time."""
     if ctx.opt("upstream_mode"):
-        common.service("restart")
-        base.poll(lambda: client.find_socket_dir() is not None, 120)
+        nodeos.service("restart")
+        nodeos.poll(lambda: client.find_socket_dir() is not None, 120)
         return "restart"
     before = server.conf_load_time()
     server.reload()
-    if not base.poll(lambda: server.conf_load_time() != before, RELOAD_WAIT_S, 0.05):
+    if not nodeos.poll(lambda: server.conf_load_time() != before, RELOAD_WAIT_S, 0.05):
         raise AgentError("PostgreSQL did not reload its configuration within {:.0f}s".format(RELOAD_WAIT_S))
     return "reload"
 
 
 def log_error(info: Dict[str, Any], offset: int) -> str:
-    text = base.log_tail(info.get("log_file"), offset)
+    text = nodeos.log_tail(info.get("log_file"), offset)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picked = [ln for ln in lines if "was not reloaded" in ln or "could not " in ln or "FATAL" in ln
               or "private key file" in ln or "certificate" in ln.lower()]
@@ -86,6 +86,6 @@ def wait_standbys_replayed(ctx: base.Context, timeout: float = 30.0) -> None:
 
     def caught_up() -> bool:
         return client.psql(behind_sql, os_user=server.SERVICE_USER)[0][0] == "0"
-    if not base.poll(caught_up, timeout, 0.1):
+    if not nodeos.poll(caught_up, timeout, 0.1):
         ctx.say("standbys had not replayed the SCRAM re-hash within {:.0f}s; run their require stage "
                 "once they have".format(timeout))

@@ -8,7 +8,7 @@ must serve our certificate afterwards; any failure puts the files of this run ba
 import os
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio
+from dbtls_agent import fsio, nodeos
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import base, common
 from dbtls_agent.roles.postgres import accounts, apply, client, lockout, server, standbytls, tlsprobe
@@ -93,7 +93,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
     journal.step("preflight")
 
     before = {}  # type: Dict[str, bytes]
-    log_offset = base.log_size(info.get("log_file"))
+    log_offset = nodeos.file_size(info.get("log_file"))
     # When this run also turns the remote rules to scram-sha-256 (stage require, e.g. --stage all on a
     # single node), the roles must hold SCRAM secrets before that reload, or their new logins fail
     # until the re-hash below. A SCRAM secret still works under the old md5 rules, so doing it first
@@ -123,7 +123,7 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         journal.step("apply")
         # PostgreSQL logs "SSL configuration was not reloaded" and keeps its old TLS state when it
         # cannot load the new files: no need to wait out the timeout then.
-        result["verify"] = apply.verify_tls(ctx, give_up=lambda: apply.SSL_NOT_RELOADED in base.log_tail(
+        result["verify"] = apply.verify_tls(ctx, give_up=lambda: apply.SSL_NOT_RELOADED in nodeos.log_tail(
             info.get("log_file"), log_offset))
         if not result["verify"]["ok"]:
             why = apply.log_error(info, log_offset)
@@ -223,7 +223,7 @@ def _wait_streaming(info: Dict[str, Any], sslmode: str = "verify-ca") -> List[Di
     def streaming() -> Any:
         rows = client.psql("SELECT status, conninfo FROM pg_stat_wal_receiver", os_user=server.SERVICE_USER)
         return rows if rows and rows[0][0] == "streaming" and standbytls.sslmode_of(rows[0][1]) == sslmode else None
-    rows = base.poll(streaming, STREAM_WAIT_S, 0.2)
+    rows = nodeos.poll(streaming, STREAM_WAIT_S, 0.2)
     if not rows:
         raise AgentError("the standby did not resume streaming with sslmode={} within {:.0f}s; check the "
                          "primary's certificate and this node's root.crt".format(sslmode, STREAM_WAIT_S))

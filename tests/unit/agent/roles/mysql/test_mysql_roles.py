@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from dbtls_agent import nodeos
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.mysql import context as mysqlrolectx
 from dbtls_agent.roles.mysql import node, probe
@@ -142,7 +143,7 @@ def test_server_error_picks_error_lines_from_the_log():
 def test_error_log_tail_reads_only_new_lines(tmp_path):
     log = tmp_path / "error.log"
     log.write_text("old\n")
-    size = node.file_size(str(log))
+    size = nodeos.file_size(str(log))
     with open(str(log), "a") as handle:
         handle.write("new [ERROR] boom\n")
     assert node.error_log_tail(str(log), size) == ["new [ERROR] boom"]
