@@ -1,8 +1,16 @@
-"""The role registry: which module configures which server.
+"""The role registry: which module configures which server, and what a role module must provide.
 
-A role module exposes ``detect() -> dict or None`` (facts when that server lives on this node),
-``enable(ctx)``, ``disable(ctx)`` and ``status(ctx)``, each returning a JSON-ready dict. Adding a
-server family means adding a module and one line here; the command module never changes.
+The role protocol (:data:`PROTOCOL`; ``tests/unit/agent/roles/test_role_protocol.py`` holds every
+registered module to it): a role module ``roles/<family>/role.py`` has ``ROLE`` (its name here) and
+
+* ``detect() -> dict or None``: the server's facts when it lives on this node (``role``,
+  ``running``, ``version``, its files), None otherwise;
+* ``enable(ctx)``, ``disable(ctx)``: change the node (idempotent; every step journaled) and return a
+  JSON-ready dict with ``role``, what changed and ``messages``;
+* ``status(ctx)``: what the server serves now, as a JSON-ready dict with ``role``.
+
+``ctx`` is a :class:`dbtls_agent.roles.base.Context`. Adding a server family means adding a package
+and one line here; the command modules never change.
 """
 
 import importlib
@@ -20,6 +28,9 @@ ROLE_MODULES = {
 }  # type: Dict[str, str]
 
 ROLE_NAMES = ("postgres", "pgpool", "mysql", "proxysql")
+
+#: The functions every role module has, with the number of arguments each takes.
+PROTOCOL = {"detect": 0, "enable": 1, "disable": 1, "status": 1}  # type: Dict[str, int]
 
 
 def load(role: str) -> ModuleType:
