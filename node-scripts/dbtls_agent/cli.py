@@ -11,8 +11,7 @@ from typing import Any, List, Optional
 
 from dbtls_agent import __version__
 from dbtls_agent.errors import AgentError
-
-DEFAULT_CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+from dbtls_agent.state import DEFAULT_CERT_DIR  # noqa: F401  (the commands read it from here)
 
 # Modules that contribute subcommands. Each must define register(subparsers).
 COMMAND_MODULES = ["dbtls_agent.commands.certs", "dbtls_agent.commands.roles", "dbtls_agent.commands.pool",

@@ -22,6 +22,8 @@ from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
 
 STATE_DIR_NAME = ".dbtls-state"
+#: The platform's certificate folder; the state directory lives inside it.
+DEFAULT_CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
 LOCK_WAIT_S = 300.0
 
 

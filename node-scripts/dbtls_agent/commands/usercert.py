@@ -14,9 +14,10 @@ from typing import Any, Dict
 
 from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.mysql import users
-from dbtls_agent.state import NodeLock
+from dbtls_agent.state import DEFAULT_CERT_DIR, NodeLock
 
 STATE_ROLE = "mysql-users"
 #: Account names this command takes: the install form's characters, at most MariaDB's 80, and never
@@ -77,7 +78,7 @@ def cmd_user_cert(args: argparse.Namespace) -> int:
     from dbtls_agent.roles.mysql.role import Node
 
     check_user_name(args.user)
-    cert_dir = rc.cert_dir(args)
+    cert_dir = Context.of(args).cert_dir
     with NodeLock(cert_dir):
         node = Node(args)
         records = rc.RoleState(cert_dir, STATE_ROLE)
@@ -114,5 +115,5 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--subject", action="store_true", help="REQUIRE SUBJECT '/CN=USER' instead of X509")
     parser.add_argument("--remove", action="store_true", help="put back the requirement recorded before")
     parser.add_argument("--no-issue", action="store_true", help="do not issue a client certificate here")
-    parser.add_argument("--cert-dir", default=rc.DEFAULT_CERT_DIR)
+    parser.add_argument("--cert-dir", default=DEFAULT_CERT_DIR)
     parser.set_defaults(func=cmd_user_cert)

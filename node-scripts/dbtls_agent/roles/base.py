@@ -8,11 +8,14 @@ place to kill the agent (``DBTLS_TEST_KILL_AFTER_STEP``) to prove it.
 
 import json
 import os
+import socket
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio, killpoint, state
 from dbtls_agent.errors import AgentError
+
+STAGES = ("offer", "use", "require")
 
 
 class Journal(object):
@@ -47,25 +50,76 @@ class Journal(object):
 class Context(object):
     """Everything one role run needs; built by the command module from parsed arguments."""
 
-    def __init__(self, args: Any, command: str, passwords: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, args: Any, command: str, passwords: Optional[Dict[str, str]] = None,
+                 journaled: bool = True) -> None:
         self.args = args
         self.command = command
-        self.cert_dir = os.path.abspath(args.cert_dir)
+        self.cert_dir = os.path.abspath(getattr(args, "cert_dir", None) or state.DEFAULT_CERT_DIR)
         self.passwords = passwords or {}
         self.messages = []  # type: List[str]
         self.journal = None  # type: Optional[Journal]
+        self.journaled = journaled
+
+    @classmethod
+    def of(cls, ctx: Any) -> "Context":
+        """``ctx`` itself, or a Context around a plain options object (tests, a role's own harness).
+
+        Such a Context keeps no journal: nothing is written to the state directory for the run.
+        """
+        if isinstance(ctx, Context):
+            return ctx
+        passwords = getattr(ctx, "passwords", None)
+        return cls(ctx, str(getattr(ctx, "command", "") or ""), dict(passwords) if isinstance(passwords, dict) else None,
+                   journaled=False)
 
     def opt(self, name: str, default: Any = None) -> Any:
         return getattr(self.args, name, default)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The option ``name``; ``default`` also when it is given as None."""
+        value = getattr(self.args, name, None)
+        return default if value is None else value
 
     @property
     def stage(self) -> str:
         return self.opt("stage", "all") or "all"
 
+    @property
+    def stages(self) -> List[str]:
+        """Stages to run: ``all`` (default) = offer, use, require, in that order."""
+        stage = self.get("stage", "all") or "all"
+        if stage == "all":
+            return list(STAGES)
+        if stage not in STAGES:
+            raise AgentError("unknown stage {!r}; use one of offer, use, require, all".format(stage))
+        return [stage]
+
+    def tls_versions(self) -> Optional[List[str]]:
+        """``--min-tls 1.3`` -> TLSv1.3 only; default (1.2) -> None: the server's TLSv1.2,TLSv1.3."""
+        value = str(self.get("min_tls", "") or "").lower().replace("tlsv", "")
+        if value in ("", "1.2"):
+            return None
+        if value == "1.3":
+            return ["TLSv1.3"]
+        raise AgentError("--min-tls must be 1.2 or 1.3, not {!r}".format(self.get("min_tls")))
+
+    def first_password(self, *names: str) -> Optional[str]:
+        """The first of ``names`` the manifest sent a password for (``--passwords-stdin``/sealed)."""
+        for name in names:
+            if self.passwords.get(name):
+                return str(self.passwords[name])
+        return None
+
+    def node_hostname(self) -> str:
+        """The name clients use for this node (its FQDN, which our server certificate carries)."""
+        return str(self.get("hostname") or socket.getfqdn() or socket.gethostname())
+
     def changeset(self, role: str) -> state.ChangeSet:
         return state.ChangeSet(self.cert_dir, role)
 
-    def start_journal(self, role: str) -> Journal:
+    def start_journal(self, role: str) -> Optional[Journal]:
+        if not self.journaled:
+            return None
         self.journal = Journal(self.cert_dir, role, self.command)
         return self.journal
 

@@ -12,7 +12,7 @@ import os
 from typing import Any, Tuple
 
 from dbtls_agent import fsio, nodeos, state
-from dbtls_agent.roles.mysql import context as rc
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import flavor
 
 
@@ -30,6 +30,7 @@ def offer_restarts(ctx: Any) -> Tuple[bool, str]:
     """Whether ``enable --role mysql --stage offer`` will restart the server, by the rules of
     roles/mysql/role.py ``_offer``: restart-only servers that do not serve our files yet, or whose TLS
     settings in ssl-config.cnf change."""
+    ctx = Context.of(ctx)
     from dbtls_agent.crypto import get_backend
     from dbtls_agent.roles.mysql import cipherorder, mycnf, role
     from dbtls_agent.roles.mysql import node as mysqlnode
@@ -46,7 +47,7 @@ def offer_restarts(ctx: Any) -> Tuple[bool, str]:
     directory, _main = mysqlnode.dropin_plan(fsio.read_text)
     path = os.path.join(directory, mycnf.SSL_CONFIG_NAME)
     key = get_backend().public_key_info(fsio.read_bytes(ours["ssl_key"]) or b"")
-    wanted = mycnf.render_ssl_config(node.cert_dir, key_type=key["key_type"], tls_versions=rc.tls_versions(ctx),
+    wanted = mycnf.render_ssl_config(node.cert_dir, key_type=key["key_type"], tls_versions=ctx.tls_versions(),
                                      flavor=node.flavor, version=node.version)
     if role.restart_relevant(fsio.read_text(path)) != role.restart_relevant(wanted):
         return True, "the TLS settings in {} change".format(path)
@@ -60,6 +61,7 @@ def offer_restarts(ctx: Any) -> Tuple[bool, str]:
 def disable_restarts(ctx: Any) -> Tuple[bool, str]:
     """Whether ``disable --role mysql`` will restart the server: restart-only servers with files of
     ours to restore (or an unfinished earlier disable)."""
+    ctx = Context.of(ctx)
     from dbtls_agent.roles.mysql import role
 
     facts = role.detect()
@@ -69,7 +71,7 @@ def disable_restarts(ctx: Any) -> Tuple[bool, str]:
     what = "{} {}".format(facts["flavor"], facts["version"])
     if not flavor.first_enable_needs_restart(str(facts["flavor"]), (parts[0], parts[1], parts[2])):
         return False, "{} switches TLS off without a restart".format(what)
-    cert_dir = rc.cert_dir(ctx)
+    cert_dir = ctx.cert_dir
     if state.ChangeSet(cert_dir, role.ROLE).entries or _journal_unfinished(cert_dir, "disable"):
         return True, "{} restarts to drop the TLS configuration".format(what)
     return False, "nothing of ours to remove on {}".format(what)

@@ -14,7 +14,7 @@ import time
 from typing import Any, Dict, List
 
 from dbtls_agent.roles import lockout
-from dbtls_agent.roles.mysql import context as rc
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import preflight
 
 
@@ -33,13 +33,14 @@ def check(ctx: Any, node: Any, stages: List[str]) -> Dict[str, Any]:
     Without Require TLS being turned on by this run nothing is refused, so the report is not needed
     and a failure to read it never stops the run.
     """
+    ctx = Context.of(ctx)
     live = node.live()
-    turning_on = "require" in stages and bool(rc.opt(ctx, "require_tls", False)) and \
+    turning_on = "require" in stages and bool(ctx.get("require_tls", False)) and \
         (live.get("require_secure_transport") or "OFF").upper() not in ("ON", "1")
     if not turning_on:
         return {"needs_action": [], "blockers": []}
-    report = preflight.analyse(preflight.gather(node, rc.opt(ctx, "no_client_cert_address", []) or []))
+    report = preflight.analyse(preflight.gather(node, ctx.get("no_client_cert_address", []) or []))
     say = getattr(ctx, "say", None)
-    lockout.stop_or_go(report["blockers"], bool(rc.opt(ctx, "enforce_anyway", False)),
+    lockout.stop_or_go(report["blockers"], bool(ctx.get("enforce_anyway", False)),
                        say if callable(say) else (lambda _m: None))
     return report

@@ -9,7 +9,7 @@ import time
 from typing import Any, Dict, List
 
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles.mysql import context as rc
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import flavor, probe
 
 REPLICA_WAIT_S = 60.0
@@ -62,6 +62,7 @@ def _restore_statements(node: Any, before: Dict[str, str], restart: bool) -> Lis
 
 
 def enable_replica(ctx: Any, node: Any, strict: bool = False) -> Dict[str, Any]:
+    ctx = Context.of(ctx)
     channels = _status(node)
     if not channels:
         return {"replica": False}
@@ -89,7 +90,7 @@ def enable_replica(ctx: Any, node: Any, strict: bool = False) -> Dict[str, Any]:
     restart = _running(channel)
     node.client.execute(flavor.replica_ssl_statements(node.flavor, node.version, node.root_crt,
                                                            verify_server_cert=verify, restart_threads=restart))
-    rc.step(ctx, "replica-channel")  # switched, not yet seen running: a re-run finds it done
+    ctx.step("replica-channel")  # switched, not yet seen running: a re-run finds it done
     problems = _wait_tls(node) if restart else []
     if problems:
         node.client.execute(_restore_statements(node, node.state.get("replica_before"), restart=True))

@@ -17,6 +17,7 @@ from dbtls_agent import fsio, nodeos
 from dbtls_agent.crypto import get_backend
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import common, replwait
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import cipherorder, lockout, mycnf
 from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.mysql import flavor as mysqlflavor
@@ -54,9 +55,9 @@ class Node(object):
     """The local server as seen through root's local (socket) login."""
 
     def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-        self.cert_dir = rc.cert_dir(ctx)
-        password = rc.first_password(ctx, "mysql_root", "mysql-root", "root", "MYSQL_ROOT_PASSWORD")
+        self.ctx = ctx = Context.of(ctx)
+        self.cert_dir = ctx.cert_dir
+        password = ctx.first_password("mysql_root", "mysql-root", "root", "MYSQL_ROOT_PASSWORD")
         self.client = self._login(password)
         self.info = mysqlflavor.parse_version_query(self.client.query("SELECT VERSION(), @@version_comment"))
         self.server_dir = os.path.join(self.cert_dir, "server")
@@ -95,7 +96,7 @@ class Node(object):
 
     def probe(self) -> mysqlprobe.ProbeResult:
         port = int(self.live()["port"] or 3306)
-        return mysqlprobe.probe(rc.node_hostname(self.ctx), port, self.root_crt)
+        return mysqlprobe.probe(self.ctx.node_hostname(), port, self.root_crt)
 
     def restart(self, log_error: Optional[str]) -> Optional[str]:
         """Restart through the platform; None when the server is back, else its error."""
@@ -147,7 +148,7 @@ def _write_config(node: Node, changes: ChangeSet, require: bool, undo: List[Any]
         changes.write(main_needing_include, mycnf.ensure_includedir(text, directory).encode())
     path = os.path.join(directory, mycnf.SSL_CONFIG_NAME)
     key_type = get_backend().public_key_info(fsio.read_bytes(os.path.join(node.server_dir, "server.key")) or b"")
-    text = mycnf.render_ssl_config(node.cert_dir, key_type=key_type["key_type"], tls_versions=rc.tls_versions(node.ctx),
+    text = mycnf.render_ssl_config(node.cert_dir, key_type=key_type["key_type"], tls_versions=node.ctx.tls_versions(),
                                    require_tls=require, flavor=node.flavor, version=node.version)
     before = fsio.read_bytes(path)
     undo.append((path, before))
@@ -166,7 +167,7 @@ def _cipher_order(node: Node, order: Dict[str, Any]) -> Dict[str, Any]:
     order = {k: v for k, v in order.items() if k != "created_dirs"}
     if "skip" not in order:
         order["enforced"] = cipherorder.server_order_enforced(
-            rc.node_hostname(node.ctx), int(node.live()["port"] or 3306), node.root_crt,
+            node.ctx.node_hostname(), int(node.live()["port"] or 3306), node.root_crt,
             node.client.value("SELECT @@ssl_cipher") or "")
     return order
 
@@ -209,6 +210,7 @@ def _verify(node: Node, files: Dict[str, bytes]) -> Dict[str, str]:
 
 
 def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
+    ctx = Context.of(ctx)
     files = _our_files(node)
     live = node.live()
     node.state.remember("before", {"have_ssl": live["have_ssl"], "require_secure_transport": live["require_secure_transport"]})
@@ -216,7 +218,7 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
     undo = []  # type: List[Any]
     written = _write_config(node, changes, require, undo)
     report["config"] = written["path"]
-    rc.step(ctx, "write-files")
+    ctx.step("write-files")
     ours = {"ssl_cert": os.path.join(node.server_dir, "server.crt"), "ssl_key": os.path.join(node.server_dir, "server.key"),
             "ssl_ca": node.root_crt}
     live_ok = (live["have_ssl"] or "").upper() == "YES" and all(live[k] == v for k, v in ours.items())
@@ -233,7 +235,7 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
                 mysqlflavor.tls_snapshot_query())})
             if not live_ok or written["restart_relevant_change"]:
                 action = "persist+reload"
-                versions = rc.tls_versions(ctx) or None
+                versions = ctx.tls_versions() or None
                 node.client.execute(mysqlflavor.persist_statements(
                     node.flavor, node.version, ours["ssl_ca"], ours["ssl_cert"], ours["ssl_key"],
                     tls_versions=versions))
@@ -252,7 +254,7 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
                     error = node.restart(live["log_error"])
                     if error:
                         raise AgentError("the server did not restart: {}".format(error))
-        rc.step(ctx, "apply")
+        ctx.step("apply")
         report["verified"] = _verify(node, files)
     except AgentError as exc:
         changes.undo(undo)
@@ -269,14 +271,15 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
     _save_served(node, files)
     lockout.record_offered(node)
     report["cipher_order"] = _cipher_order(node, written["cipher_order"])
-    rc.step(ctx, "verify")
+    ctx.step("verify")
     report["apply"] = action
     report["restarted"] = action == "restart"
     _say(ctx, "mysql: TLS offered ({}) on {} {}".format(action, node.flavor, ".".join(map(str, node.version))))
 
 
 def _require(ctx: Any, node: Node, report: Dict[str, Any]) -> None:
-    want = bool(rc.opt(ctx, "require_tls", False))
+    ctx = Context.of(ctx)
+    want = bool(ctx.get("require_tls", False))
     live = node.live()
     current = (live["require_secure_transport"] or "OFF").upper() in ("ON", "1")
     if want and not mysqlflavor.has_require_secure_transport(node.flavor, node.version):
@@ -301,39 +304,41 @@ def _require(ctx: Any, node: Node, report: Dict[str, Any]) -> None:
 
 
 def enable(ctx: Any) -> Dict[str, Any]:
-    journal = rc.start_journal(ctx, ROLE)
+    ctx = Context.of(ctx)
+    journal = ctx.start_journal(ROLE)
     node = Node(ctx)
-    stages = rc.stages(ctx)
+    stages = ctx.stages
     report = {"role": ROLE, "flavor": node.flavor, "version": ".".join(map(str, node.version)),
               "stages": stages, "resumed": bool(journal and journal.resumed)}  # type: Dict[str, Any]
     lock = lockout.check(ctx, node, stages)  # stops here when Require TLS would lock a client out
     report["needs_action"] = lock["needs_action"]
     if lock["blockers"]:
         report["enforced_anyway"] = lock["blockers"]
-    rc.step(ctx, "preflight")
+    ctx.step("preflight")
     if "offer" in stages:
         # Only the require stage changes the require setting: an offer-only run (the re-issue's live
         # swap, run without --require-tls) keeps the line the require stage wrote.
-        keep_require = bool(rc.opt(ctx, "require_tls", False)) if "require" in stages else bool(
+        keep_require = bool(ctx.get("require_tls", False)) if "require" in stages else bool(
             node.state.get("require_set_by_dbtls"))
         _offer(ctx, node, keep_require, report)
     if "use" in stages:
         report["replication"] = enable_replica(ctx, node, strict=stages == ["use"])
-        rc.step(ctx, "replica")
+        ctx.step("replica")
     if "require" in stages:
         _require(ctx, node, report)
-        rc.step(ctx, "require")
-    rc.step(ctx, "done")
+        ctx.step("require")
+    ctx.step("done")
     return report
 
 
 def disable(ctx: Any) -> Dict[str, Any]:
-    journal = rc.start_journal(ctx, ROLE)
-    cert_dir = rc.cert_dir(ctx)
+    ctx = Context.of(ctx)
+    journal = ctx.start_journal(ROLE)
+    cert_dir = ctx.cert_dir
     node = Node(ctx)
     report = {"role": ROLE, "flavor": node.flavor, "version": ".".join(map(str, node.version))}  # type: Dict[str, Any]
     report["replication"] = disable_replica(ctx, node)
-    rc.step(ctx, "replica")
+    ctx.step("replica")
     before = node.state.get("before", {})
     if node.state.get("require_set_by_dbtls") and (before.get("require_secure_transport") or "OFF").upper() in ("OFF", "0"):
         node.client.execute([mysqlflavor.require_secure_transport_statement(node.flavor, node.version, False)])
@@ -341,7 +346,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     snapshot = node.state.get("tls_snapshot")
     if snapshot:
         node.client.execute(mysqlflavor.restore_tls_statements({k: tuple(v) for k, v in snapshot.items()}))
-    rc.step(ctx, "live-settings")
+    ctx.step("live-settings")
     changes = ChangeSet(cert_dir, ROLE)
     restored = {}
     for path in list(changes.paths()):
@@ -361,7 +366,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
         except OSError:
             pass
     report["files"] = restored
-    rc.step(ctx, "write-files")
+    ctx.step("write-files")
     live = node.live()
     # A run killed after restoring the files left the server running with TLS: the re-run finds
     # nothing left to restore, so the journal decides the restart (as for PostgreSQL).
@@ -372,15 +377,15 @@ def disable(ctx: Any) -> Dict[str, Any]:
         if error:
             raise AgentError("the server did not start after restoring its configuration: {}".format(error))
         report["restarted"] = True
-    rc.step(ctx, "apply")
+    ctx.step("apply")
     if report.get("restarted"):
         report["replication_wait"] = _wait_own_channels(ctx, node, cert_dir)
     node.state.remove()
     shutil.rmtree(rc.state.layout(cert_dir).mysql_served, ignore_errors=True)
     # Uninstall asks for --remove-certs: server/, client/ (users' certificates too) and .pending go.
-    report["certs_removed"] = common.remove_certs(ctx) if rc.opt(ctx, "remove_certs") else False
+    report["certs_removed"] = common.remove_certs(ctx) if ctx.get("remove_certs") else False
     _say(ctx, "mysql: TLS configuration removed")
-    rc.step(ctx, "done")
+    ctx.step("done")
     return report
 
 

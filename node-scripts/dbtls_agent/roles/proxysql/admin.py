@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles.mysql import context as rc
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import node
 from dbtls_agent.roles.proxysql import plan as proxysql_plan
 
@@ -90,8 +90,9 @@ class Admin(object):
     """The admin interface on 127.0.0.1 (never ``localhost``: that is a Unix socket)."""
 
     def __init__(self, ctx: Any) -> None:
+        ctx = Context.of(ctx)
         self.config_path, settings = read_settings()
-        override = rc.first_password(ctx, "proxysql-admin", "proxysql_admin")
+        override = ctx.first_password("proxysql-admin", "proxysql_admin")
         endpoint = admin_endpoint(settings, override)
         self.datadir = endpoint["datadir"]
         self.port = endpoint["port"]

@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from dbtls_agent.errors import AgentError
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.proxysql import plan
 from dbtls_agent.roles.proxysql.admin import Admin
@@ -158,7 +159,8 @@ def _open_admin(ctx: Any) -> Any:
 def take_offline(ctx: Any, names: Sequence[str], port: Optional[int], timeout_s: float,
                  resolve: Callable[[str], List[str]] = resolve_ips) -> Dict[str, Any]:
     """OFFLINE_SOFT + LOAD for the backend's ONLINE rows (recorded first), then wait for the drain."""
-    cert_dir = rc.cert_dir(ctx)
+    ctx = Context.of(ctx)
+    cert_dir = ctx.cert_dir
     candidates = candidate_names(names, resolve)
     admin = _open_admin(ctx)
 
@@ -201,7 +203,8 @@ def take_offline(ctx: Any, names: Sequence[str], port: Optional[int], timeout_s:
 def put_online(ctx: Any, names: Sequence[str], port: Optional[int], every: bool,
                resolve: Callable[[str], List[str]] = resolve_ips) -> Dict[str, Any]:
     """ONLINE + LOAD for the rows an earlier ``offline-soft`` recorded for this backend (or all)."""
-    record = Record(rc.cert_dir(ctx))
+    ctx = Context.of(ctx)
+    record = Record(ctx.cert_dir)
     candidates = candidate_names(names, resolve) if names else []
     entries = [e for e in record.entries
                if every or plan.match_servers([_key(e) + ("",)], candidates, port)]

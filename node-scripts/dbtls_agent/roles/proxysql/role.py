@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from dbtls_agent import fsio, safepath
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import common
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.proxysql import drain, report
 from dbtls_agent.roles.proxysql import plan as proxysql_plan
@@ -65,14 +66,15 @@ def _datadir_owner(datadir: str, config_path: Optional[str] = None) -> Optional[
 
 
 def enable(ctx: Any) -> Dict[str, Any]:
-    rc.start_journal(ctx, ROLE)
-    cert_dir = rc.cert_dir(ctx)
-    require = bool(rc.opt(ctx, "require_tls", False)) and any(s in rc.stages(ctx) for s in ("require",))
+    ctx = Context.of(ctx)
+    ctx.start_journal(ROLE)
+    cert_dir = ctx.cert_dir
+    require = bool(ctx.get("require_tls", False)) and any(s in ctx.stages for s in ("require",))
     admin = Admin(ctx)
     _undrain(ctx, admin, cert_dir)
     role_state = rc.RoleState(cert_dir, ROLE)
     role_state.remember("snapshot", admin.snapshot().to_dict())
-    rc.step(ctx, "preflight")
+    ctx.step("preflight")
     backend_ca = os.path.join(cert_dir, "server", "root.crt")
     changes = ChangeSet(cert_dir, ROLE)
     owner = _datadir_owner(admin.datadir, admin.config_path)
@@ -83,13 +85,13 @@ def enable(ctx: Any) -> Dict[str, Any]:
         undo.append((path, fsio.read_bytes(path)))
         mode = 0o600 if name == proxysql_plan.FRONTEND_KEY else 0o644
         changes.write(path, content, mode=mode, owner=owner)
-    rc.step(ctx, "write-files")
+    ctx.step("write-files")
     # With Require TLS, clients of users without use_ssl that connect without TLS are refused from now on.
     refused = report.gather_and_analyse(admin)["needs_action"] if require else []
     plan = proxysql_plan.enable_plan(admin.version, backend_ca, require_tls=require)
     try:
         admin.client.execute(plan.statements)
-        rc.step(ctx, "apply")
+        ctx.step("apply")
         problems = admin.runtime_problems(backend_ca, require)
         if problems:
             raise AgentError("; ".join(problems))
@@ -98,7 +100,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
         raise AgentError("{}; the previous ProxySQL settings were restored".format(exc)) from None
     for message in plan.notes:
         _say(ctx, "proxysql: " + message)
-    rc.step(ctx, "done")
+    ctx.step("done")
     return {"role": ROLE, "version": ".".join(map(str, admin.version)), "datadir": admin.datadir,
             "restart_required": plan.restart_required, "require_tls": require,
             "statements": len(plan.statements), "verified": "runtime", "needs_action": refused}
@@ -132,8 +134,9 @@ def _undrain(ctx: Any, admin: Admin, cert_dir: str) -> None:
 
 
 def disable(ctx: Any) -> Dict[str, Any]:
-    rc.start_journal(ctx, ROLE)
-    cert_dir = rc.cert_dir(ctx)
+    ctx = Context.of(ctx)
+    ctx.start_journal(ROLE)
+    cert_dir = ctx.cert_dir
     admin = Admin(ctx)
     _undrain(ctx, admin, cert_dir)
     role_state = rc.RoleState(cert_dir, ROLE)
@@ -143,20 +146,20 @@ def disable(ctx: Any) -> Dict[str, Any]:
         files[path] = changes.restore(path)
         if files[path] != "foreign-edit":
             changes.forget(path)
-    rc.step(ctx, "write-files")
+    ctx.step("write-files")
     recorded = role_state.get("snapshot")
     # Uninstall asks for --remove-certs: the node's server/ files and .pending go once it is restored.
     def certs_removed() -> bool:
-        return common.remove_certs(ctx) if rc.opt(ctx, "remove_certs") else False
+        return common.remove_certs(ctx) if ctx.get("remove_certs") else False
 
     if recorded is None:
-        rc.step(ctx, "done")
+        ctx.step("done")
         return {"role": ROLE, "changed": bool(files), "files": files, "note": "nothing recorded at enable",
                 "certs_removed": certs_removed()}
     reload_version = admin.version if _all_frontend_files(admin.datadir) else None
     plan = proxysql_plan.disable_plan(proxysql_plan.Snapshot.from_dict(recorded), reload_version)
     admin.client.execute(plan.statements)
-    rc.step(ctx, "apply")
+    ctx.step("apply")
     restored = admin.snapshot()
     expected = proxysql_plan.Snapshot.from_dict(recorded)
     if restored.variables != expected.variables:
@@ -165,7 +168,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     role_state.remove()
     for message in plan.notes:
         _say(ctx, "proxysql: " + message)
-    rc.step(ctx, "done")
+    ctx.step("done")
     return {"role": ROLE, "changed": True, "files": files, "restart_required": plan.restart_required,
             "certs_removed": certs_removed()}
 

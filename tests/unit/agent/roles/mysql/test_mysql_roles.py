@@ -13,6 +13,7 @@ import pytest
 
 from dbtls_agent import nodeos
 from dbtls_agent.errors import AgentError
+from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import context as mysqlrolectx
 from dbtls_agent.roles.mysql import node, probe
 from dbtls_agent.roles.mysql import role as mysql_role
@@ -183,22 +184,25 @@ def test_admin_endpoint_override_and_defaults():
 
 def test_role_options_from_context_and_args():
     args = argparse.Namespace(cert_dir="/x", stage="all", min_tls="TLSv1.3", require_tls=True)
-
-    class Ctx:
-        def __init__(self):
-            self.args = args
-            self.passwords = {"root": "pw"}
-
-    ctx = Ctx()
-    assert mysqlrolectx.cert_dir(ctx) == "/x"
-    assert mysqlrolectx.stages(ctx) == ["offer", "use", "require"]
-    assert mysqlrolectx.tls_versions(ctx) == ["TLSv1.3"]
-    assert mysqlrolectx.first_password(ctx, "mysql_root", "root") == "pw"
+    ctx = Context(args, "enable", {"root": "pw"})
+    assert ctx.cert_dir == "/x" and ctx.get("require_tls") is True and ctx.get("enforce_anyway", False) is False
+    assert ctx.stages == ["offer", "use", "require"]
+    assert ctx.tls_versions() == ["TLSv1.3"]
+    assert ctx.first_password("mysql_root", "root") == "pw"
     args.stage, args.min_tls = "use", "TLSv1.2"
-    assert mysqlrolectx.stages(ctx) == ["use"] and mysqlrolectx.tls_versions(ctx) is None
+    assert ctx.stages == ["use"] and ctx.tls_versions() is None
     args.stage = "bogus"
     with pytest.raises(AgentError):
-        mysqlrolectx.stages(ctx)
+        ctx.stages  # noqa: B018  (the property raises)
+
+
+def test_a_plain_options_object_becomes_a_context_without_a_journal(tmp_path):
+    args = argparse.Namespace(cert_dir=str(tmp_path), passwords={"root": "pw"})
+    ctx = Context.of(args)
+    assert Context.of(ctx) is ctx and ctx.first_password("root") == "pw"
+    assert ctx.start_journal("mysql") is None and not (tmp_path / ".dbtls-state").exists()
+    ctx.step("offer")  # no journal: nothing to record, nothing fails
+    assert Context.of(argparse.Namespace()).cert_dir == "/var/lib/jelastic/keys/SSL-TLS"
 
 
 def test_role_state_remembers_the_first_value_only(tmp_path):
