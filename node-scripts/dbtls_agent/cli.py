@@ -11,15 +11,15 @@ from typing import Any, List, Optional
 
 from dbtls_agent import __version__
 from dbtls_agent.errors import AgentError
-
-DEFAULT_CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+from dbtls_agent.state import DEFAULT_CERT_DIR  # noqa: F401  (the commands read it from here)
 
 # Modules that contribute subcommands. Each must define register(subparsers).
-COMMAND_MODULES = ["dbtls_agent.certs", "dbtls_agent.commands_roles", "dbtls_agent.commands_pool",
-                   "dbtls_agent.usercert", "dbtls_agent.commands_secrets", "dbtls_agent.proxysql_drain",
-                   "dbtls_agent.roles.mysql_forecast", "dbtls_agent.options", "dbtls_agent.statusline",
-                   "dbtls_agent.commands_preflight", "dbtls_agent.commands_users",
-                   "dbtls_agent.commands_replication", "dbtls_agent.commands_kit", "dbtls_agent.certs_due"]  # type: List[str]
+COMMAND_MODULES = ["dbtls_agent.commands.certs", "dbtls_agent.commands.roles", "dbtls_agent.commands.pool",
+                   "dbtls_agent.commands.usercert", "dbtls_agent.commands.secrets", "dbtls_agent.commands.proxysql",
+                   "dbtls_agent.commands.forecast", "dbtls_agent.commands.options", "dbtls_agent.commands.statusline",
+                   "dbtls_agent.commands.preflight", "dbtls_agent.commands.users",
+                   "dbtls_agent.commands.replication", "dbtls_agent.commands.kit",
+                   "dbtls_agent.commands.due"]  # type: List[str]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,20 +12,18 @@ value that bypassed the form's own checks (an install through the API) is refuse
 
 import argparse
 import json
-import os
 import re
 from typing import Any, Dict, List
 
 from dbtls_agent import fsio, state
-from dbtls_agent.crypto import DEFAULT_KEY_TYPE, KEY_TYPES
 from dbtls_agent.crypto.names import normalize_sans
 from dbtls_agent.errors import AgentError
+from dbtls_agent.vocab import DEFAULT_KEY_TYPE, DEFAULT_MIN_TLS, KEY_TYPES, MIN_TLS_VERSIONS
 
-FILE_NAME = "options.json"
-MIN_TLS = ("TLSv1.2", "TLSv1.3")
+MIN_TLS = MIN_TLS_VERSIONS
 TOGGLES = ("require_tls", "client_cert_auth", "md5_compat", "upstream_mode", "enforce_anyway")
 DEFAULTS = {
-    "key_type": DEFAULT_KEY_TYPE, "min_tls": "TLSv1.2", "extra_names": [],
+    "key_type": DEFAULT_KEY_TYPE, "min_tls": DEFAULT_MIN_TLS, "extra_names": [],
     "require_tls": False, "client_cert_auth": False, "md5_compat": False, "upstream_mode": False,
     "enforce_anyway": False,
 }  # type: Dict[str, Any]
@@ -36,7 +34,7 @@ ENABLE_ARGS = {"min_tls": "min_tls", "require_tls": "require_tls", "client_cert_
 
 
 def path(cert_dir: str) -> str:
-    return os.path.join(state.state_dir(cert_dir), FILE_NAME)
+    return state.layout(cert_dir).options
 
 
 def parse_toggle(name: str, text: str) -> bool:
@@ -106,55 +104,3 @@ def apply_to_enable(args: argparse.Namespace, values: Dict[str, Any]) -> None:
     for key, attr in ENABLE_ARGS.items():
         if hasattr(args, attr):
             setattr(args, attr, values[key])
-
-
-def cmd_save(args: argparse.Namespace) -> int:
-    from dbtls_agent.cli import print_json
-
-    raw = {}  # type: Dict[str, str]
-    if args.from_manifest:
-        import sys
-
-        from dbtls_agent import payload
-
-        raw = payload.decode_fields(sys.stdin.read(), ("key_type", "min_tls", "extra_names") + TOGGLES)
-        # A field the form did not send (an install through the API) arrives empty: keep its default.
-        raw = {k: v for k, v in raw.items() if v != "" or k == "extra_names"}
-    for key in ("key_type", "min_tls", "extra_names") + TOGGLES:
-        value = getattr(args, key)
-        if value is not None:
-            raw[key] = value
-    values = validate(raw)
-    with state.NodeLock(args.cert_dir):
-        save(args.cert_dir, values)
-    print_json({"options": values, "path": path(args.cert_dir)})
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    from dbtls_agent.cli import print_json
-
-    print_json(load(args.cert_dir))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """``options save|show``."""
-    from dbtls_agent.cli import DEFAULT_CERT_DIR
-
-    parser = subparsers.add_parser("options", help="the install form's choices kept on this node")
-    sub = parser.add_subparsers(dest="options_command")
-    save_p = sub.add_parser("save", help="validate and keep the install options on this node")
-    show_p = sub.add_parser("show", help="JSON: the options kept on this node (defaults when none)")
-    for p in (save_p, show_p):
-        p.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, help="certificate directory (default %(default)s)")
-    save_p.add_argument("--key-type", dest="key_type")
-    save_p.add_argument("--min-tls", dest="min_tls")
-    save_p.add_argument("--extra-names", dest="extra_names", help="names separated by commas, semicolons or spaces")
-    save_p.add_argument("--from-manifest", action="store_true",
-                        help="stdin: '<name>=<base64>' tokens (key_type, min_tls, extra_names, the toggles)")
-    for toggle in TOGGLES:
-        save_p.add_argument("--" + toggle.replace("_", "-"), dest=toggle, metavar="true|false")
-    save_p.set_defaults(func=cmd_save)
-    show_p.set_defaults(func=cmd_show)
-    parser.set_defaults(func=lambda a: (parser.print_help(), 2)[1])

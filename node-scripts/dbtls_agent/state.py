@@ -22,11 +22,87 @@ from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
 
 STATE_DIR_NAME = ".dbtls-state"
+#: The platform's certificate folder; the state directory lives inside it.
+DEFAULT_CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
 LOCK_WAIT_S = 300.0
 
 
+class StateLayout(object):
+    """Every file and folder under ``<cert-dir>/.dbtls-state/`` (0700, root's), named in one place.
+
+    Per role: ``<role>.changes.json`` and ``backups/<role>/`` (:class:`ChangeSet`), the run's
+    ``<role>.journal.json``, ``<role>.extra.json`` (postgres: ALTER SYSTEM values replaced) and
+    ``<role>.role.json`` (mysql family: values before enable; also ``mysql-users`` for
+    ``user-cert`` and ``proxysql-drain`` for the rows a drain took). Node-wide: the lock, the install
+    options, the CA's name policy, the replicas seen streaming, the users let through Pgpool-II,
+    pool_hba's last options, the sealed-box recipient key and the MySQL server's last served files.
+    """
+
+    def __init__(self, cert_dir: str) -> None:
+        self.root = os.path.join(cert_dir, STATE_DIR_NAME)
+
+    def _at(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def changes(self, role: str) -> str:
+        return self._at("{}.changes.json".format(role))
+
+    def backups(self, role: str) -> str:
+        return os.path.join(self.root, "backups", role)
+
+    def journal(self, role: str) -> str:
+        return self._at("{}.journal.json".format(role))
+
+    def extra(self, role: str) -> str:
+        return self._at("{}.extra.json".format(role))
+
+    def role_record(self, role: str) -> str:
+        return self._at("{}.role.json".format(role))
+
+    @property
+    def lock(self) -> str:
+        return self._at("lock")
+
+    @property
+    def options(self) -> str:
+        return self._at("options.json")
+
+    @property
+    def ca_policy(self) -> str:
+        return self._at("ca-policy.json")
+
+    @property
+    def replication_seen(self) -> str:
+        return self._at("replication-seen.json")
+
+    @property
+    def pgpool_allowed(self) -> str:
+        return self._at("pgpool-allowed.json")
+
+    @property
+    def pgpool_allowed_stash(self) -> str:
+        return self._at("pgpool-allowed.stash.json")
+
+    @property
+    def pgpool_hba(self) -> str:
+        return self._at("pgpool-hba.json")
+
+    @property
+    def seal_dir(self) -> str:
+        return self._at("seal")
+
+    @property
+    def mysql_served(self) -> str:
+        """Copy of the server cert/key/root last verified as served (rolls back a failed swap)."""
+        return self._at("mysql-served")
+
+
+def layout(cert_dir: str) -> StateLayout:
+    return StateLayout(cert_dir)
+
+
 def state_dir(cert_dir: str) -> str:
-    return os.path.join(cert_dir, STATE_DIR_NAME)
+    return StateLayout(cert_dir).root
 
 
 def sha256(data: bytes) -> str:
@@ -47,10 +123,11 @@ class ChangeSet(object):
     """
 
     def __init__(self, cert_dir: str, role: str) -> None:
-        self.root = state_dir(cert_dir)
+        names = StateLayout(cert_dir)
+        self.root = names.root
         self.role = role
-        self.backups = os.path.join(self.root, "backups", role)
-        self.record_path = os.path.join(self.root, "{}.changes.json".format(role))
+        self.backups = names.backups(role)
+        self.record_path = names.changes(role)
         self.entries = self._load()  # type: Dict[str, Dict[str, Any]]
 
     def _load(self) -> Dict[str, Dict[str, Any]]:
@@ -190,7 +267,7 @@ class NodeLock(object):
     """
 
     def __init__(self, cert_dir: str, wait_s: float = LOCK_WAIT_S) -> None:
-        self.path = os.path.join(state_dir(cert_dir), "lock")
+        self.path = StateLayout(cert_dir).lock
         self.wait_s = wait_s
         self.fd = -1
 

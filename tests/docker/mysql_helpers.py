@@ -29,7 +29,7 @@ p.add_argument("--min-tls"); p.add_argument("--passwords-stdin", action="store_t
 a = p.parse_args()
 pw = json.loads(sys.stdin.read() or "{}") if a.passwords_stdin else {}
 ctx = base.Context(a, a.command, pw)
-mod = importlib.import_module("dbtls_agent.roles." + a.role)
+mod = importlib.import_module("dbtls_agent.roles." + a.role + ".role")
 try:
     out = getattr(mod, a.command)(ctx)
 except AgentError as exc:

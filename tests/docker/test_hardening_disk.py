@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from dbtls_agent import certs_ca, certs_node, fsio, state
-from dbtls_agent.certs_layout import CertLayout
+from dbtls_agent import fsio, state
+from dbtls_agent.certs import ca as certs_ca
+from dbtls_agent.certs import node as certs_node
+from dbtls_agent.certs.layout import CertLayout
 from dbtls_agent.crypto import DEFAULT_DAYS, get_backend
 from dbtls_agent.errors import AgentError
 from support import require

@@ -149,7 +149,7 @@ def serials(env) -> dict[str, str]:
 
 
 def replica_fields(env, node) -> dict[str, str]:
-    from dbtls_agent.mysqlflavor import parse_status_rows
+    from dbtls_agent.roles.mysql.flavor import parse_status_rows
 
     rows = parse_status_rows(sql(env, node, "SHOW SLAVE STATUS", column_names=True))
     return rows[0] if rows else {}

@@ -110,7 +110,7 @@ def state_of(env, node):
 
 
 def replica_fields(env):
-    from dbtls_agent.mysqlflavor import parse_status_rows
+    from dbtls_agent.roles.mysql.flavor import parse_status_rows
 
     rows = parse_status_rows(sql(env, replica(env), "SHOW SLAVE STATUS", column_names=True))
     return rows[0] if rows else {}

@@ -285,7 +285,7 @@ def test_key_mismatch_is_rolled_back(single):
 def test_bad_cipher_list_is_rolled_back(single):
     """A value PostgreSQL accepts in pg_file_settings but cannot load: ssl_ciphers (monkeypatched)."""
     env = single
-    code = ("import sys; from dbtls_agent.roles import postgres; postgres.CIPHERS = 'NO-SUCH-CIPHER'; "
+    code = ("import sys; from dbtls_agent.roles.postgres import role as postgres; postgres.CIPHERS = 'NO-SUCH-CIPHER'; "
             "from dbtls_agent.cli import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run(["docker", "exec", "-i", "-e", f"PYTHONPATH={AGENT_DIR}", env.c["primary"], "python3", "-c",
                            code, "enable", "--role", "postgres", "--passwords-stdin"],

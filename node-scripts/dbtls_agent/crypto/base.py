@@ -10,15 +10,14 @@ import os
 from typing import Any, Dict, List
 
 from dbtls_agent.errors import AgentError
+from dbtls_agent.vocab import DEFAULT_KEY_TYPE, KEY_TYPES  # noqa: F401  (re-exported)
 
-KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ecdsa-p256")
-DEFAULT_KEY_TYPE = "rsa2048"
 KINDS = ("server", "client")
 
 # Validity defaults, in days: the CA 10 years and client certificates 1 year, as the upstream add-on
-# issues them (issue 3). Server certificates get 825 days, not 10 years: Apple's TLS clients reject
+# issues them. Server certificates get 825 days, not 10 years: Apple's TLS clients reject
 # server certificates valid longer than 825 days even under a private root, and testssl.sh rates a
-# longer life MEDIUM (10 years HIGH), which issue 8's scan must not find. Every command can override.
+# longer life MEDIUM (10 years HIGH), which the TLS-quality scan must not find. Every command can override.
 DEFAULT_DAYS = {"ca": 3650, "server": 825, "client": 365}
 
 

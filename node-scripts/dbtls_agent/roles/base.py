@@ -8,21 +8,21 @@ place to kill the agent (``DBTLS_TEST_KILL_AFTER_STEP``) to prove it.
 
 import json
 import os
-import subprocess
+import socket
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio, killpoint, state
 from dbtls_agent.errors import AgentError
 
-KILL_HOOK_ENV = killpoint.KILL_HOOK_ENV
+STAGES = ("offer", "use", "require")
 
 
 class Journal(object):
     """Steps of the current command for one role, persisted after each step."""
 
     def __init__(self, cert_dir: str, role: str, command: str) -> None:
-        self.path = os.path.join(state.state_dir(cert_dir), "{}.journal.json".format(role))
+        self.path = state.layout(cert_dir).journal(role)
         self.command = command
         previous = fsio.read_text(self.path)
         data = {}  # type: Dict[str, Any]
@@ -50,25 +50,76 @@ class Journal(object):
 class Context(object):
     """Everything one role run needs; built by the command module from parsed arguments."""
 
-    def __init__(self, args: Any, command: str, passwords: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, args: Any, command: str, passwords: Optional[Dict[str, str]] = None,
+                 journaled: bool = True) -> None:
         self.args = args
         self.command = command
-        self.cert_dir = os.path.abspath(args.cert_dir)
+        self.cert_dir = os.path.abspath(getattr(args, "cert_dir", None) or state.DEFAULT_CERT_DIR)
         self.passwords = passwords or {}
         self.messages = []  # type: List[str]
         self.journal = None  # type: Optional[Journal]
+        self.journaled = journaled
+
+    @classmethod
+    def of(cls, ctx: Any) -> "Context":
+        """``ctx`` itself, or a Context around a plain options object (tests, a role's own harness).
+
+        Such a Context keeps no journal: nothing is written to the state directory for the run.
+        """
+        if isinstance(ctx, Context):
+            return ctx
+        passwords = getattr(ctx, "passwords", None)
+        return cls(ctx, str(getattr(ctx, "command", "") or ""), dict(passwords) if isinstance(passwords, dict) else None,
+                   journaled=False)
 
     def opt(self, name: str, default: Any = None) -> Any:
         return getattr(self.args, name, default)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The option ``name``; ``default`` also when it is given as None."""
+        value = getattr(self.args, name, None)
+        return default if value is None else value
 
     @property
     def stage(self) -> str:
         return self.opt("stage", "all") or "all"
 
+    @property
+    def stages(self) -> List[str]:
+        """Stages to run: ``all`` (default) = offer, use, require, in that order."""
+        stage = self.get("stage", "all") or "all"
+        if stage == "all":
+            return list(STAGES)
+        if stage not in STAGES:
+            raise AgentError("unknown stage {!r}; use one of offer, use, require, all".format(stage))
+        return [stage]
+
+    def tls_versions(self) -> Optional[List[str]]:
+        """``--min-tls 1.3`` -> TLSv1.3 only; default (1.2) -> None: the server's TLSv1.2,TLSv1.3."""
+        value = str(self.get("min_tls", "") or "").lower().replace("tlsv", "")
+        if value in ("", "1.2"):
+            return None
+        if value == "1.3":
+            return ["TLSv1.3"]
+        raise AgentError("--min-tls must be 1.2 or 1.3, not {!r}".format(self.get("min_tls")))
+
+    def first_password(self, *names: str) -> Optional[str]:
+        """The first of ``names`` the manifest sent a password for (``--passwords-stdin``/sealed)."""
+        for name in names:
+            if self.passwords.get(name):
+                return str(self.passwords[name])
+        return None
+
+    def node_hostname(self) -> str:
+        """The name clients use for this node (its FQDN, which our server certificate carries)."""
+        return str(self.get("hostname") or socket.getfqdn() or socket.gethostname())
+
     def changeset(self, role: str) -> state.ChangeSet:
         return state.ChangeSet(self.cert_dir, role)
 
-    def start_journal(self, role: str) -> Journal:
+    def start_journal(self, role: str) -> Optional[Journal]:
+        if not self.journaled:
+            return None
         self.journal = Journal(self.cert_dir, role, self.command)
         return self.journal
 
@@ -93,47 +144,3 @@ class Context(object):
         for path in (self.server_cert(), self.server_key(), self.server_root()):
             if not os.path.isfile(path):
                 raise AgentError("{} is missing: install the certificates first (install-certs)".format(path))
-
-
-def run(argv: List[str], timeout: float = 180, what: Optional[str] = None) -> str:
-    """Run a non-secret command; AgentError with its last stderr line when it fails."""
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise AgentError("{} is not installed on this node".format(argv[0])) from None
-    except subprocess.TimeoutExpired:
-        raise AgentError("{} did not finish within {:.0f}s".format(what or argv[0], timeout)) from None
-    if proc.returncode != 0:
-        err = [ln for ln in (proc.stderr + proc.stdout).decode("utf-8", "replace").splitlines() if ln.strip()]
-        raise AgentError("{} failed: {}".format(what or " ".join(argv), err[-1].strip() if err else
-                                                 "exit code {}".format(proc.returncode)))
-    return proc.stdout.decode("utf-8", "replace")
-
-
-def have_jem() -> bool:
-    return any(os.access(os.path.join(d, "jem"), os.X_OK)
-               for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/local/sbin", "/usr/sbin"])
-
-
-def poll(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Call ``check`` until it returns something truthy or ``timeout`` passes; return the last value."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = check()
-    return value
-
-
-def log_tail(path: Optional[str], offset: int) -> str:
-    """Text appended to a log since ``offset`` (empty when there is no such log)."""
-    data = fsio.read_from(path, offset)
-    return data.decode("utf-8", "replace") if data is not None else ""
-
-
-def log_size(path: Optional[str]) -> int:
-    try:
-        return os.path.getsize(path) if path else 0
-    except OSError:
-        return 0

@@ -31,7 +31,7 @@ def read_required(path: str, owner: Optional[str] = None) -> str:
 
 
 def _extra_path(ctx: base.Context, role: str) -> str:
-    return os.path.join(state.state_dir(ctx.cert_dir), "{}.extra.json".format(role))
+    return state.layout(ctx.cert_dir).extra(role)
 
 
 def load_extra(ctx: base.Context, role: str) -> Dict[str, Any]:
@@ -96,20 +96,13 @@ def restore_all(ctx: base.Context, cs: state.ChangeSet, inverses: Dict[str, Inve
     return files
 
 
-def service(action: str) -> None:
-    """``jem service <action>`` on the platform (the simulated nodes have the same shim)."""
-    if not base.have_jem():
-        raise AgentError("jem is not available on this node to {} the service".format(action))
-    base.run(["jem", "service", action], timeout=300, what="jem service {}".format(action))
-
-
 def certificates(ctx: base.Context) -> List[Dict[str, Any]]:
     """The certificate entries of ``inspect`` (subject, SANs, expiry, fingerprints)."""
     try:
-        from dbtls_agent import certs_inspect
-        from dbtls_agent.certs_layout import CertLayout
+        from dbtls_agent.certs import inspect
+        from dbtls_agent.certs.layout import CertLayout
         from dbtls_agent.crypto import get_backend
-        return certs_inspect.inspect(CertLayout(ctx.cert_dir), get_backend(None))["certificates"]
+        return inspect.inspect(CertLayout(ctx.cert_dir), get_backend(None))["certificates"]
     except AgentError as exc:
         return [{"error": str(exc)}]
 

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from dbtls_agent import certs_ca, certs_node, mycnf, pgconf, pgenc, pghba, poolpass
-from dbtls_agent.certs_layout import CertLayout
+from dbtls_agent.certs import ca, node
+from dbtls_agent.certs.layout import CertLayout
 from dbtls_agent.crypto import DEFAULT_DAYS, get_backend, names
 from dbtls_agent.errors import AgentError
+from dbtls_agent.roles.mysql import mycnf
+from dbtls_agent.roles.pgpool import poolkey, poolpasswd
+from dbtls_agent.roles.postgres import conf, hba
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
 CASES = json.loads((CORPUS / "bad-input" / "cases.json").read_text(encoding="utf-8"))["cases"]
@@ -53,40 +56,40 @@ def run_case(case: dict, tmp: Path) -> str:
             host = value
         else:
             addresses = [value]
-        made = certs_node.make_request(layout, backend, "server", None, extra, "ecdsa-p256", False,
+        made = node.make_request(layout, backend, "server", None, extra, "ecdsa-p256", False,
                                        node_info(host, addresses))
         sans = backend.parse_csr(made["csr"])["sans"]
         wanted = names.normalize_san(value) if kind != "hostname" else "DNS:" + value.lower()
         assert wanted in sans, sans
         return " ".join(sans)
     if kind == "csr":
-        certs_ca.init_ca(layout, backend, "bad-input CA", "ecdsa-p256", 30, False)
+        ca.init_ca(layout, backend, "bad-input CA", "ecdsa-p256", 30, False)
         before = snapshot(tmp)
         try:
-            certs_ca.sign_requests(layout, backend, (CORPUS / value).read_bytes(), "auto", dict(DEFAULT_DAYS))
+            ca.sign_requests(layout, backend, (CORPUS / value).read_bytes(), "auto", dict(DEFAULT_DAYS))
         finally:
             assert snapshot(tmp) == before
         return "signed"
     if kind == "pool_passwd":
-        key = pgenc.key_from_file_text(os.urandom(24).hex())
-        text, users = poolpass.set_entries("postgres:md5abc\n", {"alice": value}, key, None)
-        entry = pgenc.get_entry(text, "alice")
-        assert entry is not None and pgenc.decrypt_password(entry.secret, key) == value
-        assert pgenc.get_entry(text, "postgres").secret == "md5abc" and len(text.splitlines()) == 2
+        key = poolpasswd.key_from_file_text(os.urandom(24).hex())
+        text, users = poolkey.set_entries("postgres:md5abc\n", {"alice": value}, key, None)
+        entry = poolpasswd.get_entry(text, "alice")
+        assert entry is not None and poolpasswd.decrypt_password(entry.secret, key) == value
+        assert poolpasswd.get_entry(text, "postgres").secret == "md5abc" and len(text.splitlines()) == 2
         return entry.secret
     text = (CORPUS / value).read_bytes().decode("utf-8", "surrogateescape")
     if kind == "pgconf":
-        new = pgconf.set_params(text, PARAMS, source=value)
-        assert pgconf.set_params(new, PARAMS, source=value) == new
-        assert pgconf.revert(new, source=value) == text
+        new = conf.set_params(text, PARAMS, source=value)
+        assert conf.set_params(new, PARAMS, source=value) == new
+        assert conf.revert(new, source=value) == text
         for name in ("port", "data_directory", "not_a_real_setting"):
-            assert pgconf.get(new, name, source=value) == pgconf.get(text, name, source=value)
+            assert conf.get(new, name, source=value) == conf.get(text, name, source=value)
         return f"{len(new)} bytes"
     if kind == "hba":
-        new = pghba.enable_hostssl(text, pghba.HbaOptions(server_major=15), source=value)
-        assert pghba.enable_hostssl(new, pghba.HbaOptions(server_major=15), source=value) == new
-        assert not pghba.plaintext_remote_rules(new, source=value)
-        return f"{len(pghba.rules(new, source=value))} rules"
+        new = hba.enable_hostssl(text, hba.HbaOptions(server_major=15), source=value)
+        assert hba.enable_hostssl(new, hba.HbaOptions(server_major=15), source=value) == new
+        assert not hba.plaintext_remote_rules(new, source=value)
+        return f"{len(hba.rules(new, source=value))} rules"
     if kind == "mycnf":
         new = mycnf.ensure_includedir(text)
         assert mycnf.ensure_includedir(new) == new and mycnf.get_option(new, "mysqld", "port") == "3307"

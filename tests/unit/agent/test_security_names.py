@@ -4,8 +4,10 @@ hostile side on real nodes)."""
 
 import pytest
 
-from dbtls_agent import poolpass, standbytls, usercert
+from dbtls_agent.commands import usercert
 from dbtls_agent.errors import AgentError
+from dbtls_agent.roles.pgpool import poolkey
+from dbtls_agent.roles.postgres import standbytls
 
 CONF = "/etc/pgpool-II/pgpool.conf"
 
@@ -15,7 +17,7 @@ CONF = "/etc/pgpool-II/pgpool.conf"
     ("/etc/pgpool-II/pool_passwd", "pool_passwd"),
 ])
 def test_pool_passwd_plain_names_in_the_config_folder(value, name):
-    assert poolpass.pool_passwd_name(value, CONF) == name
+    assert poolkey.pool_passwd_name(value, CONF) == name
 
 
 @pytest.mark.parametrize("value", [
@@ -25,7 +27,7 @@ def test_pool_passwd_plain_names_in_the_config_folder(value, name):
 ])
 def test_pool_passwd_anything_else_is_refused_in_one_line(value):
     with pytest.raises(AgentError) as info:
-        poolpass.pool_passwd_name(value, CONF)
+        poolkey.pool_passwd_name(value, CONF)
     assert "\n" not in str(info.value) and "nothing was changed" in str(info.value)
 
 
@@ -101,7 +103,7 @@ def test_sslmode_of_wal_receiver_conninfo():
 def test_proxysql_datadir_named_by_a_file_others_can_change_must_not_be_roots(tmp_path):
     import os
 
-    from dbtls_agent.roles import proxysql
+    from dbtls_agent.roles.proxysql import role as proxysql
 
     datadir = tmp_path / "datadir"
     datadir.mkdir()
