@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from hardening_helpers import RELEASES, Env, own_env, proxysql_admin, wait_for
 
-from dbtls.build.project import build_outputs, repo_root, write_outputs
+from dbtls.addon.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import addon, cluster, platform
 
 CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import mysql_helpers as h
 import pytest
 
-from dbtls.build.project import build_outputs, repo_root, write_outputs
+from dbtls.addon.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import cluster, platform
 from support import env_name
 
@@ -236,7 +236,7 @@ def test_reissue_server_keeps_the_root(sim, installed):
 
 def test_require_client_certificate_button(sim, installed):
     env = sim.env
-    from dbtls.build import shell
+    from dbtls.addon import shell
     assert "$A user-cert --user" in shell.require_client_cert()
     code, out = env.exec(mariadb_nodes(env)[0].name, ["/usr/local/sbin/dbtls-agent", "user-cert", "--help"])
     assert code == 0, out

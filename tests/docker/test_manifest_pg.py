@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtls.build.project import build_outputs, repo_root, write_outputs
+from dbtls.addon.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import addon, cluster, platform
 from support import env_name
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 import test_manifest_mysql as m
 
-from dbtls.build.project import build_outputs, repo_root, write_outputs
+from dbtls.addon.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import cluster
 from support import env_name
 

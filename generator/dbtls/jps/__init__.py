@@ -2,8 +2,8 @@
 them against a simulated environment. See validate.py and interpreter.py."""
 
 from .errors import ConditionError, JpsError, ManifestError, PlaceholderError, UnsupportedFeature
-from .interpreter import Addon, Interpreter
-from .model import CmdResult, Environment, Node, NodeRunner, User
+from .interpreter import Interpreter
+from .model import Addon, CmdResult, Environment, Node, NodeRunner, User
 from .results import Result, Step
 
 __all__ = [

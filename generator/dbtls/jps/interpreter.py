@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from . import jsengine
 from .actions import Frame, Run
 from .errors import ManifestError, UnsupportedFeature
 from .loading import Fetcher, base_of, declared_base_url, default_fetch, is_link, parse_manifest
-from .model import CmdResult, Environment, Node, NodeRunner, User
+from .model import Addon, CmdResult, Environment, Node, NodeRunner, User
 from .placeholders import node_dicts
 from .results import Result, Stop
 from .syntax import EVENTS, action_items, parse_event_key, split_commas
@@ -45,24 +44,6 @@ _HANDLED = {"nodeGroupAlias", "baseUrl", "settings", "globals", "actions", "butt
 _INIT_FIXED = {"type", "name", "baseUrl", "result"}
 #: ``fire_all`` orders: the order instances were installed in, or the reverse.
 ORDERS = ("install", "reverse")
-
-
-@dataclass
-class Addon:
-    """One installation of a manifest (on one layer for ``type: update``)."""
-
-    manifest: dict[str, Any]
-    node_group: str | None
-    settings: dict[str, Any]
-    base_url: str | None  #: ``${baseUrl}``; relative references resolve against it
-    actions: dict[str, Any] = field(default_factory=dict)
-    responses: dict[Any, Any] = field(default_factory=dict)
-    globals_spec: dict[str, Any] = field(default_factory=dict)
-    aliases: dict[str, str] = field(default_factory=dict)  #: alias -> real layer (nodeGroupAlias)
-
-    @property
-    def label(self) -> str:
-        return f"{self.manifest.get('id') or self.manifest.get('name', '?')}@{self.node_group or '-'}"
 
 
 class Interpreter:

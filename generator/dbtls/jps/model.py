@@ -149,3 +149,21 @@ class NodeRunner(Protocol):
 
     def run(self, node: Node, command_b64: str, user: str) -> CmdResult:
         ...
+
+
+@dataclass
+class Addon:
+    """One installation of a manifest (on one layer for ``type: update``)."""
+
+    manifest: dict[str, Any]
+    node_group: str | None
+    settings: dict[str, Any]
+    base_url: str | None  #: ``${baseUrl}``; relative references resolve against it
+    actions: dict[str, Any] = field(default_factory=dict)
+    responses: dict[Any, Any] = field(default_factory=dict)
+    globals_spec: dict[str, Any] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  #: alias -> real layer (nodeGroupAlias)
+
+    @property
+    def label(self) -> str:
+        return f"{self.manifest.get('id') or self.manifest.get('name', '?')}@{self.node_group or '-'}"

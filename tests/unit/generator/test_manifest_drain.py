@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import subprocess
 
-from dbtls.build import shell
-from dbtls.build.manifest import build_manifest
+from dbtls.addon import shell
+from dbtls.addon.manifest import build_manifest
 from dbtls.jps import CmdResult, Environment, Interpreter, Node, User
 from dbtls.jps.cmdwrap import unwrap
 

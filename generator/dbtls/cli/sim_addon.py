@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dbtls.addon.project import repo_root
 from dbtls.jps import JpsError, Node, Result
 from dbtls.sim import addon, cluster, platform, scale
 from dbtls.sim.errors import NoEnvironment, SimError
@@ -30,7 +31,7 @@ def _run(env: str, work: Callable[[addon.Session], Any]) -> Any:
     try:
         engine = cluster.client()
         platform.require_env(engine, env)
-        with platform.serve(addon.repo_root(), platform.gateway(engine, env)) as base_url:
+        with platform.serve(repo_root(), platform.gateway(engine, env)) as base_url:
             session = addon.Session(env, base_url)
             result = work(session)
             out.print(node_table(session.rows()))
