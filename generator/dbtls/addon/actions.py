@@ -160,168 +160,6 @@ def _reissue_layer(layer: str, scope: str, previous: str = "no") -> dict[str, An
     return {"reissueLayer": {"group": layer, "scope": scope, "previous": previous}}
 
 
-# -- the actions ---------------------------------------------------------------------------------
-
-def _setup() -> dict[str, Any]:
-    return {
-        # Before anything changes: Python and the agent on the layer and the CA node, a supported
-        # database, and for a proxy layer a database layer that is done.
-        "checkSupported": [
-            {"fetchAgent": LAYER},
-            {f"if ('{LAYER}' != 'sqldb')": [
-                {"fetchAgent": CA_NODE},
-                cmd(CA_NODE, shell.require_database_layer()),
-            ]},
-            cmd(CA_NODE, shell.check_version()),
-        ],
-        "fetchAgent": [cmd("${this}", "")],  # filled in by custom_actions (needs the agent's sha256)
-        "saveOptions": [cmd("${this}", shell.save_options())],
-        "prepareCa": [
-            cmd(CA_NODE, shell.ca_init(rotate=False)),
-            cmd(CA_NODE, shell.ca_policy()),
-        ],
-        # One node's requests; the platform's addresses of the node go with them to the CA.
-        "requestCert": [
-            cmd("${this.nodeId}", shell.csr()),
-            {"setGlobals": {"csrs": "${globals.csrs} ${this.nodeId}:${response.out.toBase64()}",
-                            "nodeList": "${globals.nodeList} ${this.nodeId}=${this.addresses}"}},
-        ],
-        # Sign every collected request in one run; every node of the layer installs what is its own.
-        "signAndInstall": [
-            cmd(CA_NODE, shell.ca_sign()),
-            {"setGlobals": {"signed": "${response.out}"}},
-            cmd("${this.layer}", shell.install_certs()),
-        ],
-        "issueLayer": [*_request(f"nodes.{LAYER}", "all", "install"), _sign_and_install(LAYER)],
-        "repairLayer": [*_request(f"nodes.{LAYER}", "all", "repair"), _sign_and_install(LAYER)],
-    }
-
-
-def _secrets() -> dict[str, Any]:
-    # Passwords cross nodes sealed: the node that uses them (${this} = its id) prints a one-run
-    # public key, every node that knows some seals them to it, and only that node's agent opens
-    # the blobs (enable --passwords-sealed). The transcript holds a public key and ciphertext.
-    return {
-        "gatherSecrets": [
-            cmd("${this}", shell.seal_recipient()),
-            {"setGlobals": {"sealTo": "${response.out}", "sealed": ""}},
-            {"forEach(s:nodes.sqldb)": [{"sealOne": {"nodeId": "${@s.id}"}}]},
-            {"if (nodes.pgpool)": [{"forEach(s:nodes.pgpool)": [{"sealOne": {"nodeId": "${@s.id}"}}]}]},
-        ],
-        "sealOne": [
-            cmd("${this.nodeId}", shell.seal()),
-            {"setGlobals": {"sealed": "${globals.sealed} ${this.nodeId}:${response.out.toBase64()}"}},
-        ],
-        "enableNode": [
-            # The primary's offer and require (the SCRAM re-hash) and Pgpool's offer (its AES
-            # pool_passwd entries) need passwords: the caller says so; ${this.nodeId} is one node then.
-            {"if ('${this.secrets}' == 'yes')": [
-                {"gatherSecrets": "${this.nodeId}"},
-                cmd("${this.nodeId}", shell.enable(sealed=True)),
-            ]},
-            {"else": [cmd("${this.nodeId}", shell.enable(sealed=False))]},
-        ],
-    }
-
-
-def _enabling() -> dict[str, Any]:
-    return {
-        "serversOffer": [
-            {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
-                # PostgreSQL reloads: the primary, then every standby at once.
-                _each("sqldb", [_enable("offer", secrets=True)], only="master"),
-                *_replica_ids(),
-                {f"if ({_have_replicas()})": [
-                    _enable("offer", node="${globals.replicaIds}"),
-                    _enable("use", node="${globals.replicaIds}"),
-                ]},
-            ]},
-            {"else": [
-                # MariaDB's first enable restarts the server: one node at a time, each drained
-                # in ProxySQL first, replicas before the primary; then replicas use TLS.
-                *_proxies_ready(),
-                _each("sqldb", [_behind_proxies("offer")], only="replicas"),
-                _each("sqldb", [_behind_proxies("offer", secrets=True)], only="master"),
-                _each("sqldb", [_enable("use")], only="replicas"),
-            ]},
-        ],
-        # One MySQL-family node's step that may restart its server (${this.step}: offer, or
-        # disable / disableKeepCerts / disableCa), wrapped in a ProxySQL drain when the node says it
-        # will restart: OFFLINE_SOFT on every ProxySQL node, wait for ConnUsed=0, the step, ONLINE.
-        # The step is deferred (its exit code kept on the node), so ONLINE runs even when it failed;
-        # step_result then fails the handler with the step's own error.
-        "behindProxies": [
-            {"if ('${this.secrets}' == 'yes')": [{"gatherSecrets": "${this.nodeId}"}]},
-            {"setGlobals": {"drained": "no"}},
-            {"if (nodes.proxy)": [
-                cmd("${this.nodeId}", shell.restart_expected()),
-                {f"if ({output_is('yes')})": [
-                    {"setGlobals": {"drained": "yes"}},
-                    cmd("proxy", shell.proxysql_backend("offline-soft")),
-                ]},
-            ]},
-            {"if ('${this.step}' == 'offer' && '${this.secrets}' == 'yes')": [
-                cmd("${this.nodeId}", shell.deferred(shell.enable(sealed=True))),
-            ]},
-            {"elif ('${this.step}' == 'offer')": [cmd("${this.nodeId}", shell.deferred(shell.enable(sealed=False)))]},
-            {"elif ('${this.step}' == 'disableCa')": [
-                cmd("${this.nodeId}", shell.deferred(shell.disable(remove_ca=True))),
-            ]},
-            {"elif ('${this.step}' == 'disableKeepCerts')": [
-                cmd("${this.nodeId}", shell.deferred(shell.disable(remove_certs=False))),
-            ]},
-            {"else": [cmd("${this.nodeId}", shell.deferred(shell.disable()))]},
-            {f"if ({output_is('yes', 'globals.drained')})": [cmd("proxy", shell.proxysql_backend("online"))]},
-            cmd("${this.nodeId}", shell.step_result()),
-        ],
-        "serversRequire": [
-            *_collect_proxy_ips(),
-            # The primary re-hashes passwords first; then every standby at once.
-            _each("sqldb", [_enable("require", secrets=True)], only="master"),
-            *_replica_ids(),
-            {f"if ({_have_replicas()})": [
-                {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
-                    _enable("require", node="${globals.replicaIds}"),
-                ]},
-                {"else": [_each("sqldb", [_enable("require")], only="replicas")]},
-            ]},
-        ],
-        "proxiesEnable": [
-            {f"if ('{LAYER}' == 'pgpool')": [
-                # Pgpool-II restarts to load TLS: one node at a time.
-                _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
-                _each("pgpool", [_enable("require", "pgpool")]),
-            ]},
-            {"else": ["proxysqlEnable"]},
-        ],
-        # ProxySQL: backends over TLS (new rows too: the platform adds a scaled-out node's row with
-        # use_ssl=0), then TLS required of the users.
-        "proxysqlEnable": [
-            _each("proxy", [_enable("use", "proxysql")]),
-            _each("proxy", [_enable("require", "proxysql")]),
-        ],
-        "enableLayer": [
-            *_fetch_everywhere(),
-            {f"if ('{LAYER}' == 'sqldb')": [
-                "serversOffer",
-                {"setGlobals": {"proxyReady": "yes"}},
-                *[{f"if (nodes.{layer})": [
-                    cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
-                    {f"if (!({output_is('yes')}))": [{"setGlobals": {"proxyReady": "no"}}]},
-                ]} for layer in PROXY_LAYERS],
-                {f"if ({output_is('yes', 'globals.proxyReady')})": ["serversRequire"]},
-                {"else": [{"setGlobals": {"pending": "TLS is offered but not yet required: install the "
-                                          "add-on on the proxy layer too; it finishes the order."}}]},
-            ]},
-            {"else": ["proxiesEnable", "serversRequire"]},
-            "replicationBack",
-        ],
-        # Every standby/replica streams again before the run says it is done (a MariaDB replica's IO
-        # thread is restarted when it sits out its retry timer after its primary restarted).
-        "replicationBack": [_each("sqldb", [cmd("${@n.id}", shell.replication_wait())])],
-    }
-
-
 def _lines_per_node(name: str, script: str) -> list[Any]:
     """``${globals.<name>}`` = one ``- node<ID>: <output>`` line per node of the layer (display text)."""
     return [
@@ -333,140 +171,424 @@ def _lines_per_node(name: str, script: str) -> list[Any]:
     ]
 
 
-def _reporting() -> dict[str, Any]:
-    return {
-        # What TLS changes for existing logins, sessions and replication, node by node; read only.
-        "preflightLayer": _lines_per_node("preflight", shell.preflight()),
-        "checkTls": [
-            {"fetchAgent": LAYER},
-            "preflightLayer",
-            {"return": {"type": "success", "message": f"What TLS changes on {LAYER} (nothing was changed):"
-                                                      "${globals.preflight}"}},
-        ],
-        "report": _lines_per_node("report", shell.status_line()),
-        "certStatus": [
-            "report",
-            {"return": {"type": "success", "message": f"Certificates of {LAYER}:${{globals.report}}"}},
-        ],
-    }
+# -- the actions ---------------------------------------------------------------------------------
+# One builder per custom action. The manifest lists them in the order they are registered here.
+
+#: action name -> (builder, whether the builder takes the agent's sha256)
+_ACTIONS: dict[str, tuple[Callable[..., list[Any]], bool]] = {}
 
 
-def _reissue() -> dict[str, Any]:
-    return {
-        # CA rotation, step 1 (after ca init --rotate): every node with our certificates trusts the
-        # new root next to the old one before any server presents a certificate from it. Pgpool-II
-        # and standbys verify the servers' certificates against root.crt on every new connection.
-        "trustBothRoots": [
-            cmd(CA_NODE, shell.ca_roots()),
-            {"setGlobals": {"roots": "${response.out}"}},
-            cmd("sqldb", shell.install_roots()),
-            *[{f"if (nodes.{layer})": [cmd(layer, shell.install_roots())]} for layer in PROXY_LAYERS],
-        ],
-        # New certificates for the nodes of ${this.group} that have ours, then each server loads
-        # them, one node at a time (Pgpool-II restarts to do so).
-        "reissueLayer": [
-            *_request("nodes.${this.group}", "${this.scope}", "reissue"),
-            {"signAndInstall": {"layer": "${this.group}", "previous": "${this.previous}"}},
-            {"forEach(n:nodes.${this.group})": [cmd("${@n.id}", shell.reload_certs())]},
-        ],
-        "reissue": [
-            {"fetchAgent": LAYER},
-            {f"if ({one_of('settings.scope', ['all'])})": [
-                # A new CA: every layer with our certificates moves to it, the database layer first.
-                {"fetchAgent": "sqldb"},
-                *[_if_layer_has_tls(layer, [{"fetchAgent": layer}]) for layer in PROXY_LAYERS],
-                cmd(CA_NODE, shell.ca_init(rotate=True)),
-                "trustBothRoots",
-                _reissue_layer("sqldb", "all", "yes"),
-                *[{f"if (nodes.{layer})": [_reissue_layer(layer, "all", "yes")]} for layer in PROXY_LAYERS],
-            ]},
-            {f"elif ({one_of('settings.scope', ['client'])})": [_reissue_layer(LAYER, "client")]},
-            {"else": [_reissue_layer(LAYER, "server")]},
-            "replicationBack",
-            "report",
-            {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
-        ],
-        "requireClientCert": [
-            cmd(CA_NODE, shell.require_client_cert()),
-            {"return": {"type": "success", "message": "${settings.dbUser} must now log in with a client "
-                        "certificate signed by the environment's CA: ${response.out}"}},
-        ],
-    }
-
-
-def _lifecycle() -> dict[str, Any]:
-    return {
-        "addNodes": [
-            {"forEach(n:event.response.nodes)": [{"fetchAgent": "${@n.id}"}, {"saveOptions": "${@n.id}"}]},
-            *_request("event.response.nodes", "all", "install"),
-            _sign_and_install(LAYER),
-            {"forEach(n:event.response.nodes)": [cmd("${@n.id}", shell.start_if_stopped())]},
-        ],
-        # After a new database node joined: ProxySQL's rows for it get use_ssl=1 too.
-        "refreshProxies": [
-            {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("proxy", ["proxysqlEnable"])]},
-        ],
-        "disableLayer": [
-            *_fetch_everywhere(),
-            {f"if ('{LAYER}' == 'sqldb')": [
-                # Reverse order: servers stop requiring, then proxies drop TLS, then servers stop offering.
-                _if_layer_has_tls("pgpool", ["serversUnrequire"]),
-                {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [cmd("${@n.id}", shell.disable())]}]},
-                *_disable_servers(),
-                "replicationBack",
-                cmd("sqldb", shell.cleanup()),
-                *[{f"if (nodes.{layer})": [cmd(layer, shell.cleanup())]} for layer in PROXY_LAYERS],
-            ]},
-            {"else": [
-                cmd(CA_NODE, shell.has_tls()),
-                {f"if ({output_is('yes')})": [
-                    # Servers go back to "offer" first, or the plain-text proxy would be locked out.
-                    {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": ["serversUnrequire"]},
-                    {"else": [
-                        # MariaDB restarts to drop require: drained, replicas first.
-                        *_proxies_ready(),
-                        _each("sqldb", [_behind_proxies("disableKeepCerts")], only="replicas"),
-                        _each("sqldb", [_behind_proxies("disableKeepCerts")], only="master"),
-                        "serversOffer",
-                    ]},
-                ]},
-                _each(LAYER, [cmd("${@n.id}", shell.disable())]),
-                "replicationBack",
-                cmd(LAYER, shell.cleanup()),
-            ]},
-        ],
-        # Reverse of serversRequire (PostgreSQL): the standbys' rules first, then the primary's rules
-        # and, once those are live, its md5 secrets; TLS stays offered. Every backend keeps asking
-        # Pgpool-II for the same authentication method.
-        "serversUnrequire": [
-            *_replica_ids(),
-            {f"if ({_have_replicas()})": [cmd("${globals.replicaIds}", shell.disable(stage="require"))]},
-            _each("sqldb", [cmd("${@n.id}", shell.disable(stage="require"))], only="master"),
-        ],
-        # A redeploy keeps our folders (redeploy.conf), but the configuration files it replaces lose
-        # our settings: put back whatever is missing. Every step is idempotent.
-        "afterRedeploy": [
-            {"fetchAgent": LAYER},
-            {"saveOptions": LAYER},
-            "repairLayer",
-            "enableLayer",
-        ],
-        # After the password of webadmin was reset on the database layer: Pgpool-II's AES entry
-        # follows, on the Pgpool-II nodes that carry our agent.
-        "passwordReset": [
-            {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("pgpool", [
-                *_fetch_everywhere(),
-                _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
-            ])]},
-        ],
-    }
+def action(name: str, *, takes_agent_sha256: bool = False) -> Callable[[Callable[..., list[Any]]],
+                                                                          Callable[..., list[Any]]]:
+    """Register the decorated function as the builder of custom action ``name``."""
+    def register(builder: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+        if name in _ACTIONS:
+            raise ValueError(f"custom action {name} is registered twice")
+        _ACTIONS[name] = (builder, takes_agent_sha256)
+        return builder
+    return register
 
 
 def custom_actions(agent_sha256: str) -> dict[str, Any]:
-    """Every custom action, in a stable order."""
-    groups: list[Callable[[], dict[str, Any]]] = [_setup, _secrets, _enabling, _reporting, _reissue, _lifecycle]
-    actions: dict[str, Any] = {}
-    for group in groups:
-        actions.update(group())
-    actions["fetchAgent"] = [cmd("${this}", shell.fetch_agent(agent_sha256))]
-    return actions
+    """Every custom action, in registration order."""
+    return {name: builder(agent_sha256) if takes_sha else builder()
+            for name, (builder, takes_sha) in _ACTIONS.items()}
+
+
+# Setting up: checks, the agent, the options, the CA and the first certificates.
+
+@action("checkSupported")
+def _check_supported() -> list[Any]:
+    """Before anything changes: Python and the agent on the layer and the CA node, a supported
+    database, and for a proxy layer a database layer that is done."""
+    return [
+        {"fetchAgent": LAYER},
+        {f"if ('{LAYER}' != 'sqldb')": [
+            {"fetchAgent": CA_NODE},
+            cmd(CA_NODE, shell.require_database_layer()),
+        ]},
+        cmd(CA_NODE, shell.check_version()),
+    ]
+
+
+@action("fetchAgent", takes_agent_sha256=True)
+def _fetch_agent(agent_sha256: str) -> list[Any]:
+    """The agent pinned by its sha256 on ``${this}`` (a node id or a layer)."""
+    return [cmd("${this}", shell.fetch_agent(agent_sha256))]
+
+
+@action("saveOptions")
+def _save_options() -> list[Any]:
+    return [cmd("${this}", shell.save_options())]
+
+
+@action("prepareCa")
+def _prepare_ca() -> list[Any]:
+    return [
+        cmd(CA_NODE, shell.ca_init(rotate=False)),
+        cmd(CA_NODE, shell.ca_policy()),
+    ]
+
+
+@action("requestCert")
+def _request_cert() -> list[Any]:
+    """One node's requests; the platform's addresses of the node go with them to the CA."""
+    return [
+        cmd("${this.nodeId}", shell.csr()),
+        {"setGlobals": {"csrs": "${globals.csrs} ${this.nodeId}:${response.out.toBase64()}",
+                        "nodeList": "${globals.nodeList} ${this.nodeId}=${this.addresses}"}},
+    ]
+
+
+@action("signAndInstall")
+def _sign_and_install_action() -> list[Any]:
+    """Sign every collected request in one run; every node of the layer installs what is its own."""
+    return [
+        cmd(CA_NODE, shell.ca_sign()),
+        {"setGlobals": {"signed": "${response.out}"}},
+        cmd("${this.layer}", shell.install_certs()),
+    ]
+
+
+@action("issueLayer")
+def _issue_layer() -> list[Any]:
+    return [*_request(f"nodes.{LAYER}", "all", "install"), _sign_and_install(LAYER)]
+
+
+@action("repairLayer")
+def _repair_layer() -> list[Any]:
+    return [*_request(f"nodes.{LAYER}", "all", "repair"), _sign_and_install(LAYER)]
+
+
+# Passwords cross nodes sealed: the node that uses them (${this} = its id) prints a one-run public
+# key, every node that knows some seals them to it, and only that node's agent opens the blobs
+# (enable --passwords-sealed). The transcript holds a public key and ciphertext.
+
+@action("gatherSecrets")
+def _gather_secrets() -> list[Any]:
+    return [
+        cmd("${this}", shell.seal_recipient()),
+        {"setGlobals": {"sealTo": "${response.out}", "sealed": ""}},
+        {"forEach(s:nodes.sqldb)": [{"sealOne": {"nodeId": "${@s.id}"}}]},
+        {"if (nodes.pgpool)": [{"forEach(s:nodes.pgpool)": [{"sealOne": {"nodeId": "${@s.id}"}}]}]},
+    ]
+
+
+@action("sealOne")
+def _seal_one() -> list[Any]:
+    return [
+        cmd("${this.nodeId}", shell.seal()),
+        {"setGlobals": {"sealed": "${globals.sealed} ${this.nodeId}:${response.out.toBase64()}"}},
+    ]
+
+
+@action("enableNode")
+def _enable_node() -> list[Any]:
+    """The primary's offer and require (the SCRAM re-hash) and Pgpool's offer (its AES pool_passwd
+    entries) need passwords: the caller says so; ``${this.nodeId}`` is one node then."""
+    return [
+        {"if ('${this.secrets}' == 'yes')": [
+            {"gatherSecrets": "${this.nodeId}"},
+            cmd("${this.nodeId}", shell.enable(sealed=True)),
+        ]},
+        {"else": [cmd("${this.nodeId}", shell.enable(sealed=False))]},
+    ]
+
+
+# Enabling, in the cross-stack order.
+
+@action("serversOffer")
+def _servers_offer() -> list[Any]:
+    return [
+        {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
+            # PostgreSQL reloads: the primary, then every standby at once.
+            _each("sqldb", [_enable("offer", secrets=True)], only="master"),
+            *_replica_ids(),
+            {f"if ({_have_replicas()})": [
+                _enable("offer", node="${globals.replicaIds}"),
+                _enable("use", node="${globals.replicaIds}"),
+            ]},
+        ]},
+        {"else": [
+            # MariaDB's first enable restarts the server: one node at a time, each drained
+            # in ProxySQL first, replicas before the primary; then replicas use TLS.
+            *_proxies_ready(),
+            _each("sqldb", [_behind_proxies("offer")], only="replicas"),
+            _each("sqldb", [_behind_proxies("offer", secrets=True)], only="master"),
+            _each("sqldb", [_enable("use")], only="replicas"),
+        ]},
+    ]
+
+
+@action("behindProxies")
+def _behind_proxies_action() -> list[Any]:
+    """One MySQL-family node's step that may restart its server (``${this.step}``: offer, or
+    disable / disableKeepCerts / disableCa), wrapped in a ProxySQL drain when the node says it will
+    restart: OFFLINE_SOFT on every ProxySQL node, wait for ConnUsed=0, the step, ONLINE. The step is
+    deferred (its exit code kept on the node), so ONLINE runs even when it failed; step_result then
+    fails the handler with the step's own error."""
+    return [
+        {"if ('${this.secrets}' == 'yes')": [{"gatherSecrets": "${this.nodeId}"}]},
+        {"setGlobals": {"drained": "no"}},
+        {"if (nodes.proxy)": [
+            cmd("${this.nodeId}", shell.restart_expected()),
+            {f"if ({output_is('yes')})": [
+                {"setGlobals": {"drained": "yes"}},
+                cmd("proxy", shell.proxysql_backend("offline-soft")),
+            ]},
+        ]},
+        {"if ('${this.step}' == 'offer' && '${this.secrets}' == 'yes')": [
+            cmd("${this.nodeId}", shell.deferred(shell.enable(sealed=True))),
+        ]},
+        {"elif ('${this.step}' == 'offer')": [cmd("${this.nodeId}", shell.deferred(shell.enable(sealed=False)))]},
+        {"elif ('${this.step}' == 'disableCa')": [
+            cmd("${this.nodeId}", shell.deferred(shell.disable(remove_ca=True))),
+        ]},
+        {"elif ('${this.step}' == 'disableKeepCerts')": [
+            cmd("${this.nodeId}", shell.deferred(shell.disable(remove_certs=False))),
+        ]},
+        {"else": [cmd("${this.nodeId}", shell.deferred(shell.disable()))]},
+        {f"if ({output_is('yes', 'globals.drained')})": [cmd("proxy", shell.proxysql_backend("online"))]},
+        cmd("${this.nodeId}", shell.step_result()),
+    ]
+
+
+@action("serversRequire")
+def _servers_require() -> list[Any]:
+    return [
+        *_collect_proxy_ips(),
+        # The primary re-hashes passwords first; then every standby at once.
+        _each("sqldb", [_enable("require", secrets=True)], only="master"),
+        *_replica_ids(),
+        {f"if ({_have_replicas()})": [
+            {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
+                _enable("require", node="${globals.replicaIds}"),
+            ]},
+            {"else": [_each("sqldb", [_enable("require")], only="replicas")]},
+        ]},
+    ]
+
+
+@action("proxiesEnable")
+def _proxies_enable() -> list[Any]:
+    return [
+        {f"if ('{LAYER}' == 'pgpool')": [
+            # Pgpool-II restarts to load TLS: one node at a time.
+            _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
+            _each("pgpool", [_enable("require", "pgpool")]),
+        ]},
+        {"else": ["proxysqlEnable"]},
+    ]
+
+
+@action("proxysqlEnable")
+def _proxysql_enable() -> list[Any]:
+    """ProxySQL: backends over TLS (new rows too: the platform adds a scaled-out node's row with
+    use_ssl=0), then TLS required of the users."""
+    return [
+        _each("proxy", [_enable("use", "proxysql")]),
+        _each("proxy", [_enable("require", "proxysql")]),
+    ]
+
+
+@action("enableLayer")
+def _enable_layer() -> list[Any]:
+    return [
+        *_fetch_everywhere(),
+        {f"if ('{LAYER}' == 'sqldb')": [
+            "serversOffer",
+            {"setGlobals": {"proxyReady": "yes"}},
+            *[{f"if (nodes.{layer})": [
+                cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
+                {f"if (!({output_is('yes')}))": [{"setGlobals": {"proxyReady": "no"}}]},
+            ]} for layer in PROXY_LAYERS],
+            {f"if ({output_is('yes', 'globals.proxyReady')})": ["serversRequire"]},
+            {"else": [{"setGlobals": {"pending": "TLS is offered but not yet required: install the "
+                                      "add-on on the proxy layer too; it finishes the order."}}]},
+        ]},
+        {"else": ["proxiesEnable", "serversRequire"]},
+        "replicationBack",
+    ]
+
+
+@action("replicationBack")
+def _replication_back() -> list[Any]:
+    """Every standby/replica streams again before the run says it is done (a MariaDB replica's IO
+    thread is restarted when it sits out its retry timer after its primary restarted)."""
+    return [_each("sqldb", [cmd("${@n.id}", shell.replication_wait())])]
+
+
+# Reporting; read only.
+
+@action("preflightLayer")
+def _preflight_layer() -> list[Any]:
+    """What TLS changes for existing logins, sessions and replication, node by node."""
+    return _lines_per_node("preflight", shell.preflight())
+
+
+@action("checkTls")
+def _check_tls() -> list[Any]:
+    return [
+        {"fetchAgent": LAYER},
+        "preflightLayer",
+        {"return": {"type": "success", "message": f"What TLS changes on {LAYER} (nothing was changed):"
+                                                  "${globals.preflight}"}},
+    ]
+
+
+@action("report")
+def _report() -> list[Any]:
+    return _lines_per_node("report", shell.status_line())
+
+
+@action("certStatus")
+def _cert_status() -> list[Any]:
+    return [
+        "report",
+        {"return": {"type": "success", "message": f"Certificates of {LAYER}:${{globals.report}}"}},
+    ]
+
+
+# Re-issuing certificates and rotating the CA.
+
+@action("trustBothRoots")
+def _trust_both_roots() -> list[Any]:
+    """CA rotation, step 1 (after ca init --rotate): every node with our certificates trusts the new
+    root next to the old one before any server presents a certificate from it. Pgpool-II and
+    standbys verify the servers' certificates against root.crt on every new connection."""
+    return [
+        cmd(CA_NODE, shell.ca_roots()),
+        {"setGlobals": {"roots": "${response.out}"}},
+        cmd("sqldb", shell.install_roots()),
+        *[{f"if (nodes.{layer})": [cmd(layer, shell.install_roots())]} for layer in PROXY_LAYERS],
+    ]
+
+
+@action("reissueLayer")
+def _reissue_layer_action() -> list[Any]:
+    """New certificates for the nodes of ``${this.group}`` that have ours, then each server loads
+    them, one node at a time (Pgpool-II restarts to do so)."""
+    return [
+        *_request("nodes.${this.group}", "${this.scope}", "reissue"),
+        {"signAndInstall": {"layer": "${this.group}", "previous": "${this.previous}"}},
+        {"forEach(n:nodes.${this.group})": [cmd("${@n.id}", shell.reload_certs())]},
+    ]
+
+
+@action("reissue")
+def _reissue() -> list[Any]:
+    return [
+        {"fetchAgent": LAYER},
+        {f"if ({one_of('settings.scope', ['all'])})": [
+            # A new CA: every layer with our certificates moves to it, the database layer first.
+            {"fetchAgent": "sqldb"},
+            *[_if_layer_has_tls(layer, [{"fetchAgent": layer}]) for layer in PROXY_LAYERS],
+            cmd(CA_NODE, shell.ca_init(rotate=True)),
+            "trustBothRoots",
+            _reissue_layer("sqldb", "all", "yes"),
+            *[{f"if (nodes.{layer})": [_reissue_layer(layer, "all", "yes")]} for layer in PROXY_LAYERS],
+        ]},
+        {f"elif ({one_of('settings.scope', ['client'])})": [_reissue_layer(LAYER, "client")]},
+        {"else": [_reissue_layer(LAYER, "server")]},
+        "replicationBack",
+        "report",
+        {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
+    ]
+
+
+@action("requireClientCert")
+def _require_client_cert() -> list[Any]:
+    return [
+        cmd(CA_NODE, shell.require_client_cert()),
+        {"return": {"type": "success", "message": "${settings.dbUser} must now log in with a client "
+                    "certificate signed by the environment's CA: ${response.out}"}},
+    ]
+
+
+# The layer's life cycle: scale-out, uninstall, redeploy, password reset.
+
+@action("addNodes")
+def _add_nodes() -> list[Any]:
+    return [
+        {"forEach(n:event.response.nodes)": [{"fetchAgent": "${@n.id}"}, {"saveOptions": "${@n.id}"}]},
+        *_request("event.response.nodes", "all", "install"),
+        _sign_and_install(LAYER),
+        {"forEach(n:event.response.nodes)": [cmd("${@n.id}", shell.start_if_stopped())]},
+    ]
+
+
+@action("refreshProxies")
+def _refresh_proxies() -> list[Any]:
+    """After a new database node joined: ProxySQL's rows for it get use_ssl=1 too."""
+    return [
+        {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("proxy", ["proxysqlEnable"])]},
+    ]
+
+
+@action("disableLayer")
+def _disable_layer() -> list[Any]:
+    return [
+        *_fetch_everywhere(),
+        {f"if ('{LAYER}' == 'sqldb')": [
+            # Reverse order: servers stop requiring, then proxies drop TLS, then servers stop offering.
+            _if_layer_has_tls("pgpool", ["serversUnrequire"]),
+            {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [cmd("${@n.id}", shell.disable())]}]},
+            *_disable_servers(),
+            "replicationBack",
+            cmd("sqldb", shell.cleanup()),
+            *[{f"if (nodes.{layer})": [cmd(layer, shell.cleanup())]} for layer in PROXY_LAYERS],
+        ]},
+        {"else": [
+            cmd(CA_NODE, shell.has_tls()),
+            {f"if ({output_is('yes')})": [
+                # Servers go back to "offer" first, or the plain-text proxy would be locked out.
+                {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": ["serversUnrequire"]},
+                {"else": [
+                    # MariaDB restarts to drop require: drained, replicas first.
+                    *_proxies_ready(),
+                    _each("sqldb", [_behind_proxies("disableKeepCerts")], only="replicas"),
+                    _each("sqldb", [_behind_proxies("disableKeepCerts")], only="master"),
+                    "serversOffer",
+                ]},
+            ]},
+            _each(LAYER, [cmd("${@n.id}", shell.disable())]),
+            "replicationBack",
+            cmd(LAYER, shell.cleanup()),
+        ]},
+    ]
+
+
+@action("serversUnrequire")
+def _servers_unrequire() -> list[Any]:
+    """Reverse of serversRequire (PostgreSQL): the standbys' rules first, then the primary's rules
+    and, once those are live, its md5 secrets; TLS stays offered. Every backend keeps asking
+    Pgpool-II for the same authentication method."""
+    return [
+        *_replica_ids(),
+        {f"if ({_have_replicas()})": [cmd("${globals.replicaIds}", shell.disable(stage="require"))]},
+        _each("sqldb", [cmd("${@n.id}", shell.disable(stage="require"))], only="master"),
+    ]
+
+
+@action("afterRedeploy")
+def _after_redeploy() -> list[Any]:
+    """A redeploy keeps our folders (redeploy.conf), but the configuration files it replaces lose
+    our settings: put back whatever is missing. Every step is idempotent."""
+    return [
+        {"fetchAgent": LAYER},
+        {"saveOptions": LAYER},
+        "repairLayer",
+        "enableLayer",
+    ]
+
+
+@action("passwordReset")
+def _password_reset() -> list[Any]:
+    """After the password of webadmin was reset on the database layer: Pgpool-II's AES entry
+    follows, on the Pgpool-II nodes that carry our agent."""
+    return [
+        {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("pgpool", [
+            *_fetch_everywhere(),
+            _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
+        ])]},
+    ]
