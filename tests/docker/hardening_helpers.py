@@ -1,4 +1,4 @@
-"""Shared pieces of the hardening tests (issue 8): an environment of their own, the cluster-order
+"""Shared pieces of the hardening tests: an environment of their own, the cluster-order
 enable through the agent, file fingerprints, and deadline polling.
 
 Environments are named ``h8-<topology>-<release>`` so they never collide with other modules' or
@@ -7,7 +7,6 @@ other engineers' environments; ``DBTLS_KEEP_SIM=1`` keeps them for the next run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -119,7 +118,7 @@ def issue_pg_certificates(env: Env) -> str:
 
 
 def enable_pg_cluster(env: Env) -> None:
-    """The cluster order of reference §6 through the agent: offer, use, pgpool, then require."""
+    """The cross-stack order through the agent: offer, use, pgpool, then require."""
     for node in ("primary", "standby"):
         env.agent_json(node, "enable", "--role", "postgres", "--stage", "offer", passwords=True)
     env.agent_json("standby", "enable", "--role", "postgres", "--stage", "use")
@@ -144,10 +143,6 @@ def served_fingerprint(env: Env, node: str) -> str:
     rc, out = env.exec("client", ["bash", "-c", f"openssl s_client -starttls postgres -connect {env.host[node]}:5432 "
                                   "</dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"])
     return out.strip() if rc == 0 and "Fingerprint" in out else ""
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- MySQL-family environments (mariadb, mariadb-cluster): "standby" is the replica ------------

@@ -106,12 +106,6 @@ def issue_server_certs(env, ca_node: str, nodes: list[str], rotate: bool = False
     return serials
 
 
-def issue_client_cert(env, ca_node: str, node: str, user: str) -> None:
-    csr = agent_out(env, node, ["csr", "--kind", "client", "--user", user])
-    bundle = agent_out(env, ca_node, ["ca", "sign", "--format", "pem"], stdin=csr.encode())
-    agent_out(env, node, ["install-certs"], stdin=bundle.encode())
-
-
 def read_file(env, node: str, path: str) -> bytes:
     name = container(env, node)
     proc = subprocess.run(["docker", "exec", name, "cat", path], capture_output=True, check=False)

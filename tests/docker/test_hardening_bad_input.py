@@ -1,4 +1,4 @@
-"""The live part of the bad-input corpus: host names and SANs on a real agent and MariaDB (issue 8).
+"""The live part of the bad-input corpus: host names and SANs on a real agent and MariaDB.
 
 tests/corpus/bad-input/cases.json is run against the agent's functions (tests/unit/agent/
 test_bad_input.py); the cases in live-cases.json go the whole way on a simulated MariaDB node:

@@ -1,4 +1,4 @@
-"""Interrupted runs and concurrent runs on real PostgreSQL and Pgpool-II nodes (issue 8).
+"""Interrupted runs and concurrent runs on real PostgreSQL and Pgpool-II nodes.
 
 ``DBTLS_TEST_KILL_AFTER_STEP`` makes the agent SIGKILL itself right after a named step. For every
 step of ``enable``, ``disable`` and the re-issue sequence (``csr --rotate``, ``ca sign``,

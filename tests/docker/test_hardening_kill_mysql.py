@@ -1,4 +1,4 @@
-"""Interrupted runs on the MySQL-family roles: MariaDB primary and replica, and ProxySQL (issue 8).
+"""Interrupted runs on the MySQL-family roles: MariaDB primary and replica, and ProxySQL.
 
 The twin of test_hardening_kill.py for the mariadb-cluster topology. ``DBTLS_TEST_KILL_AFTER_STEP``
 makes the agent SIGKILL itself right after a named step. For every step of ``enable`` and

@@ -1,4 +1,4 @@
-"""Changes the server rejects are rolled back, and a disable that would strand Pgpool is refused (issue 8).
+"""Changes the server rejects are rolled back, and a disable that would strand Pgpool is refused.
 
 - A server.key that does not match server.crt on the Pgpool node: Pgpool starts without TLS on bad
   files, so ``enable --role pgpool`` fails its handshake check, restores every file it wrote (SHA-256

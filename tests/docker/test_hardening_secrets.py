@@ -1,4 +1,4 @@
-"""No secret on any command line, in any message or log; key files locked down; one CA key (issue 8).
+"""No secret on any command line, in any message or log; key files locked down; one CA key.
 
 The add-on is installed, re-issued and uninstalled through manifest.jps on a pg-cluster and on a
 mariadb-cluster of its own while a sampler in every container records each process's
@@ -131,13 +131,6 @@ def leaks(text: str, needles: list[str]) -> list[str]:
     if re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text):
         hits.append("PEM private key")
     return hits
-
-
-def result_text(result) -> str:
-    parts = [result.message or "", result.error or ""] + list(result.log)
-    for step in result.steps:
-        parts += [step.out or "", step.err or "", step.detail or ""]
-    return "\n".join(parts)
 
 
 def check_key_files(env: Env) -> list[str]:

@@ -1,4 +1,4 @@
-"""testssl.sh from the client container against every TLS endpoint the add-on turns on (issue 8).
+"""testssl.sh from the client container against every TLS endpoint the add-on turns on.
 
 PostgreSQL primary, standby and Pgpool-II (``--starttls postgres``) and, when the MySQL role is in
 this agent, the MariaDB nodes (``--starttls mysql``). testssl.sh only talks to the target: the

@@ -1,4 +1,4 @@
-"""The edges of enable/disable --role postgres|pgpool against real servers (issue 4).
+"""The edges of enable/disable --role postgres|pgpool against real servers.
 
 Two environments of their own (prefix ``i4b``): a standalone PostgreSQL node (topology ``pg``) for
 rollback, bad input, ALTER SYSTEM, --keep-md5-compat and --client-cert-auth; and a ``pg-cluster``

@@ -26,7 +26,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from . import shell
+from dbtls.addon import shell
 
 ROOT = "root"
 CA_NODE = "${nodes.sqldb.master.id}"

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from dbtls.addon import yamlout
+from dbtls.addon.manifest import build_manifest
+from dbtls.addon.marketplace import FAMILIES, LOGO_SVG, launcher
+from dbtls.addon.zipapp import build_zipapp
 from dbtls.jps.validate import validate
-
-from . import yamlout
-from .manifest import build_manifest
-from .marketplace import FAMILIES, LOGO_SVG, launcher
-from .zipapp import build_zipapp
 
 #: No baseUrl by default: the platform then uses the folder a manifest was imported from.
 DEFAULT_BASE_URL: str | None = None

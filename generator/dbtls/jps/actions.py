@@ -19,16 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import jsengine
-from .cmdwrap import command_text, encode, wrap
-from .conditions import UNDEFINED, evaluate
-from .errors import ConditionError, ManifestError, UnsupportedFeature
-from .loading import Fetcher, is_link
-from .model import Addon, CmdResult, Environment, Node, User
-from .placeholders import Loop, Scope, is_missing, nodes_view, to_text
-from .results import Result, Step, Stop
-from .schema import join
-from .syntax import (
+from dbtls.jps import jsengine
+from dbtls.jps.cmdwrap import command_text, encode, wrap
+from dbtls.jps.conditions import UNDEFINED, evaluate
+from dbtls.jps.errors import ConditionError, ManifestError, UnsupportedFeature
+from dbtls.jps.loading import Fetcher, is_link
+from dbtls.jps.model import Addon, CmdResult, Environment, Node, User
+from dbtls.jps.placeholders import Loop, Scope, is_missing, nodes_view, to_text
+from dbtls.jps.results import Result, Step, Stop
+from dbtls.jps.schema import join
+from dbtls.jps.syntax import (
     ACTION_PARAMS,
     BUILTIN_ACTIONS,
     ActionKey,

@@ -1,4 +1,4 @@
-"""A JPS interpreter for the simulated platform (design.md §6, docs/jps-semantics.md).
+"""A JPS interpreter for the simulated platform (its rules and their sources: docs/jps-semantics.md).
 
 It runs a manifest's handlers against an :class:`Environment` whose nodes are reached only through
 a :class:`NodeRunner`. Public entry points::
@@ -25,14 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import jsengine
-from .actions import Frame, Run
-from .errors import ManifestError, UnsupportedFeature
-from .loading import Fetcher, base_of, declared_base_url, default_fetch, is_link, parse_manifest
-from .model import Addon, CmdResult, Environment, Node, NodeRunner, User
-from .placeholders import node_dicts
-from .results import Result, Stop
-from .syntax import EVENTS, action_items, parse_event_key, split_commas
+from dbtls.jps import jsengine
+from dbtls.jps.actions import Frame, Run
+from dbtls.jps.errors import ManifestError, UnsupportedFeature
+from dbtls.jps.loading import Fetcher, base_of, declared_base_url, default_fetch, is_link, parse_manifest
+from dbtls.jps.model import Addon, CmdResult, Environment, Node, NodeRunner, User
+from dbtls.jps.placeholders import node_dicts
+from dbtls.jps.results import Result, Stop
+from dbtls.jps.syntax import EVENTS, action_items, parse_event_key, split_commas
 
 #: Top-level keys that are pure metadata for the interpreter (shown by the dashboard only).
 _METADATA = {"type", "jpsType", "jpsVersion", "version", "id", "name", "description", "logo",

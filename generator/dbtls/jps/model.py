@@ -107,7 +107,7 @@ class Environment:
         return next((n for n in self.nodes if n.id == node_id), None)
 
     def placeholder_fields(self) -> dict[str, Any]:
-        """``${env.*}`` (jps.md §6)."""
+        """``${env.*}`` (Cloud Scripting docs, placeholders.md)."""
         return {
             "envName": self.env_name, "name": self.env_name, "shortdomain": self.env_name,
             "domain": self.domain, "appid": self.appid, "status": self.status,
