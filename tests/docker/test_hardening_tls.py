@@ -203,7 +203,7 @@ def mariadb(request, engine) -> Iterator[_Cluster]:
     then the primary; use on the replica; require with --require-tls); root.crt copied to the client."""
     import mysql_helpers as mh
 
-    for env in sim_env("mariadb-cluster", request.param, "hd-tm", _Cluster):
+    for env in sim_env("mariadb-cluster", request.param, "htm", _Cluster):
         for node in env.db:
             mh.install_agent(env, node)
         mh.issue_server_certs(env, env.db[0], env.db)

@@ -8,7 +8,7 @@ proof comes from two independent clocks' worth of evidence: the ProxySQL admin d
 cross-checked with the server's own UPTIME). The double pretends each backend has connections in use
 that finish 1.5 s after it turns OFFLINE_SOFT (``double_busy_connections``), so a restart that did not
 wait for the drain shows up too. Helpers come from test_manifest_mysql.py; the environment is this
-module's own (``drain-mariadb-cluster-<release>``).
+module's own (``dr-mariadb-cluster-<release>``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ TIMINGS: dict[str, list] = {}
 @pytest.fixture(scope="module", params=RELEASES)
 def sim(request, engine) -> Iterator[Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    for env in sim_env("mariadb-cluster", request.param, "drain"):
+    for env in sim_env("mariadb-cluster", request.param, "dr"):
         yield Sim(env)
 
 
