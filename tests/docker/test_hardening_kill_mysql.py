@@ -11,7 +11,7 @@ we installed is the one served, and the server accepts connections again within 
 
 The ProxySQL node is the admin-interface TEST DOUBLE: it serves no MySQL traffic, so "served" there
 is the frontend TLS context it loaded (``stats_double_tls``), as in test_manifest_mysql.py.
-Environment ``<prefix>-km-mariadb-cluster-<release>``; ``DBTLS_HARDENING_PREFIX`` (default hd)
+Environment ``<prefix>km-mariadb-cluster-<release>``; ``DBTLS_HARDENING_PREFIX`` (default hd)
 lets several engineers run it side by side.
 """
 
@@ -68,7 +68,7 @@ COVERED: list[str] = []
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in sim_env("mariadb-cluster", request.param, f"{PREFIX}-km"):
+    for e in sim_env("mariadb-cluster", request.param, f"{PREFIX}km"):
         issue_mysql_certificates(e)
         # A kept environment may still be enabled: ProxySQL first, then the replica, then the primary.
         for node in ("proxysql", "standby", "primary"):

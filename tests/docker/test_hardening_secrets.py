@@ -52,7 +52,7 @@ PROXYSQL_FILES = ("/etc/proxysql.cnf", "/var/lib/proxysql/admin-credentials")
 def env(request, engine) -> Iterator[Env]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
     topology, release = request.param
-    for e in sim_env(topology, release, f"{PREFIX}-sec"):
+    for e in sim_env(topology, release, f"{PREFIX}s"):
         if "proxysql" in e.c:
             rotate_proxysql_admin(e)
         yield e
