@@ -22,7 +22,7 @@ BULLSEYE_TESTS ?= tests/docker/test_hardening_tls.py
 help:
 	@echo "make run   - build, start the simulated pg-cluster, install the add-on through manifest.jps"
 	@echo "make test  - lint, unit tests and docker tests (real PostgreSQL, Pgpool-II, MariaDB)"
-	@echo "make bench - benchmarks of issue 7 (BENCH_QUICK=1: short runs); results in bench/results/"
+	@echo "make bench - benchmarks: downtime, install time, certificates, TLS cost (BENCH_QUICK=1: short runs); results in bench/results/"
 
 sysdeps:
 	@bash scripts/install-sysdeps.sh

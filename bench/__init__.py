@@ -1,1 +1,1 @@
-"""Benchmarks of issue 7 (`make bench`); never part of `make test`."""
+"""Benchmarks: downtime, install time, certificate work, TLS cost (`make bench`); never part of `make test`."""

@@ -1,4 +1,4 @@
-"""``make bench``: the four tables of issue 7, written to bench/results/<date>-<name>.md (+ PNG plots).
+"""``make bench``: the four benchmark tables, written to bench/results/<date>-<name>.md (+ PNG plots).
 
     .venv/bin/python -m bench [--quick] [--seconds 30] [--reps 3] [--only downtime,scaling,certs,tls]
 

@@ -3,7 +3,7 @@
 # returns at once. Needs root (or sudo) on a Debian 12 machine.
 set -euo pipefail
 PACKAGES=(docker.io debootstrap tar openssl ca-certificates python3-venv
-          postgresql-client mariadb-client postgresql pgpool2)
+          postgresql-client mariadb-client postgresql pgpool2 shellcheck)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,13 +7,11 @@ needed) to /opt/dbtls-agent in the container and run with ``python3 -m dbtls_age
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
-AGENT_SRC = Path(__file__).resolve().parents[2] / "node-scripts" / "dbtls_agent"
-AGENT_DIR = "/opt/dbtls-agent"
-CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+from harness import AGENT_DIR, CERT_DIR, agent, agent_argv, install_agent
+
+__all__ = ["AGENT_DIR", "CERT_DIR", "agent", "agent_argv", "agent_json", "install_agent", "issue_certificates"]
 
 
 def container_name(env: Any, role_or_name: str, index: int = 0) -> str:
@@ -22,24 +20,6 @@ def container_name(env: Any, role_or_name: str, index: int = 0) -> str:
         return names[index]
     assert any(n.name == role_or_name for n in env.nodes), role_or_name
     return role_or_name
-
-
-def install_agent(env: Any, container: str) -> None:
-    """Copy the working tree's agent into ``container`` (replacing an older copy)."""
-    subprocess.run(["docker", "exec", container, "rm", "-rf", AGENT_DIR], check=True)
-    subprocess.run(["docker", "exec", container, "mkdir", "-p", AGENT_DIR], check=True)
-    subprocess.run(["docker", "cp", str(AGENT_SRC), f"{container}:{AGENT_DIR}/dbtls_agent"], check=True,
-                   capture_output=True)
-
-
-def agent(env: Any, container: str, *args: str, stdin: bytes | None = None,
-          extra_env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python3 -m dbtls_agent ARGS`` as root in ``container``; returns the completed process."""
-    argv = ["docker", "exec", "-i", "-e", f"PYTHONPATH={AGENT_DIR}"]
-    for key, value in (extra_env or {}).items():
-        argv += ["-e", f"{key}={value}"]
-    argv += [container, "python3", "-m", "dbtls_agent", *args]
-    return subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, check=False)
 
 
 def agent_json(env: Any, container: str, *args: str, **kwargs: Any) -> dict:

@@ -1,109 +1,21 @@
-"""Shared pieces of the hardening tests (issue 8): an environment of their own, the cluster-order
-enable through the agent, file fingerprints, and deadline polling.
+"""Shared pieces of the hardening tests: certificates issued and the cluster-order enable through
+the agent, connection checks, file fingerprints, and the agent killed at a step.
 
-Environments are named ``h8-<topology>-<release>`` so they never collide with other modules' or
-other engineers' environments; ``DBTLS_KEEP_SIM=1`` keeps them for the next run.
+Each hardening module brings up an environment of its own (``harness.sim_env``) with a prefix no other
+module uses, so they never share one; ``DBTLS_KEEP_SIM=1`` keeps them for the next run.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from agent_helpers import issue_certificates
+from harness import CERT_DIR, Env
 
-from agent_helpers import AGENT_DIR, CERT_DIR, agent, issue_certificates
-
-from dbtls.sim import cluster
-from support import env_name
-
-RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 DATA = "/var/lib/pgsql/data"
 PG_FILES = [f"{DATA}/postgresql.conf", f"{DATA}/pg_hba.conf", f"{DATA}/postgresql.auto.conf"]
 POOL_FILES = ["/etc/pgpool-II/pgpool.conf", "/etc/pgpool-II/pool_hba.conf", "/etc/pgpool-II/pool_passwd"]
-ROOT_ON_CLIENT = "/tmp/h8-root.crt"
+ROOT_ON_CLIENT = "/tmp/hardening-root.crt"
 KILLED = (-9, 137)  # docker exec reports a SIGKILLed process as 137
 KILL_ENV = "DBTLS_TEST_KILL_AFTER_STEP"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``predicate`` until it returns something truthy; AssertionError naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
-
-
-class Env:
-    """A simulated pg-cluster or mariadb-cluster: containers by role, hostnames, IPs, secrets."""
-
-    def __init__(self, name: str, topology: str, release: str) -> None:
-        engine = cluster.client()
-        self.name, self.topology, self.release = name, topology, release
-        self.nodes = cluster.status(engine, name)
-        self.secrets = cluster.read_secrets(engine, name)
-        self.pw = {"webadmin": self.secrets["WEBADMIN_PASSWORD"], "pgpool": self.secrets["PGPOOL_PASSWORD"],
-                   "replication": self.secrets["REPL_PASSWORD"]}
-        db = [n for n in self.nodes if n.role in ("postgres", "mysql", "mariadb")]
-        db.sort(key=lambda n: (not n.is_master, n.node_id))
-        self.c = {"primary": db[0].name, "client": self._by_role("client").name}
-        if len(db) > 1:
-            self.c["standby"] = db[1].name
-        for role in ("pgpool", "proxysql"):
-            if any(n.role == role for n in self.nodes):
-                self.c[role] = self._by_role(role).name
-        self.host = {k: next(n.hostname for n in self.nodes if n.name == v) for k, v in self.c.items()}
-        self.ip = {k: next(n.ip for n in self.nodes if n.name == v) for k, v in self.c.items()}
-        self.state: dict = {}
-
-    def _by_role(self, role: str):
-        return next(n for n in self.nodes if n.role == role)
-
-    def exec(self, node: str, cmd: list[str], env: dict[str, str] | None = None, stdin: bytes | None = None,
-             user: str | None = None, timeout: float = 300) -> tuple[int, str]:
-        """Run ``cmd`` in ``node`` (a key of ``c`` or a container name); (exit code, stdout+stderr)."""
-        argv = ["docker", "exec", "-i"] + sum((["-e", f"{k}={v}"] for k, v in (env or {}).items()), [])
-        argv += (["-u", user] if user else []) + [self.c.get(node, node)] + cmd
-        proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, check=False)
-        return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
-
-    def agent(self, node: str, *args: str, stdin: bytes | None = None, extra_env: dict[str, str] | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess:
-        return agent(self, self.c.get(node, node), *args, stdin=stdin, extra_env=extra_env, timeout=timeout)
-
-    def agent_json(self, node: str, *args: str, passwords: bool = False, **kw: Any) -> dict:
-        if passwords:
-            args = args + ("--passwords-stdin",)
-            kw["stdin"] = json.dumps(self.pw).encode()
-        proc = self.agent(node, *args, **kw)
-        assert proc.returncode == 0, f"{node} {args}: rc={proc.returncode} {proc.stderr.decode()}"
-        return json.loads(proc.stdout)
-
-    def sha(self, node: str, paths: list[str]) -> dict[str, str | None]:
-        """SHA-256 of each path in ``node`` (None when the file is missing)."""
-        script = "for f in \"$@\"; do if [ -f \"$f\" ]; then sha256sum \"$f\"; else echo - \"$f\"; fi; done"
-        rc, out = self.exec(node, ["bash", "-c", script, "sha", *paths])
-        assert rc == 0, out
-        rows = dict(reversed(line.split(None, 1)) for line in out.splitlines() if line.strip())
-        return {p: (None if rows.get(p) == "-" else rows.get(p)) for p in paths}
-
-
-def own_env(topology: str, release: str, prefix: str = "h8") -> Iterator[Env]:
-    """An environment of the caller's own (``<prefix>-<topology>-<release>``), removed afterwards."""
-    name = env_name(f"{prefix}-{topology}-{release}")
-    cluster.up(topology, env=name, release=release, progress=lambda m: None)
-    try:
-        yield Env(name, topology, release)
-    finally:
-        if os.environ.get("DBTLS_KEEP_SIM") != "1":
-            cluster.down(name, progress=lambda m: None)
 
 
 def pg_nodes(env: Env) -> list[str]:
@@ -119,7 +31,7 @@ def issue_pg_certificates(env: Env) -> str:
 
 
 def enable_pg_cluster(env: Env) -> None:
-    """The cluster order of reference §6 through the agent: offer, use, pgpool, then require."""
+    """The cross-stack order through the agent: offer, use, pgpool, then require."""
     for node in ("primary", "standby"):
         env.agent_json(node, "enable", "--role", "postgres", "--stage", "offer", passwords=True)
     env.agent_json("standby", "enable", "--role", "postgres", "--stage", "use")
@@ -144,10 +56,6 @@ def served_fingerprint(env: Env, node: str) -> str:
     rc, out = env.exec("client", ["bash", "-c", f"openssl s_client -starttls postgres -connect {env.host[node]}:5432 "
                                   "</dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"])
     return out.strip() if rc == 0 and "Fingerprint" in out else ""
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- MySQL-family environments (mariadb, mariadb-cluster): "standby" is the replica ------------
@@ -197,9 +105,6 @@ def proxysql_admin(env: Env, query: str) -> str:
                        env={"MYSQL_PWD": env.secrets.get("PROXYSQL_ADMIN_PASSWORD", "admin")})
     assert rc == 0, out
     return out
-
-
-__all__ = ["AGENT_DIR", "CERT_DIR", "Env", "own_env", "wait_for"]
 
 
 def run_killed(env: Env, node: str, args: list[str], step: str, stdin: bytes | None = None) -> None:

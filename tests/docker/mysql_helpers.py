@@ -8,14 +8,12 @@ module is called through a tiny harness with the same options.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AGENT_SRC = os.path.join(ROOT, "node-scripts", "dbtls_agent")
-AGENT_DIR = "/opt/dbtls"
-CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
+from harness import AGENT_DIR, CERT_DIR, agent_argv, docker_exec
+from harness import install_agent as _install_agent
+
+__all__ = ["AGENT_DIR", "CERT_DIR"]
 
 HARNESS = r"""
 import argparse, json, sys
@@ -40,17 +38,11 @@ print(json.dumps(out, indent=1, sort_keys=True))
 
 
 def container(env, role_or_name: str) -> str:
-    return next(n.name for n in env.nodes if role_or_name in (n.name, n.role))
+    return env.container(role_or_name)
 
 
 def install_agent(env, role_or_name: str) -> None:
-    name = container(env, role_or_name)
-    subprocess.run(["docker", "exec", name, "rm", "-rf", AGENT_DIR + "/dbtls_agent"], check=True)
-    subprocess.run(["docker", "exec", name, "mkdir", "-p", AGENT_DIR], check=True)
-    subprocess.run(["docker", "cp", AGENT_SRC, name + ":" + AGENT_DIR + "/dbtls_agent"], check=True,
-                   capture_output=True)
-    subprocess.run(["docker", "exec", name, "find", AGENT_DIR, "-name", "__pycache__", "-prune", "-exec",
-                    "rm", "-rf", "{}", "+"], check=False)
+    _install_agent(env, container(env, role_or_name))
 
 
 def agent(env, node: str, args: list[str], stdin: bytes | None = None) -> tuple[int, str]:
@@ -60,9 +52,8 @@ def agent(env, node: str, args: list[str], stdin: bytes | None = None) -> tuple[
 
 
 def agent_out(env, node: str, args: list[str], stdin: bytes | None = None) -> str:
-    name = container(env, node)
-    argv = ["docker", "exec", "-i", name, "env", "PYTHONPATH=" + AGENT_DIR, "python3", "-m", "dbtls_agent"] + args
-    proc = subprocess.run(argv, input=stdin or b"", capture_output=True, check=False)
+    proc = subprocess.run(agent_argv(container(env, node), *args), input=stdin or b"", capture_output=True,
+                          check=False)
     assert proc.returncode == 0, (args, proc.stdout.decode(), proc.stderr.decode())
     return proc.stdout.decode()
 
@@ -81,11 +72,9 @@ def role(env, node: str, command: str, role_name: str, *options: str, passwords:
         argv.append("--passwords-stdin")
         stdin = json.dumps(passwords).encode()
     name = container(env, node)
-    if generic_commands_available(env, node):
-        cmd = ["docker", "exec", "-i", name, "env", "PYTHONPATH=" + AGENT_DIR, "python3", "-m", "dbtls_agent"] + argv
-    else:
-        cmd = ["docker", "exec", "-i", name, "env", "PYTHONPATH=" + AGENT_DIR, "python3", "-c", HARNESS] + argv
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+    python_args = ("-m", "dbtls_agent") if generic_commands_available(env, node) else ("-c", HARNESS)
+    proc = subprocess.run(agent_argv(name, *argv, python_args=python_args), input=stdin, capture_output=True,
+                          check=False)
     out = proc.stdout.decode(errors="replace")
     try:
         data = json.loads(out) if proc.returncode == 0 else None
@@ -96,7 +85,7 @@ def role(env, node: str, command: str, role_name: str, *options: str, passwords:
 
 def issue_server_certs(env, ca_node: str, nodes: list[str], rotate: bool = False) -> dict[str, str]:
     """CA on ``ca_node`` (created once), a server certificate for every node; returns node -> serial."""
-    agent_out(env, ca_node, ["ca", "init", "--cn", "i5 test CA"])
+    agent_out(env, ca_node, ["ca", "init", "--cn", "mysql test CA"])
     serials = {}
     for node in nodes:
         csr = agent_out(env, node, ["csr", "--kind", "server"] + (["--rotate"] if rotate else []))
@@ -106,30 +95,12 @@ def issue_server_certs(env, ca_node: str, nodes: list[str], rotate: bool = False
     return serials
 
 
-def issue_client_cert(env, ca_node: str, node: str, user: str) -> None:
-    csr = agent_out(env, node, ["csr", "--kind", "client", "--user", user])
-    bundle = agent_out(env, ca_node, ["ca", "sign", "--format", "pem"], stdin=csr.encode())
-    agent_out(env, node, ["install-certs"], stdin=bundle.encode())
-
-
 def read_file(env, node: str, path: str) -> bytes:
-    name = container(env, node)
-    proc = subprocess.run(["docker", "exec", name, "cat", path], capture_output=True, check=False)
+    proc = docker_exec(container(env, node), ["cat", path])
     return proc.stdout if proc.returncode == 0 else b""
 
 
 def copy_between(env, src: str, path: str, dst: str, dst_path: str) -> None:
     data = read_file(env, src, path)
-    name = container(env, dst)
-    subprocess.run(["docker", "exec", "-i", name, "sh", "-c", f"mkdir -p \"$(dirname '{dst_path}')\" && cat > '{dst_path}'"], input=data, check=True)
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    docker_exec(container(env, dst), ["sh", "-c", f"mkdir -p \"$(dirname '{dst_path}')\" && cat > '{dst_path}'"],
+                stdin=data, check=True)

@@ -14,8 +14,8 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from agent_helpers import CERT_DIR
-from hardening_helpers import RELEASES, Env, issue_pg_certificates, own_env
+from hardening_helpers import issue_pg_certificates
+from harness import CERT_DIR, RELEASES, Env, exec_argv, sim_env
 
 KITS = f"{CERT_DIR}/kits"
 JDBC_IMAGE = "kt-kit-jdbc:{release}"
@@ -39,7 +39,7 @@ public class KitJdbc {
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("pg-cluster", request.param, "kit"):
+    for e in sim_env("pg-cluster", request.param, "kit"):
         issue_pg_certificates(e)
         for node in ("primary", "standby"):
             e.agent_json(node, "enable", "--role", "postgres", "--stage", "offer", passwords=True)
@@ -60,10 +60,10 @@ def sql(env: Env, node: str, text: str) -> str:
 
 def copy_kit(env: Env, user: str, target: str) -> None:
     """The kit folder from the primary to ``target`` (a container), at the same path."""
-    out = subprocess.run(["docker", "exec", env.c["primary"], "tar", "-C", KITS, "-cf", "-", user],
+    out = subprocess.run(exec_argv(env.c["primary"], stdin=False, cmd=["tar", "-C", KITS, "-cf", "-", user]),
                          capture_output=True, check=True).stdout
-    subprocess.run(["docker", "exec", target, "mkdir", "-p", KITS], check=True)
-    subprocess.run(["docker", "exec", "-i", target, "tar", "-C", KITS, "-xpf", "-"], input=out, check=True,
+    subprocess.run(exec_argv(target, stdin=False, cmd=["mkdir", "-p", KITS]), check=True)
+    subprocess.run(exec_argv(target, ["tar", "-C", KITS, "-xpf", "-"]), input=out, check=True,
                    capture_output=True)
 
 
@@ -162,11 +162,11 @@ def test_jdbc_with_the_kit(env):
                     "sleep", "900"], check=True, capture_output=True)
     try:
         copy_kit(env, "webadmin", name)
-        subprocess.run(["docker", "exec", "-i", name, "sh", "-c", "cat > /tmp/KitJdbc.java"],
+        subprocess.run(exec_argv(name, ["sh", "-c", "cat > /tmp/KitJdbc.java"]),
                        input=JAVA_PROGRAM.encode(), check=True)
         url = {c["host"]: c["strings"] for c in env.state["kit"]["connections"]}[env.host["primary"]]["pgjdbc"]
-        proc = subprocess.run(["docker", "exec", name, "java", "-cp", "/usr/share/java/postgresql.jar",
-                               "/tmp/KitJdbc.java", url], capture_output=True, timeout=300)
+        proc = subprocess.run(exec_argv(name, stdin=False, cmd=["java", "-cp", "/usr/share/java/postgresql.jar",
+                               "/tmp/KitJdbc.java", url]), capture_output=True, timeout=300)
         out = (proc.stdout + proc.stderr).decode(errors="replace")
         assert proc.returncode == 0 and out.strip().splitlines()[-1] == "webadmin true", out
     finally:

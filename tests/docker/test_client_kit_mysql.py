@@ -13,8 +13,8 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from agent_helpers import CERT_DIR
-from hardening_helpers import RELEASES, Env, issue_mysql_certificates, own_env
+from hardening_helpers import issue_mysql_certificates
+from harness import CERT_DIR, RELEASES, Env, exec_argv, sim_env
 
 KITS = f"{CERT_DIR}/kits"
 USER, PASSWORD = "kitbob", "kit-bob-pw"
@@ -22,17 +22,17 @@ USER, PASSWORD = "kitbob", "kit-bob-pw"
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("mariadb-cluster", request.param, "kitm"):
+    for e in sim_env("mariadb-cluster", request.param, "kitm"):
         issue_mysql_certificates(e)
         e.agent_json("primary", "enable", "--role", "mysql", "--stage", "offer")
         yield e
 
 
 def copy_kit(env: Env, user: str) -> None:
-    out = subprocess.run(["docker", "exec", env.c["primary"], "tar", "-C", KITS, "-cf", "-", user],
+    out = subprocess.run(exec_argv(env.c["primary"], stdin=False, cmd=["tar", "-C", KITS, "-cf", "-", user]),
                          capture_output=True, check=True).stdout
-    subprocess.run(["docker", "exec", env.c["client"], "mkdir", "-p", KITS], check=True)
-    subprocess.run(["docker", "exec", "-i", env.c["client"], "tar", "-C", KITS, "-xpf", "-"], input=out, check=True,
+    subprocess.run(exec_argv(env.c["client"], stdin=False, cmd=["mkdir", "-p", KITS]), check=True)
+    subprocess.run(exec_argv(env.c["client"], ["tar", "-C", KITS, "-xpf", "-"]), input=out, check=True,
                    capture_output=True)
 
 

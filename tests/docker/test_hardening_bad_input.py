@@ -1,4 +1,4 @@
-"""The live part of the bad-input corpus: host names and SANs on a real agent and MariaDB (issue 8).
+"""The live part of the bad-input corpus: host names and SANs on a real agent and MariaDB.
 
 tests/corpus/bad-input/cases.json is run against the agent's functions (tests/unit/agent/
 test_bad_input.py); the cases in live-cases.json go the whole way on a simulated MariaDB node:
@@ -22,19 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import AGENT_DIR
-from hardening_helpers import (
-    CERT_DIR,
-    RELEASES,
-    Env,
-    cert_fingerprint,
-    issue_mysql_certificates,
-    mysql_ok,
-    own_env,
-    served_mysql_fingerprint,
-)
+from hardening_helpers import cert_fingerprint, issue_mysql_certificates, mysql_ok, served_mysql_fingerprint
+from harness import CERT_DIR, RELEASES, Env, agent_argv, sim_env
 
-PREFIX = os.environ.get("DBTLS_HARDENING_PREFIX", "h8")
+PREFIX = os.environ.get("DBTLS_HARDENING_PREFIX", "hd")
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "bad-input"
 CASES = json.loads((CORPUS / "live-cases.json").read_text(encoding="utf-8"))["cases"]
 SSL_CONFIG = "/etc/mysql/conf.d/ssl-config.cnf"
@@ -45,7 +36,7 @@ AS_HOST = ("import os, socket, sys\nsocket.gethostname = lambda: os.environ['DBT
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("mariadb", request.param, f"{PREFIX}-bad"):
+    for e in sim_env("mariadb", request.param, f"{PREFIX}-bad"):
         issue_mysql_certificates(e)
         e.agent_json("primary", "enable", "--role", "mysql", "--stage", "offer")
         yield e
@@ -55,8 +46,8 @@ def csr(env: Env, sans: list[str], hostname: str | None = None) -> subprocess.Co
     args = ["csr", "--kind", "server", "--rotate"] + [a for s in sans for a in ("--san", s)]
     if hostname is None:
         return env.agent("primary", *args)
-    argv = ["docker", "exec", "-i", "-e", f"PYTHONPATH={AGENT_DIR}", "-e", f"DBTLS_TEST_HOSTNAME={hostname}",
-            env.c["primary"], "python3", "-c", AS_HOST, *args]
+    argv = agent_argv(env.c["primary"], *args, extra_env={"DBTLS_TEST_HOSTNAME": hostname},
+                      python_args=("-c", AS_HOST))
     return subprocess.run(argv, capture_output=True, timeout=300, check=False)
 
 

@@ -1,4 +1,4 @@
-"""A full disk during a write leaves the old files intact (issue 8).
+"""A full disk during a write leaves the old files intact.
 
 The simulated nodes run unprivileged (no mount inside them), so the certificate folder is a small
 tmpfs mounted on this host (root needed). A re-issue's install-certs and a config change through

@@ -1,4 +1,4 @@
-"""Interrupted runs and concurrent runs on real PostgreSQL and Pgpool-II nodes (issue 8).
+"""Interrupted runs and concurrent runs on real PostgreSQL and Pgpool-II nodes.
 
 ``DBTLS_TEST_KILL_AFTER_STEP`` makes the agent SIGKILL itself right after a named step. For every
 step of ``enable``, ``disable`` and the re-issue sequence (``csr --rotate``, ``ca sign``,
@@ -21,21 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import AGENT_DIR
 from hardening_helpers import (
-    CERT_DIR,
     PG_FILES,
     POOL_FILES,
-    RELEASES,
-    Env,
     issue_pg_certificates,
-    own_env,
     psql_ok,
     reissue_server_cert,
     run_killed,
     served_fingerprint,
-    wait_for,
 )
+from harness import CERT_DIR, RELEASES, Env, agent_argv, sim_env, wait_for
 
 PGPOOL_KEY = "/var/lib/pgsql/.pgpoolkey"
 STEPS = {
@@ -50,7 +45,7 @@ COVERED: list[str] = []
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("pg-cluster", request.param, "h8-kill"):
+    for e in sim_env("pg-cluster", request.param, "hd-kill"):
         issue_pg_certificates(e)
         # A kept environment may still be enabled: servers stop requiring TLS before Pgpool stops using it.
         for node, role in (("primary", "postgres"), ("standby", "postgres"), ("pgpool", "pgpool")):
@@ -207,13 +202,13 @@ def test_ca_rotation_killed_keeps_the_old_key(env, tmp_path):
         return subprocess.run([sys.executable, "-m", "dbtls_agent", *args, "--cert-dir", cert_dir],
                               capture_output=True, env=env_vars, timeout=120)
 
-    first = agent("ca", "init", "--cn", "h8 CA")
+    first = agent("ca", "init", "--cn", "hardening CA")
     assert first.returncode == 0
     old_key = (tmp_path / "ssl" / "ca" / "ca.key").read_bytes()
     for step in ("ca-init:previous-kept", "ca-init:key"):
-        proc = agent("ca", "init", "--cn", "h8 CA", "--rotate", step=step)
+        proc = agent("ca", "init", "--cn", "hardening CA", "--rotate", step=step)
         assert proc.returncode == -9, proc.stderr
-        again = agent("ca", "init", "--cn", "h8 CA", "--rotate")
+        again = agent("ca", "init", "--cn", "hardening CA", "--rotate")
         assert again.returncode == 0, again.stderr
         olds = sorted((tmp_path / "ssl" / "ca").glob("old-*"))
         assert (olds[0] / "ca.key").read_bytes() == old_key, step
@@ -226,7 +221,7 @@ def test_ca_rotation_killed_keeps_the_old_key(env, tmp_path):
         # The next point starts from a fresh CA again.
         for path in sorted((tmp_path / "ssl").rglob("*"), reverse=True):
             path.rmdir() if path.is_dir() else path.unlink()
-        first = agent("ca", "init", "--cn", "h8 CA")
+        first = agent("ca", "init", "--cn", "hardening CA")
         old_key = (tmp_path / "ssl" / "ca" / "ca.key").read_bytes()
 
 
@@ -234,8 +229,7 @@ def test_two_runs_at_once_are_serialised(env):
     """Two disables then two enables of Pgpool (each restarts it) started together on one node."""
     for what in ("disable", "enable"):
         args, stdin = command(env, "pgpool", "pgpool", what)
-        argv = ["docker", "exec", "-i", "-e", f"PYTHONPATH={AGENT_DIR}", env.c["pgpool"], "python3", "-m",
-                "dbtls_agent", *args]
+        argv = agent_argv(env.c["pgpool"], *args)
         first = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         first.stdin.write(stdin or b"")
         first.stdin.close()
@@ -265,9 +259,8 @@ def test_two_reissues_at_once_never_mix_key_and_certificate(env):
         signed = env.agent("primary", "ca", "sign", "--format", "pem", stdin=proc.stdout)
         runs.append(signed.stdout)
     # Only the last request's key is pending: the first bundle must be refused, the last installed.
-    procs = [subprocess.Popen(["docker", "exec", "-i", "-e", f"PYTHONPATH={AGENT_DIR}", env.c["standby"], "python3",
-                               "-m", "dbtls_agent", "install-certs"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) for _ in runs]
+    procs = [subprocess.Popen(agent_argv(env.c["standby"], "install-certs"), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in runs]
     for proc, bundle in zip(procs, runs, strict=True):  # both get their input before either is read
         proc.stdin.write(bundle)
         proc.stdin.close()

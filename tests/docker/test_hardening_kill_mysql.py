@@ -1,4 +1,4 @@
-"""Interrupted runs on the MySQL-family roles: MariaDB primary and replica, and ProxySQL (issue 8).
+"""Interrupted runs on the MySQL-family roles: MariaDB primary and replica, and ProxySQL.
 
 The twin of test_hardening_kill.py for the mariadb-cluster topology. ``DBTLS_TEST_KILL_AFTER_STEP``
 makes the agent SIGKILL itself right after a named step. For every step of ``enable`` and
@@ -11,7 +11,7 @@ we installed is the one served, and the server accepts connections again within 
 
 The ProxySQL node is the admin-interface TEST DOUBLE: it serves no MySQL traffic, so "served" there
 is the frontend TLS context it loaded (``stats_double_tls``), as in test_manifest_mysql.py.
-Environment ``<prefix>-km-mariadb-cluster-<release>``; ``DBTLS_HARDENING_PREFIX`` (default h8)
+Environment ``<prefix>km-mariadb-cluster-<release>``; ``DBTLS_HARDENING_PREFIX`` (default hd)
 lets several engineers run it side by side.
 """
 
@@ -23,21 +23,17 @@ from collections.abc import Iterator
 
 import pytest
 from hardening_helpers import (
-    CERT_DIR,
-    RELEASES,
-    Env,
     cert_fingerprint,
     issue_mysql_certificates,
     mysql_ok,
-    own_env,
     proxysql_admin,
     reissue_server_cert,
     run_killed,
     served_mysql_fingerprint,
-    wait_for,
 )
+from harness import CERT_DIR, RELEASES, Env, sim_env, wait_for
 
-PREFIX = os.environ.get("DBTLS_HARDENING_PREFIX", "h8")
+PREFIX = os.environ.get("DBTLS_HARDENING_PREFIX", "hd")
 MY_FILES = ["/etc/my.cnf", "/etc/mysql/conf.d/ssl-config.cnf"]
 FRONTEND = [f"/var/lib/proxysql/proxysql-{n}.pem" for n in ("ca", "cert", "key")]
 LIVE = "SELECT @@have_ssl, @@require_secure_transport, @@ssl_cert, @@ssl_key, @@ssl_ca, @@tls_version"
@@ -72,7 +68,7 @@ COVERED: list[str] = []
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("mariadb-cluster", request.param, f"{PREFIX}-km"):
+    for e in sim_env("mariadb-cluster", request.param, f"{PREFIX}km"):
         issue_mysql_certificates(e)
         # A kept environment may still be enabled: ProxySQL first, then the replica, then the primary.
         for node in ("proxysql", "standby", "primary"):

@@ -1,4 +1,4 @@
-"""Changes the server rejects are rolled back, and a disable that would strand Pgpool is refused (issue 8).
+"""Changes the server rejects are rolled back, and a disable that would strand Pgpool is refused.
 
 - A server.key that does not match server.crt on the Pgpool node: Pgpool starts without TLS on bad
   files, so ``enable --role pgpool`` fails its handshake check, restores every file it wrote (SHA-256
@@ -18,17 +18,13 @@ from collections.abc import Iterator
 
 import pytest
 from hardening_helpers import (
-    CERT_DIR,
     POOL_FILES,
-    RELEASES,
-    Env,
     enable_pg_cluster,
     issue_pg_certificates,
-    own_env,
     psql_ok,
     served_fingerprint,
-    wait_for,
 )
+from harness import CERT_DIR, RELEASES, Env, sim_env, wait_for
 
 PGPOOL_KEY = "/var/lib/pgsql/.pgpoolkey"
 POOL_STATE = POOL_FILES + [PGPOOL_KEY]
@@ -36,7 +32,7 @@ POOL_STATE = POOL_FILES + [PGPOOL_KEY]
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("pg-cluster", request.param, "h8-rb"):
+    for e in sim_env("pg-cluster", request.param, "hd-rb"):
         issue_pg_certificates(e)
         for node, role in (("primary", "postgres"), ("standby", "postgres"), ("pgpool", "pgpool")):
             e.agent_json(node, "disable", "--role", role, "--force")  # a kept environment may be enabled

@@ -1,4 +1,4 @@
-"""No secret on any command line, in any message or log; key files locked down; one CA key (issue 8).
+"""No secret on any command line, in any message or log; key files locked down; one CA key.
 
 The add-on is installed, re-issued and uninstalled through manifest.jps on a pg-cluster and on a
 mariadb-cluster of its own while a sampler in every container records each process's
@@ -23,20 +23,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hardening_helpers import RELEASES, Env, own_env, proxysql_admin, wait_for
+from hardening_helpers import proxysql_admin
+from harness import CERT_DIR, RELEASES, Env, exec_argv, sim_env, wait_for
 
-from dbtls.build.project import build_outputs, repo_root, write_outputs
+from dbtls.addon.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import addon, cluster, platform
 
-CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
-SAMPLER_SRC = Path(__file__).with_name("h8_cmdline_sampler.py")
-SAMPLER = "/tmp/h8_cmdline_sampler.py"
-SAMPLES, STOP = "/tmp/h8-cmdlines.txt", "/tmp/h8-cmdlines.stop"
+SAMPLER_SRC = Path(__file__).with_name("cmdline_sampler.py")
+SAMPLER = "/tmp/dbtls-cmdline-sampler.py"
+SAMPLES, STOP = "/tmp/dbtls-cmdlines.txt", "/tmp/dbtls-cmdlines.stop"
 PGPOOL_KEY = "/var/lib/pgsql/.pgpoolkey"
 LOGS = "/var/log /var/lib/pgsql/data/log /var/lib/pgsql/data/pg_log /var/lib/dbtls-sim"
 PASSWORD_KEYS = ("WEBADMIN_PASSWORD", "REPL_PASSWORD", "PGPOOL_PASSWORD", "MYSQL_ROOT_PASSWORD", "APP_PASSWORD",
                  "REPLICA_PSWD", "PROXYSQL_ADMIN_PASSWORD")
-PREFIX = os.environ.get("DBTLS_HARDENING_PREFIX", "h8")
+PREFIX = os.environ.get("DBTLS_HARDENING_PREFIX", "hd")
 #: Per topology: the layers install reports, the install settings, the key files' service user by node role.
 TOPOLOGIES = {
     "pg-cluster": (["sqldb", "pgpool"], {}, {"postgres": "postgres", "pgpool": "postgres"}),
@@ -52,7 +52,7 @@ PROXYSQL_FILES = ("/etc/proxysql.cnf", "/var/lib/proxysql/admin-credentials")
 def env(request, engine) -> Iterator[Env]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
     topology, release = request.param
-    for e in own_env(topology, release, f"{PREFIX}-sec"):
+    for e in sim_env(topology, release, f"{PREFIX}s"):
         if "proxysql" in e.c:
             rotate_proxysql_admin(e)
         yield e
@@ -93,7 +93,8 @@ def start_samplers(env: Env) -> None:
     for name in containers(env):
         subprocess.run(["docker", "cp", str(SAMPLER_SRC), f"{name}:{SAMPLER}"], check=True, capture_output=True)
         env.exec(name, ["rm", "-f", SAMPLES, STOP])
-        subprocess.run(["docker", "exec", "-d", name, "python3", SAMPLER, SAMPLES, STOP, "1500"], check=True)
+        subprocess.run(exec_argv(name, ["python3", SAMPLER, SAMPLES, STOP, "1500"], stdin=False, detach=True),
+                       check=True)
     # The sampler is running once it shows up in its own container's process list.
     for name in containers(env):
         wait_for(lambda n=name: SAMPLER in env.exec(n, ["ps", "-eo", "args"])[1], 30, f"sampler in {name}")
@@ -131,13 +132,6 @@ def leaks(text: str, needles: list[str]) -> list[str]:
     if re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text):
         hits.append("PEM private key")
     return hits
-
-
-def result_text(result) -> str:
-    parts = [result.message or "", result.error or ""] + list(result.log)
-    for step in result.steps:
-        parts += [step.out or "", step.err or "", step.detail or ""]
-    return "\n".join(parts)
 
 
 def check_key_files(env: Env) -> list[str]:

@@ -1,4 +1,4 @@
-"""testssl.sh from the client container against every TLS endpoint the add-on turns on (issue 8).
+"""testssl.sh from the client container against every TLS endpoint the add-on turns on.
 
 PostgreSQL primary, standby and Pgpool-II (``--starttls postgres``) and, when the MySQL role is in
 this agent, the MariaDB nodes (``--starttls mysql``). testssl.sh only talks to the target: the
@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 
 import pytest
-from hardening_helpers import RELEASES, ROOT_ON_CLIENT, Env, enable_pg_cluster, issue_pg_certificates, own_env
+from hardening_helpers import ROOT_ON_CLIENT, enable_pg_cluster, issue_pg_certificates
+from harness import RELEASES, Env, docker_exec, exec_argv, sim_env
 
 from support import require
 
@@ -66,7 +66,7 @@ SCAN_TIMEOUT_S = 600
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("pg-cluster", request.param, "h8-tls"):
+    for e in sim_env("pg-cluster", request.param, "hd-tls"):
         issue_pg_certificates(e)
         enable_pg_cluster(e)
         yield e
@@ -94,9 +94,8 @@ def scanner(env) -> Iterator[str]:
     subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", network, "--entrypoint", "sleep",
                     image, "infinity"], capture_output=True, check=True)
     try:
-        root = subprocess.run(["docker", "exec", env.c["client"], "cat", ROOT_ON_CLIENT], capture_output=True,
-                              check=True).stdout
-        subprocess.run(["docker", "exec", "-i", name, "sh", "-c", f"cat > {ROOT_ON_CLIENT}"], input=root, check=True)
+        root = docker_exec(env.c["client"], ["cat", ROOT_ON_CLIENT], check=True).stdout
+        docker_exec(name, ["sh", "-c", f"cat > {ROOT_ON_CLIENT}"], stdin=root, check=True)
         yield name
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
@@ -111,17 +110,16 @@ def scan(env: Env, nodes: list[str], starttls: str, port: int) -> dict[str, list
 def _scan(env: Env, container: str, nodes: list[str], starttls: str, port: int) -> dict[str, list[dict]]:
     procs = {}
     for node in nodes:
-        out = f"/tmp/h8-testssl-{node}.json"
-        argv = ["docker", "exec", container, "bash", "-c",
+        out = f"/tmp/testssl-{node}.json"
+        argv = exec_argv(container, ["bash", "-c",
                 f"rm -f {out}; exec testssl --quiet --color 0 --warnings off --nodns none --ip {env.ip[node]} "
                 f"--starttls {starttls} --add-ca {ROOT_ON_CLIENT} --connect-timeout 10 --openssl-timeout 10 "
-                f"--jsonfile {out} {env.host[node]}:{port}"]
+                f"--jsonfile {out} {env.host[node]}:{port}"], stdin=False)
         procs[node] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     results = {}
     for node, proc in procs.items():
         text = proc.communicate(timeout=SCAN_TIMEOUT_S)[0].decode(errors="replace")
-        proc = subprocess.run(["docker", "exec", container, "cat", f"/tmp/h8-testssl-{node}.json"],
-                              capture_output=True, check=False)
+        proc = docker_exec(container, ["cat", f"/tmp/testssl-{node}.json"])
         body = proc.stdout.decode(errors="replace")
         assert proc.returncode == 0 and body.strip(), f"testssl wrote no JSON for {node}: {text[-2000:]}"
         results[node] = json.loads(body)
@@ -185,25 +183,18 @@ def test_postgres_and_pgpool_pass_testssl(env):
 
 
 
-class _Cluster:
-    """What mysql_helpers (nodes, exec) and scan (c, ip, host, exec) need of a mariadb-cluster."""
+class _Cluster(Env):
+    """A mariadb-cluster as mysql_helpers and scan use it: ``db`` (primary first), every node also
+    under its container name in ``c``, ``ip`` and ``host``, and the root password."""
 
-    def __init__(self, engine, name: str, release: str) -> None:
-        from dbtls.sim import cluster
-        self.release = release
-        self.nodes = cluster.status(engine, name)
+    def refresh(self) -> None:
+        super().refresh()
         db = sorted((n for n in self.nodes if n.role in ("mariadb", "mysql")), key=lambda n: (not n.is_master, n.node_id))
         self.db = [n.name for n in db]
-        self.c = {n.name: n.name for n in self.nodes}
-        self.c["client"] = next(n.name for n in self.nodes if n.role == "client")
-        self.ip = {n.name: n.ip for n in self.nodes}
-        self.host = {n.name: n.hostname for n in self.nodes}
-        self.root_password = cluster.read_secrets(engine, name)["MYSQL_ROOT_PASSWORD"]
-
-    def exec(self, node: str, cmd: list[str], stdin: bytes | None = None) -> tuple[int, str]:
-        proc = subprocess.run(["docker", "exec", "-i", self.c.get(node, node), *cmd], input=stdin or b"",
-                              capture_output=True, check=False, timeout=600)
-        return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
+        self.c.update({n.name: n.name for n in self.nodes})
+        self.ip.update({n.name: n.ip for n in self.nodes})
+        self.host.update({n.name: n.hostname for n in self.nodes})
+        self.root_password = self.secrets["MYSQL_ROOT_PASSWORD"]
 
 
 @pytest.fixture(scope="module", params=RELEASES)
@@ -212,13 +203,7 @@ def mariadb(request, engine) -> Iterator[_Cluster]:
     then the primary; use on the replica; require with --require-tls); root.crt copied to the client."""
     import mysql_helpers as mh
 
-    from dbtls.sim import cluster
-    from support import env_name
-
-    name = env_name(f"h8-tls-mariadb-{request.param}")
-    cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
-    try:
-        env = _Cluster(engine, name, request.param)
+    for env in sim_env("mariadb-cluster", request.param, "htm", _Cluster):
         for node in env.db:
             mh.install_agent(env, node)
         mh.issue_server_certs(env, env.db[0], env.db)
@@ -235,19 +220,17 @@ def mariadb(request, engine) -> Iterator[_Cluster]:
         rc, out = env.exec("client", ["sh", "-c", f"cat > {ROOT_ON_CLIENT}"], stdin=root)
         assert rc == 0, out
         yield env
-    finally:
-        if os.environ.get("DBTLS_KEEP_SIM") != "1":
-            cluster.down(name, progress=lambda m: None)
 
 
 def mariadb_session_tls(env: _Cluster, node: str, version: str) -> list[str]:
     """[Ssl_cipher, Ssl_version] of a ``mariadb --ssl-verify-server-cert`` session limited to ``version``."""
     query = ("SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS "
              "WHERE VARIABLE_NAME IN ('SSL_CIPHER', 'SSL_VERSION') ORDER BY VARIABLE_NAME")
-    argv = ["docker", "exec", "-e", f"MYSQL_PWD={env.root_password}", env.c["client"], "mariadb",
-            f"--host={env.host[node]}", "--user=root", "--ssl-verify-server-cert", f"--ssl-ca={ROOT_ON_CLIENT}",
-            f"--tls-version={version}", "--connect-timeout=10", "--batch", "--skip-column-names", "-e", query]
-    proc = subprocess.run(argv, capture_output=True, check=False, timeout=60)
+    proc = docker_exec(env.c["client"], ["mariadb", f"--host={env.host[node]}", "--user=root",
+                                         "--ssl-verify-server-cert", f"--ssl-ca={ROOT_ON_CLIENT}",
+                                         f"--tls-version={version}", "--connect-timeout=10", "--batch",
+                                         "--skip-column-names", "-e", query],
+                       env={"MYSQL_PWD": env.root_password}, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     return proc.stdout.decode().split()
 

@@ -19,15 +19,8 @@ import subprocess
 import time
 
 import pytest
-from hardening_helpers import (
-    RELEASES,
-    ROOT_ON_CLIENT,
-    Env,
-    issue_mysql_certificates,
-    own_env,
-    proxysql_admin,
-    wait_for,
-)
+from hardening_helpers import ROOT_ON_CLIENT, issue_mysql_certificates, proxysql_admin
+from harness import RELEASES, Env, exec_argv, sim_env, wait_for
 
 APP_PASSWORD = "Lk-App-Pw-81"
 PFS_DROPIN = "/etc/mysql/conf.d/zz-lk-performance-schema.cnf"
@@ -36,7 +29,7 @@ STATE: dict = {}
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine):
-    for e in own_env("mariadb-cluster", request.param, "lk"):
+    for e in sim_env("mariadb-cluster", request.param, "lk"):
         e.state["sessions"] = []
         e.state["accounts"] = {"lk_app": APP_PASSWORD, e.secrets["APP_USER"]: e.secrets["APP_PASSWORD"]}
         yield e
@@ -66,9 +59,9 @@ def login(env: Env, node: str, user: str, tls: bool) -> str | None:
 def open_session(env: Env, user: str, tls: bool, tag: str) -> subprocess.Popen:
     args = ["mariadb", f"--host={env.host['primary']}", f"--user={user}"]
     args += ["--ssl", f"--ssl-ca={ROOT_ON_CLIENT}"] if tls else ["--skip-ssl"]
-    proc = subprocess.Popen(["docker", "exec", "-e", f"MYSQL_PWD={env.state['accounts'][user]}", env.c["client"],
-                             *args, "-e", f"SELECT SLEEP(900) AS {tag}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(exec_argv(env.c["client"], [*args, "-e", f"SELECT SLEEP(900) AS {tag}"],
+                                      env={"MYSQL_PWD": env.state["accounts"][user]}, stdin=False),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env.state["sessions"].append(proc)
     wait_for(lambda: root_sql(env, "primary", "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
                                                f"WHERE INFO LIKE '%AS {tag}'") == "1", 30, f"session {tag}")

@@ -24,18 +24,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hardening_helpers import (
-    PG_FILES,
-    POOL_FILES,
-    RELEASES,
-    ROOT_ON_CLIENT,
-    Env,
-    issue_pg_certificates,
-    own_env,
-    wait_for,
-)
+from hardening_helpers import PG_FILES, POOL_FILES, ROOT_ON_CLIENT, issue_pg_certificates
+from harness import RELEASES, Env, exec_argv, sim_env, wait_for
 
-SAMPLER_SRC = Path(__file__).with_name("h8_cmdline_sampler.py")
+SAMPLER_SRC = Path(__file__).with_name("cmdline_sampler.py")
 SAMPLER, SAMPLES, STOP = "/tmp/lk-sampler.py", "/tmp/lk-cmdlines.txt", "/tmp/lk-cmdlines.stop"
 PASSWORDS = {"lk_md5": "Md5-direct-Pw-71", "lk_pool": "Md5-pool-Pw-72", "lk_scram": "Scram-Pw-73",
              "lk_new": "New-Scram-Pw-74"}
@@ -44,7 +36,7 @@ STATE: dict = {}
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine):
-    for e in own_env("pg-cluster", request.param, "lk"):
+    for e in sim_env("pg-cluster", request.param, "lk"):
         issue_pg_certificates(e)
         e.state["sessions"] = []
         yield e
@@ -79,9 +71,9 @@ def local_sql(env: Env, node: str, sql: str) -> str:
 def open_plaintext_session(env: Env, node: str, user: str, app: str) -> None:
     """A client session without TLS that stays connected (pg_sleep), visible in pg_stat_activity."""
     conninfo = f"host={env.host[node]} user={user} dbname=postgres sslmode=disable application_name={app}"
-    proc = subprocess.Popen(["docker", "exec", "-e", f"PGPASSWORD={PASSWORDS[user]}", env.c["client"], "psql", "-XAtq",
-                             "-d", conninfo, "-c", "SELECT pg_sleep(900)"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(exec_argv(env.c["client"], ["psql", "-XAtq", "-d", conninfo, "-c", "SELECT pg_sleep(900)"],
+                                      env={"PGPASSWORD": PASSWORDS[user]}, stdin=False),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env.state["sessions"].append(proc)
     wait_for(lambda: local_sql(env, node, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'")
              == "1", 30, f"session {app} on {node}")
@@ -190,7 +182,8 @@ def test_every_role_logs_in_over_tls_after_enable(env, user, node):
 def start_sampler(env: Env, node: str) -> None:
     subprocess.run(["docker", "cp", str(SAMPLER_SRC), f"{env.c[node]}:{SAMPLER}"], check=True, capture_output=True)
     env.exec(node, ["rm", "-f", SAMPLES, STOP])
-    subprocess.run(["docker", "exec", "-d", env.c[node], "python3", SAMPLER, SAMPLES, STOP, "600"], check=True)
+    subprocess.run(exec_argv(env.c[node], ["python3", SAMPLER, SAMPLES, STOP, "600"], stdin=False, detach=True),
+                   check=True)
     wait_for(lambda: SAMPLER in env.exec(node, ["ps", "-eo", "args"])[1], 30, f"sampler in {node}")
 
 

@@ -5,79 +5,31 @@ and checked against the pinned sha256, CSRs and certificates through ``${respons
 with ``requireTls`` on the database layer and then the ProxySQL layer. Checks use the real ``mariadb``
 client in the ``client`` container (``--ssl-verify-server-cert`` against the root.crt we copy there)
 and the ProxySQL admin test double's tables. Tests run in file order and share one environment
-(``m16-mysql-<release>``).
+(``mmy-mariadb-cluster-<release>``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 
-import mysql_helpers as h
 import pytest
+from harness import CERT_DIR, RELEASES, Sim, sim_env, wait_for
 
-from dbtls.build.project import build_outputs, repo_root, write_outputs
-from dbtls.sim import cluster, platform
-from support import env_name
+from dbtls.addon.project import build_outputs, repo_root, write_outputs
 
-RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
-CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
-ROOT_CRT = "/tmp/m16-root.crt"
-USER_CERT_DIR = "/tmp/m16-user"
+ROOT_CRT = "/tmp/mmy-root.crt"
+USER_CERT_DIR = "/tmp/mmy-user"
 SETTINGS = {"requireTls": True}
 STATE: dict = {}
-
-
-class _Env:
-    """The environment's nodes and credentials, and a way to run commands in them."""
-
-    def __init__(self, engine, name: str) -> None:
-        self.engine, self.name = engine, name
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.nodes = cluster.status(self.engine, self.name)
-        self.secrets = cluster.read_secrets(self.engine, self.name)
-
-    def node(self, role: str, index: int = 0):
-        return [n for n in self.nodes if n.role == role][index]
-
-    def exec(self, role_or_name: str, cmd: list[str], env: dict[str, str] | None = None,
-             stdin: bytes | None = None):
-        target = next(n for n in self.nodes if role_or_name in (n.name, n.role))
-        if stdin is None:
-            res = self.engine.containers.get(target.name).exec_run(cmd, environment=env or {})
-            return res.exit_code, res.output.decode(errors="replace")
-        import subprocess
-        argv = ["docker", "exec", "-i"] + sum((["-e", f"{k}={v}"] for k, v in (env or {}).items()), [])
-        proc = subprocess.run(argv + [target.name] + cmd, input=stdin, capture_output=True, check=False)
-        return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
-
-
-class Sim:
-    def __init__(self, env) -> None:
-        self.env = env
-        self.engine = cluster.client()
-
-    def session(self, work):
-        from dbtls.sim import addon
-
-        with platform.serve(repo_root(), platform.gateway(self.engine, self.env.name)) as base_url:
-            return work(addon.Session(self.env.name, base_url))
 
 
 @pytest.fixture(scope="module", params=RELEASES)
 def sim(request, engine) -> Iterator[Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    name = env_name(f"m16-mysql-{request.param}")
-    cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
-    try:
-        yield Sim(_Env(engine, name))
-    finally:
-        if os.environ.get("DBTLS_KEEP_SIM") != "1":
-            cluster.down(name, progress=lambda m: None)
+    for env in sim_env("mariadb-cluster", request.param, "mmy"):
+        yield Sim(env)
 
 
 def mariadb_nodes(env):
@@ -236,7 +188,7 @@ def test_reissue_server_keeps_the_root(sim, installed):
 
 def test_require_client_certificate_button(sim, installed):
     env = sim.env
-    from dbtls.build import shell
+    from dbtls.addon import shell
     assert "$A user-cert --user" in shell.require_client_cert()
     code, out = env.exec(mariadb_nodes(env)[0].name, ["/usr/local/sbin/dbtls-agent", "user-cert", "--help"])
     assert code == 0, out
@@ -286,7 +238,7 @@ def test_scale_out_replica_gets_a_certificate_from_the_same_root(sim, installed)
     assert code == 0 and "TLSv1." in out, out
     code, out = client(env, row.hostname, "SELECT 1", tls=False)
     assert code != 0, out
-    fields = h.wait_until(lambda: (lambda f: f if f.get("Slave_IO_Running") == "Yes" else None)(
+    fields = wait_for(lambda: (lambda f: f if f.get("Slave_IO_Running") == "Yes" else None)(
         replica_fields(env, new)), 60, "the new replica's replication")
     assert fields["Master_SSL_Allowed"] == "Yes", fields
     # The platform added the new replica's row to ProxySQL with use_ssl=0; the handler switched it.
@@ -346,13 +298,13 @@ def test_reissue_all_makes_a_new_root_that_every_node_serves(sim, installed):
                                       "-fingerprint", "-sha256"])
     assert served_sha == out.strip().split("=")[1].replace(":", "").lower()
     primary = mariadb_nodes(env)[0]
-    sql(env, primary, "CREATE DATABASE IF NOT EXISTS m16_after_new_ca")
+    sql(env, primary, "CREATE DATABASE IF NOT EXISTS mmy_after_new_ca")
     for n in mariadb_nodes(env)[1:]:
-        h.wait_until(lambda n=n: "m16_after_new_ca" in sql(env, n, "SHOW DATABASES"), 60,
+        wait_for(lambda n=n: "mmy_after_new_ca" in sql(env, n, "SHOW DATABASES"), 60,
                      f"{n.name} to apply a change after the new CA")
         fields = replica_fields(env, n)
         assert fields["Slave_IO_Running"] == "Yes" and fields["Master_SSL_Allowed"] == "Yes", fields
-    sql(env, primary, "DROP DATABASE m16_after_new_ca")
+    sql(env, primary, "DROP DATABASE mmy_after_new_ca")
 
 
 def test_uninstall_restores_files_and_removes_certificates(sim, installed):

@@ -17,60 +17,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from harness import CERT_DIR, RELEASES, Sim, combined, docker_exec, exec_argv, sim_env
 
-from dbtls.build.project import build_outputs, repo_root, write_outputs
-from dbtls.sim import addon, cluster, platform
-from support import env_name
+from dbtls.addon.project import build_outputs, repo_root, write_outputs
+from dbtls.sim import cluster
 
-RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 CONFIGS = {
     "postgres": ["/var/lib/pgsql/data/postgresql.conf", "/var/lib/pgsql/data/pg_hba.conf",
                  "/var/lib/pgsql/data/postgresql.auto.conf"],
     "pgpool": ["/etc/pgpool-II/pgpool.conf", "/etc/pgpool-II/pool_hba.conf", "/etc/pgpool-II/pool_passwd"],
 }
-CERT_DIR = "/var/lib/jelastic/keys/SSL-TLS"
-
-
-class Sim:
-    """The environment plus a way to run the add-on (HTTP server per call, like the CLI)."""
-
-    def __init__(self, env) -> None:
-        self.env = env
-        self.engine = cluster.client()
-
-    def session(self, work):
-        with platform.serve(repo_root(), platform.gateway(self.engine, self.env.name)) as base_url:
-            return work(addon.Session(self.env.name, base_url))
-
 
 @pytest.fixture(scope="module", params=RELEASES)
 def sim(request, engine) -> Iterator[Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    name = env_name(f"{os.environ.get('DBTLS_MANIFEST_PG_ENV_PREFIX', 'i6-pg')}-{request.param}")
-    cluster.up("pg-cluster", env=name, release=request.param, progress=lambda m: None)
-    env = _Env(engine, name)
-    try:
+    for env in sim_env("pg-cluster", request.param, os.environ.get("DBTLS_MANIFEST_PG_ENV_PREFIX", "mpg")):
         yield Sim(env)
-    finally:
-        if os.environ.get("DBTLS_KEEP_SIM") != "1":
-            cluster.down(name, progress=lambda m: None)
-
-
-class _Env:
-    """The environment's nodes and credentials, and a way to run commands in them."""
-
-    def __init__(self, engine, name: str) -> None:
-        self.engine, self.name = engine, name
-        self.nodes = cluster.status(engine, name)
-        self.secrets = cluster.read_secrets(engine, name)
-
-    def node(self, role: str, index: int = 0):
-        return [n for n in self.nodes if n.role == role][index]
-
-    def exec(self, role_or_name: str, cmd: list[str], env: dict[str, str] | None = None):
-        target = next(n for n in self.nodes if role_or_name in (n.name, n.role))
-        res = self.engine.containers.get(target.name).exec_run(cmd, environment=env or {})
-        return res.exit_code, res.output.decode(errors="replace")
 
 
 def sha256_of(env, node, paths: list[str]) -> dict[str, str]:
@@ -87,7 +49,7 @@ def root_crt(env) -> str:
 def psql(env, host: str, mode: str, sql: str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"):
     conninfo = f"host={host} user=webadmin dbname=postgres connect_timeout=10 sslmode={mode}"
     if mode.startswith("verify"):
-        conninfo += " sslrootcert=/tmp/i6-root.crt"
+        conninfo += " sslrootcert=/tmp/mpg-root.crt"
     return env.exec("client", ["psql", conninfo, "-qAtc", sql], env={"PGPASSWORD": env.secrets["WEBADMIN_PASSWORD"]})
 
 
@@ -109,7 +71,7 @@ APP_ROLES = {"mf_md5": "Md5-direct-Pw-81", "mf_pool": "Md5-pool-Pw-82", "mf_scra
 def psql_as(env, host: str, user: str, mode: str, sql: str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"):
     conninfo = f"host={host} user={user} dbname=postgres connect_timeout=10 sslmode={mode}"
     if mode.startswith("verify"):
-        conninfo += " sslrootcert=/tmp/i6-root.crt"
+        conninfo += " sslrootcert=/tmp/mpg-root.crt"
     return env.exec("client", ["psql", conninfo, "-qAtc", sql], env={"PGPASSWORD": APP_ROLES[user]})
 
 
@@ -147,7 +109,7 @@ def installed(sim):
     message = results[0][1].message or ""
     assert "mf_md5" in message and "mf_pool" in message and "to do" in message, message
     root = root_crt(env)
-    code, out = env.exec("client", ["bash", "-c", f"cat > /tmp/i6-root.crt <<'EOF'\n{root}\nEOF"])
+    code, out = env.exec("client", ["bash", "-c", f"cat > /tmp/mpg-root.crt <<'EOF'\n{root}\nEOF"])
     assert code == 0, out
     return before
 
@@ -224,8 +186,8 @@ def test_scale_out_node_gets_a_certificate_from_the_same_root(sim, installed):
     results = sim.session(fire)
     assert [g for g, _ in results] == ["sqldb"], results  # the pgpool instance's handler is filtered out
     assert all(r.ok for _, r in results), [(g, r.error) for g, r in results]
-    res = sim.engine.containers.get(row.name).exec_run(["cat", f"{CERT_DIR}/server/root.crt"])
-    assert (res.exit_code, res.output.decode()) == (0, old_root)
+    proc = docker_exec(row.name, ["cat", f"{CERT_DIR}/server/root.crt"])
+    assert (proc.returncode, combined(proc)) == (0, old_root)
     code, out = psql(env, row.hostname, "verify-full", "SELECT pg_is_in_recovery()")
     assert (code, out.strip()) == (0, "t"), out
 
@@ -271,7 +233,7 @@ def test_reissue_client_keeps_server_certificates_and_root(sim, installed):
 # --- what clients of Pgpool-II see while the manifest works --------------------------------------
 
 LOOP_SRC = Path(__file__).with_name("pg_client_loop.py")
-LOOP = "/tmp/i6-pg_client_loop.py"
+LOOP = "/tmp/mpg-pg_client_loop.py"
 #: Longest outage a client of Pgpool may see: one Pgpool-II restart (about 1.5 s in the simulator,
 #: whose service shim polls once a second) with room for a loaded machine.
 RESTART_MS = 6000
@@ -286,22 +248,23 @@ class PgpoolLoops:
         conninfo = f"host={env.node('pgpool').hostname} user=webadmin dbname=postgres connect_timeout=5"
         self.procs = {}
         for mode in ("persistent", "fresh"):
-            env.exec("client", ["rm", "-f", f"/tmp/i6-{mode}.stop", f"/tmp/i6-{mode}.ready"])
+            env.exec("client", ["rm", "-f", f"/tmp/mpg-{mode}.stop", f"/tmp/mpg-{mode}.ready"])
             self.procs[mode] = subprocess.Popen(
-                ["docker", "exec", "-e", f"PGPASSWORD={env.secrets['WEBADMIN_PASSWORD']}", env.node("client").name,
-                 "python3", LOOP, "--mode", mode, "--conninfo", conninfo, "--deadline", "600",
-                 "--stop-file", f"/tmp/i6-{mode}.stop", "--ready-file", f"/tmp/i6-{mode}.ready"],
+                exec_argv(env.node("client").name,
+                          ["python3", LOOP, "--mode", mode, "--conninfo", conninfo, "--deadline", "600",
+                           "--stop-file", f"/tmp/mpg-{mode}.stop", "--ready-file", f"/tmp/mpg-{mode}.ready"],
+                          env={"PGPASSWORD": env.secrets["WEBADMIN_PASSWORD"]}, stdin=False),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for mode, proc in self.procs.items():
             deadline = time.monotonic() + 60
-            while env.exec("client", ["test", "-e", f"/tmp/i6-{mode}.ready"])[0] != 0:
+            while env.exec("client", ["test", "-e", f"/tmp/mpg-{mode}.ready"])[0] != 0:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
                 time.sleep(0.1)
 
     def stop(self) -> dict[str, dict]:
         reports = {}
         for mode, proc in self.procs.items():
-            self.env.exec("client", ["touch", f"/tmp/i6-{mode}.stop"])
+            self.env.exec("client", ["touch", f"/tmp/mpg-{mode}.stop"])
             out, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err.decode()
             reports[mode] = json.loads(out.decode().strip().splitlines()[-1])
@@ -393,7 +356,7 @@ def test_reissue_all_makes_a_new_root_that_every_node_serves(sim, installed):
     assert all(new_servers[n] != old_servers[n] for n in old_servers), (old_servers, new_servers)
     code, out = psql(env, env.node("postgres").hostname, "verify-full")  # the client trusts the old root only
     assert code != 0, out
-    code, out = env.exec("client", ["bash", "-c", f"cat > /tmp/i6-root.crt <<'EOF'\n{new_root}\nEOF"])
+    code, out = env.exec("client", ["bash", "-c", f"cat > /tmp/mpg-root.crt <<'EOF'\n{new_root}\nEOF"])
     assert code == 0, out
     for n in env.nodes:
         if n.role in ("postgres", "pgpool"):

@@ -2,7 +2,7 @@
 
 Real MariaDB primary (node101) + replica (node102), the ProxySQL admin TEST DOUBLE (node103), real
 ``mariadb`` clients in the client container. Tests run in file order and share one environment
-(``i5-mysql-<release>``). Per-version facts (restart on first enable, failed queries during the
+(``my-mariadb-cluster-<release>``). Per-version facts (restart on first enable, failed queries during the
 re-issue) are printed and written to ``$DBTLS_RESULTS_DIR/mysql-<release>.json`` when that is set.
 """
 
@@ -15,43 +15,19 @@ import subprocess
 
 import mysql_helpers as h
 import pytest
+from harness import RELEASES, exec_argv, sim_env, wait_for
 
-from dbtls.sim import cluster
-from support import env_name
-
-RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
-ROOT_CRT = "/tmp/i5-root.crt"
+ROOT_CRT = "/tmp/my-root.crt"
 RESULTS = {}  # type: dict
 
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine):
-    Env = _docker_conftest().Env
-
-    # DBTLS_MYSQL_ENV_PREFIX: run beside other engineers' environments (default i5-mysql).
-    name = env_name(os.environ.get("DBTLS_MYSQL_ENV_PREFIX", "i5-mysql") + "-" + request.param)
-    cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda m: None)
-    try:
-        e = Env(engine, name, "mariadb-cluster", request.param)
+    # DBTLS_MYSQL_ENV_PREFIX: run beside other engineers' environments (default my).
+    for e in sim_env("mariadb-cluster", request.param, os.environ.get("DBTLS_MYSQL_ENV_PREFIX", "my")):
         for node in ("mariadb", e.node("mariadb", 1).name, "proxysql"):
             h.install_agent(e, node if node != "mariadb" else e.node("mariadb", 0).name)
         yield e
-    finally:
-        if os.environ.get("DBTLS_KEEP_SIM") != "1":
-            cluster.down(name, progress=lambda m: None)
-
-
-def _docker_conftest():
-    import importlib.util
-    import sys
-
-    name = "i5_docker_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), "conftest.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
 
 
 def primary(env):
@@ -170,26 +146,26 @@ def test_replication_runs_over_tls(env):
     assert fields["Master_SSL_Allowed"] == "Yes" and fields["Slave_IO_Running"] == "Yes", fields
     # the channel trusts our CA, not just "some TLS" (11.x replicas use TLS before enable already)
     assert fields["Master_SSL_CA_File"] == h.CERT_DIR + "/server/root.crt", fields
-    sql(env, primary(env), "CREATE DATABASE IF NOT EXISTS i5_tls_check")
-    h.wait_until(lambda: "i5_tls_check" in sql(env, replica(env), "SHOW DATABASES"), 60,
+    sql(env, primary(env), "CREATE DATABASE IF NOT EXISTS my_tls_check")
+    wait_for(lambda: "my_tls_check" in sql(env, replica(env), "SHOW DATABASES"), 60,
                  "the replica to apply a change over TLS")
 
 
 def test_user_cert_requires_the_client_certificate(env):
-    sql(env, primary(env), "CREATE USER IF NOT EXISTS 'i5cert'@'%' IDENTIFIED BY 'pw-i5'")
-    out = h.agent_out(env, primary(env).name, ["user-cert", "--user", "i5cert"])
+    sql(env, primary(env), "CREATE USER IF NOT EXISTS 'certuser'@'%' IDENTIFIED BY 'pw-certuser'")
+    out = h.agent_out(env, primary(env).name, ["user-cert", "--user", "certuser"])
     assert json.loads(out)["requirement"] == "X509", out
-    users_dir = h.CERT_DIR + "/client/users/i5cert"
+    users_dir = h.CERT_DIR + "/client/users/certuser"
     for name in ("client.crt", "client.key"):
-        h.copy_between(env, primary(env).name, users_dir + "/" + name, "client", "/tmp/i5cert/" + name)
-    code, out = client(env, primary(env).hostname, "SELECT CURRENT_USER()", user="i5cert", password="pw-i5")
+        h.copy_between(env, primary(env).name, users_dir + "/" + name, "client", "/tmp/certuser/" + name)
+    code, out = client(env, primary(env).hostname, "SELECT CURRENT_USER()", user="certuser", password="pw-certuser")
     assert code != 0, out
-    code, out = client(env, primary(env).hostname, "SELECT CURRENT_USER()", user="i5cert", password="pw-i5",
-                       cert="/tmp/i5cert")
-    assert code == 0 and "i5cert" in out, out
-    out = h.agent_out(env, primary(env).name, ["user-cert", "--user", "i5cert", "--subject", "--no-issue"])
-    assert json.loads(out)["requirement"] == "SUBJECT /CN=i5cert"
-    code, out = client(env, primary(env).hostname, "SELECT 1", user="i5cert", password="pw-i5", cert="/tmp/i5cert")
+    code, out = client(env, primary(env).hostname, "SELECT CURRENT_USER()", user="certuser", password="pw-certuser",
+                       cert="/tmp/certuser")
+    assert code == 0 and "certuser" in out, out
+    out = h.agent_out(env, primary(env).name, ["user-cert", "--user", "certuser", "--subject", "--no-issue"])
+    assert json.loads(out)["requirement"] == "SUBJECT /CN=certuser"
+    code, out = client(env, primary(env).hostname, "SELECT 1", user="certuser", password="pw-certuser", cert="/tmp/certuser")
     assert code == 0, out
 
 
@@ -197,19 +173,20 @@ def test_reissue_swaps_the_certificate_with_flush_ssl_without_failed_queries(env
     host = primary(env).hostname
     code, before, raw = h.role(env, primary(env).name, "status", "mysql")
     assert code == 0, raw
-    loop = ("rm -f /tmp/i5-stop; ok=0; fail=0; for i in $(seq 1 600); do "
+    loop = ("rm -f /tmp/my-stop; ok=0; fail=0; for i in $(seq 1 600); do "
             f"if mariadb --host={host} --user=root --ssl-verify-server-cert --ssl-ca={ROOT_CRT} --connect-timeout=5 "
             "-e 'SELECT 1' >/dev/null 2>&1; then ok=$((ok+1)); else fail=$((fail+1)); fi; "
-            "[ -f /tmp/i5-stop ] && break; done; echo ok=$ok fail=$fail")
-    proc = subprocess.Popen(["docker", "exec", "-e", "MYSQL_PWD=" + env.secrets["MYSQL_ROOT_PASSWORD"],
-                             h.container(env, "client"), "bash", "-c", loop], stdout=subprocess.PIPE)
+            "[ -f /tmp/my-stop ] && break; done; echo ok=$ok fail=$fail")
+    proc = subprocess.Popen(exec_argv(h.container(env, "client"), ["bash", "-c", loop],
+                                      env={"MYSQL_PWD": env.secrets["MYSQL_ROOT_PASSWORD"]}, stdin=False),
+                            stdout=subprocess.PIPE)
     try:
         h.issue_server_certs(env, primary(env).name, [primary(env).name], rotate=True)
         code, data, raw = h.role(env, primary(env).name, "enable", "mysql", "--stage", "offer", "--require-tls")
         assert code == 0, raw
         assert data["apply"] == "FLUSH SSL" and not data["restarted"], data
     finally:
-        env.exec("client", ["touch", "/tmp/i5-stop"])
+        env.exec("client", ["touch", "/tmp/my-stop"])
         out = proc.communicate(timeout=300)[0].decode()
     counts = dict(part.split("=") for part in out.split())
     RESULTS["reissue"] = {"ok": int(counts["ok"]), "failed": int(counts["fail"])}
@@ -253,10 +230,10 @@ def test_disable_restores_files_variables_and_users(env):
     for node in (primary(env), replica(env)):
         code, data, raw = h.role(env, node.name, "disable", "mysql")
         assert code == 0, raw
-    h.wait_until(lambda: replica_fields(env).get("Slave_IO_Running") == "Yes", 60, "replication to resume")
+    wait_for(lambda: replica_fields(env).get("Slave_IO_Running") == "Yes", 60, "replication to resume")
     assert replica_ssl_fields(env) == RESULTS["replica_before"]
-    sql(env, primary(env), "DROP USER IF EXISTS 'i5cert'@'%'")
-    sql(env, primary(env), "DROP DATABASE IF EXISTS i5_tls_check")
+    sql(env, primary(env), "DROP USER IF EXISTS 'certuser'@'%'")
+    sql(env, primary(env), "DROP DATABASE IF EXISTS my_tls_check")
     for node in (primary(env), replica(env)):
         assert state_of(env, node) == RESULTS["before"][node.name], node.name
 

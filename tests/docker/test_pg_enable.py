@@ -13,6 +13,7 @@ import time
 
 import pytest
 from agent_helpers import CERT_DIR, agent, agent_json, container_name, issue_certificates
+from harness import docker_exec, exec_argv
 
 PG_FILES = ["/var/lib/pgsql/data/postgresql.conf", "/var/lib/pgsql/data/pg_hba.conf",
             "/var/lib/pgsql/data/postgresql.auto.conf"]
@@ -23,7 +24,7 @@ STATE = {}  # shared across the ordered tests of this module
 
 
 def sha(env, container: str, path: str) -> str | None:
-    proc = subprocess.run(["docker", "exec", container, "cat", path], capture_output=True)
+    proc = docker_exec(container, ["cat", path])
     return hashlib.sha256(proc.stdout).hexdigest() if proc.returncode == 0 else None
 
 
@@ -93,7 +94,8 @@ while [ ! -f /tmp/stop ] && [ $SECONDS -lt $end ]; do
 done
 """
     client = container_name(env, "client")
-    return subprocess.Popen(["docker", "exec", "-e", f"PGPASSWORD={env.pw['webadmin']}", client, "bash", "-c", script])
+    return subprocess.Popen(exec_argv(client, ["bash", "-c", script], env={"PGPASSWORD": env.pw["webadmin"]},
+                                      stdin=False))
 
 
 def _loop_report(env) -> dict:

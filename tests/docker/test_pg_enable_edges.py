@@ -1,6 +1,6 @@
-"""The edges of enable/disable --role postgres|pgpool against real servers (issue 4).
+"""The edges of enable/disable --role postgres|pgpool against real servers.
 
-Two environments of their own (prefix ``i4b``): a standalone PostgreSQL node (topology ``pg``) for
+Two environments of their own (prefix ``edge``): a standalone PostgreSQL node (topology ``pg``) for
 rollback, bad input, ALTER SYSTEM, --keep-md5-compat and --client-cert-auth; and a ``pg-cluster``
 for client loops during the staged enable, the Pgpool restart gap and client certificates next to
 Pgpool. Tests of one environment run in file order and hand state on through the fixture object.
@@ -8,60 +8,27 @@ Pgpool. Tests of one environment run in file order and hand state on through the
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import AGENT_DIR, CERT_DIR, agent, agent_json, issue_certificates
+from agent_helpers import CERT_DIR, agent, agent_json, issue_certificates
+from harness import RELEASES, Env, agent_argv, docker_exec, exec_argv, sim_env
 
-from dbtls.sim import cluster
-from support import env_name
-
-RELEASES = os.environ.get("DBTLS_RELEASES", "bookworm").split()
 DATA = "/var/lib/pgsql/data"
 PG_FILES = [f"{DATA}/postgresql.conf", f"{DATA}/pg_hba.conf", f"{DATA}/postgresql.auto.conf"]
 POOL_FILES = ["/etc/pgpool-II/pgpool.conf", "/etc/pgpool-II/pool_hba.conf", "/etc/pgpool-II/pool_passwd",
               "/var/lib/pgsql/.pgpoolkey"]
-CC = "/tmp/i4b-cc"  # client container: root.crt, client.crt, client.key
+CC = "/tmp/edge-cc"  # client container: root.crt, client.crt, client.key
 LOOP = "/tmp/pg_client_loop.py"
 LOOP_SRC = Path(__file__).with_name("pg_client_loop.py")
 
 
-class Env:
-    """A simulated environment: containers by role, hostnames, IPs, passwords, and exec helpers."""
-
-    def __init__(self, name: str, release: str) -> None:
-        engine = cluster.client()
-        self.name, self.release = name, release
-        self.nodes = cluster.status(engine, name)
-        self.secrets = cluster.read_secrets(engine, name)
-        self.pw = {"webadmin": self.secrets["WEBADMIN_PASSWORD"], "pgpool": self.secrets["PGPOOL_PASSWORD"],
-                   "replication": self.secrets["REPL_PASSWORD"]}
-        pg = [n for n in self.nodes if n.role == "postgres"]
-        pg.sort(key=lambda n: not n.is_master)
-        self.c = {"primary": pg[0].name, "client": self._by_role("client").name}
-        if len(pg) > 1:
-            self.c["standby"] = pg[1].name
-        if any(n.role == "pgpool" for n in self.nodes):
-            self.c["pgpool"] = self._by_role("pgpool").name
-        self.host = {k: next(n.hostname for n in self.nodes if n.name == v) for k, v in self.c.items()}
-        self.ip = {k: next(n.ip for n in self.nodes if n.name == v) for k, v in self.c.items()}
-        self.state: dict = {}
-
-    def _by_role(self, role: str):
-        return next(n for n in self.nodes if n.role == role)
-
-    def exec(self, node: str, cmd: list[str], env: dict[str, str] | None = None, stdin: bytes | None = None,
-             user: str | None = None, timeout: float = 300) -> tuple[int, str]:
-        argv = ["docker", "exec", "-i"] + sum((["-e", f"{k}={v}"] for k, v in (env or {}).items()), [])
-        argv += (["-u", user] if user else []) + [self.c.get(node, node)] + cmd
-        proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, check=False)
-        return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
+class EdgeEnv(Env):
+    """The harness environment plus SQL, psql from the client, file access and the agent with passwords."""
 
     def sql(self, node: str, sql: str) -> str:
         """SQL as the postgres OS user over the node's socket (peer auth); asserts success."""
@@ -74,16 +41,8 @@ class Env:
         env = {"PGPASSWORD": password} if password is not None else {}
         return self.exec("client", ["psql", "-XAtq", "-d", conninfo, "-c", sql], env=env)
 
-    def sha(self, node: str, paths: list[str]) -> dict[str, str | None]:
-        out = {}
-        for path in paths:
-            proc = subprocess.run(["docker", "exec", self.c[node], "cat", path], capture_output=True)
-            out[path] = hashlib.sha256(proc.stdout).hexdigest() if proc.returncode == 0 else None
-        return out
-
     def read(self, node: str, path: str) -> bytes:
-        proc = subprocess.run(["docker", "exec", self.c[node], "cat", path], capture_output=True, check=True)
-        return proc.stdout
+        return docker_exec(self.c[node], ["cat", path], check=True).stdout
 
     def write(self, node: str, path: str, data: bytes) -> None:
         """Overwrite in place (``cat >``), so owner and mode stay as they are."""
@@ -102,7 +61,7 @@ class Env:
         return agent_json(self, self.c[node], *args, stdin=stdin)
 
 
-def conn(env: Env, node: str, user: str = "webadmin", mode: str = "verify-full", cert: bool = False,
+def conn(env: EdgeEnv, node: str, user: str = "webadmin", mode: str = "verify-full", cert: bool = False,
          extra: str = "") -> str:
     text = (f"host={env.host[node]} user={user} dbname=postgres sslmode={mode} sslrootcert={CC}/root.crt "
             f"connect_timeout=5")
@@ -128,10 +87,8 @@ def wait_for(check, timeout: float, interval: float = 0.2):
     return value
 
 
-def _up(topology: str, name: str, release: str) -> Iterator[Env]:
-    cluster.up(topology, env=name, release=release, progress=lambda m: None)
-    try:
-        env = Env(name, release)
+def _up(topology: str, release: str) -> Iterator[EdgeEnv]:
+    for env in sim_env(topology, release, "edge", EdgeEnv):
         targets = [c for k, c in env.c.items() if k != "client"]
         root = issue_certificates(env, env.c["primary"], targets)
         # The client container gets root.crt and the webadmin client certificate of the primary.
@@ -143,26 +100,23 @@ def _up(topology: str, name: str, release: str) -> Iterator[Env]:
         subprocess.run(["docker", "cp", str(LOOP_SRC), f"{env.c['client']}:{LOOP}"], check=True)
         env.before = {k: env.sha(k, POOL_FILES if k == "pgpool" else PG_FILES) for k in env.c if k != "client"}
         yield env
-    finally:
-        if os.environ.get("DBTLS_KEEP_SIM") != "1":
-            cluster.down(name, progress=lambda m: None)
 
 
 @pytest.fixture(scope="module", params=RELEASES)
-def single(request, engine) -> Iterator[Env]:
-    yield from _up("pg", env_name(f"i4b-pg-{request.param}"), request.param)
+def single(request, engine) -> Iterator[EdgeEnv]:
+    yield from _up("pg", request.param)
 
 
 @pytest.fixture(scope="module", params=RELEASES)
-def cl(request, engine) -> Iterator[Env]:
-    yield from _up("pg-cluster", env_name(f"i4b-pgc-{request.param}"), request.param)
+def cl(request, engine) -> Iterator[EdgeEnv]:
+    yield from _up("pg-cluster", request.param)
 
 
-def all_shas(env: Env) -> dict:
+def all_shas(env: EdgeEnv) -> dict:
     return {k: env.sha(k, POOL_FILES if k == "pgpool" else PG_FILES) for k in env.c if k != "client"}
 
 
-def plaintext_login_works(env: Env, node: str = "primary") -> tuple[int, str]:
+def plaintext_login_works(env: EdgeEnv, node: str = "primary") -> tuple[int, str]:
     return env.client(conn(env, node, mode="disable"), "select 1", env.pw["webadmin"])
 
 
@@ -171,14 +125,15 @@ def plaintext_login_works(env: Env, node: str = "primary") -> tuple[int, str]:
 class Loop:
     """pg_client_loop.py running in the client container (started with ``docker exec``)."""
 
-    def __init__(self, env: Env, tag: str, mode: str, conninfo: str, deadline: float = 300,
+    def __init__(self, env: EdgeEnv, tag: str, mode: str, conninfo: str, deadline: float = 300,
                  max_count: int = 60000) -> None:
         self.env, self.tag = env, tag
         self.stop_file, self.ready = f"/tmp/{tag}.stop", f"/tmp/{tag}.ready"
         env.exec("client", ["rm", "-f", self.stop_file, self.ready])
-        argv = ["docker", "exec", "-e", f"PGPASSWORD={env.pw['webadmin']}", env.c["client"], "python3", LOOP,
-                "--mode", mode, "--conninfo", conninfo, "--interval", "0.01", "--deadline", str(deadline),
-                "--max-count", str(max_count), "--stop-file", self.stop_file, "--ready-file", self.ready]
+        argv = exec_argv(env.c["client"], ["python3", LOOP, "--mode", mode, "--conninfo", conninfo, "--interval", "0.01",
+                                           "--deadline", str(deadline), "--max-count", str(max_count),
+                                           "--stop-file", self.stop_file, "--ready-file", self.ready],
+                         env={"PGPASSWORD": env.pw["webadmin"]}, stdin=False)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def wait_ready(self, timeout: float = 30) -> None:
@@ -210,28 +165,27 @@ def test_bad_input_is_one_line_and_changes_nothing(single):
     finally:
         env.write("primary", conf, original)
     # 2. The server's pg_hba.conf is gone (moved away; the running server keeps its loaded rules).
-    env.exec("primary", ["mv", hba, hba + ".i4b"])
+    env.exec("primary", ["mv", hba, hba + ".edge"])
     try:
         err = one_line_error(env.agent("primary", "enable", "--role", "postgres", passwords=pw), "does not exist")
         print("missing pg_hba.conf ->", err)
         assert env.exec("primary", ["test", "-e", hba])[0] != 0
     finally:
-        env.exec("primary", ["mv", hba + ".i4b", hba])
+        env.exec("primary", ["mv", hba + ".edge", hba])
     # 3. A read-only postgresql.conf. Root writes through any mode bit and containers allow neither
     #    chattr nor read-only bind mounts, so the agent runs as the file's owner (postgres) on a file
     #    made 0400, with a certificate directory it can use.
-    rc, out = env.exec("primary", ["sh", "-c", f"rm -rf /tmp/i4b-certs && cp -a {CERT_DIR} /tmp/i4b-certs && "
-                                   f"chown -R postgres /tmp/i4b-certs && chmod 0400 {conf}"])
+    rc, out = env.exec("primary", ["sh", "-c", f"rm -rf /tmp/edge-certs && cp -a {CERT_DIR} /tmp/edge-certs && "
+                                   f"chown -R postgres /tmp/edge-certs && chmod 0400 {conf}"])
     assert rc == 0, out
     try:
-        proc = subprocess.run(["docker", "exec", "-i", "-u", "postgres", "-e", f"PYTHONPATH={AGENT_DIR}",
-                               env.c["primary"], "python3", "-m", "dbtls_agent", "enable", "--role", "postgres",
-                               "--cert-dir", "/tmp/i4b-certs", "--passwords-stdin"],
+        proc = subprocess.run(agent_argv(env.c["primary"], "enable", "--role", "postgres", "--cert-dir",
+                                         "/tmp/edge-certs", "--passwords-stdin", user="postgres"),
                               input=json.dumps(pw).encode(), capture_output=True, timeout=300)
         err = one_line_error(proc, "not writable")
         print("read-only postgresql.conf ->", err)
     finally:
-        env.exec("primary", ["sh", "-c", f"chmod 0600 {conf}; rm -rf /tmp/i4b-certs"])
+        env.exec("primary", ["sh", "-c", f"chmod 0600 {conf}; rm -rf /tmp/edge-certs"])
     # 4. The server is not running.
     rc, out = env.exec("primary", ["jem", "service", "stop"])
     assert rc == 0, out
@@ -245,7 +199,7 @@ def test_bad_input_is_one_line_and_changes_nothing(single):
     assert all_shas(env) == env.before
 
 
-def _swap_key(env: Env, new_key: bytes | None) -> bytes:
+def _swap_key(env: EdgeEnv, new_key: bytes | None) -> bytes:
     path = f"{CERT_DIR}/server/server.key"
     old = env.read("primary", path)
     if new_key is not None:
@@ -253,7 +207,7 @@ def _swap_key(env: Env, new_key: bytes | None) -> bytes:
     return old
 
 
-def _assert_rolled_back(env: Env, proc: subprocess.CompletedProcess, needle: str) -> str:
+def _assert_rolled_back(env: EdgeEnv, proc: subprocess.CompletedProcess, needle: str) -> str:
     err = one_line_error(proc, needle)
     assert all_shas(env) == env.before, "configuration files not restored byte for byte"
     assert env.sql("primary", "SELECT 1") == "1"  # still running
@@ -287,8 +241,8 @@ def test_bad_cipher_list_is_rolled_back(single):
     env = single
     code = ("import sys; from dbtls_agent.roles.postgres import role as postgres; postgres.CIPHERS = 'NO-SUCH-CIPHER'; "
             "from dbtls_agent.cli import main; sys.exit(main(sys.argv[1:]))")
-    proc = subprocess.run(["docker", "exec", "-i", "-e", f"PYTHONPATH={AGENT_DIR}", env.c["primary"], "python3", "-c",
-                           code, "enable", "--role", "postgres", "--passwords-stdin"],
+    proc = subprocess.run(agent_argv(env.c["primary"], "enable", "--role", "postgres", "--passwords-stdin",
+                                     python_args=("-c", code)),
                           input=json.dumps(env.pw).encode(), capture_output=True, timeout=300)
     err = _assert_rolled_back(env, proc, "SSL configuration was not reloaded")
     print("bad ssl_ciphers ->", err)
@@ -299,27 +253,27 @@ def test_hostile_include_is_refused_before_reload(single):
     env = single
     conf = PG_FILES[0]
     original = env.read("primary", conf)
-    rc, out = env.exec("primary", ["sh", "-c", f"printf 'ssl = on\\nthis is not a setting\\n' > {DATA}/i4b-hostile.conf"
-                                   f" && chown postgres: {DATA}/i4b-hostile.conf"])
+    rc, out = env.exec("primary", ["sh", "-c", f"printf 'ssl = on\\nthis is not a setting\\n' > {DATA}/edge-hostile.conf"
+                                   f" && chown postgres: {DATA}/edge-hostile.conf"])
     assert rc == 0, out
-    env.write("primary", conf, original + b"include 'i4b-hostile.conf'\n")
+    env.write("primary", conf, original + b"include 'edge-hostile.conf'\n")
     try:
         with_include = env.sha("primary", PG_FILES)
         load_before = env.sql("primary", "SELECT pg_conf_load_time()")
         proc = env.agent("primary", "enable", "--role", "postgres", passwords=env.pw)
-        err = one_line_error(proc, "i4b-hostile.conf")
+        err = one_line_error(proc, "edge-hostile.conf")
         print("hostile include ->", err)
         assert env.sha("primary", PG_FILES) == with_include
         assert env.sql("primary", "SELECT pg_conf_load_time()") == load_before  # nothing reloaded
     finally:
         env.write("primary", conf, original)
-        env.exec("primary", ["rm", "-f", f"{DATA}/i4b-hostile.conf"])
+        env.exec("primary", ["rm", "-f", f"{DATA}/edge-hostile.conf"])
     assert all_shas(env) == env.before
 
 
 def test_enable_under_persistent_and_fresh_loops(single):
     env = single
-    env.sql("primary", "SET password_encryption = 'md5'; CREATE ROLE i4b_md5 LOGIN PASSWORD 'md5-only-pw'")
+    env.sql("primary", "SET password_encryption = 'md5'; CREATE ROLE edge_md5 LOGIN PASSWORD 'md5-only-pw'")
     loops = [Loop(env, "single-persistent", "persistent", conn(env, "primary", mode="prefer")),
              Loop(env, "single-fresh", "fresh", conn(env, "primary", mode="prefer"))]
     for loop in loops:
@@ -332,7 +286,7 @@ def test_enable_under_persistent_and_fresh_loops(single):
     for report in reports:
         assert report["failed"] == 0 and report["queries"] >= 5, report
     assert reports[1]["tls_answers"] > 0  # fresh connections switched to TLS during the run
-    assert "i4b_md5" in result["md5_roles"], result
+    assert "edge_md5" in result["md5_roles"], result
     env.state["enabled"] = result
 
 
@@ -346,19 +300,19 @@ def test_second_enable_changes_nothing(single):
 
 def test_md5_role_keeps_logging_in_and_keep_md5_compat_still_works(single):
     env = single
-    md5_login = conn(env, "primary", user="i4b_md5")
+    md5_login = conn(env, "primary", user="edge_md5")
     # The default enable gave the md5 role a hostssl ... md5 rule of its own (reported in md5_rules).
-    assert "i4b_md5" in env.state["enabled"]["md5_rules"], env.state["enabled"]
+    assert "edge_md5" in env.state["enabled"]["md5_rules"], env.state["enabled"]
     rc, out = env.client(md5_login, "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()", "md5-only-pw")
     assert rc == 0 and out.strip() == "true", out
     result = env.agent_json("primary", "enable", "--role", "postgres", "--keep-md5-compat", passwords=env.pw)
-    assert result["changed"] and "i4b_md5" in result["md5_roles"], result
+    assert result["changed"] and "edge_md5" in result["md5_roles"], result
     rc, out = env.client(md5_login, "SELECT ssl::text || ' ' || version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
                          "md5-only-pw")
     assert rc == 0 and out.split()[0] == "true" and out.split()[1] in ("TLSv1.2", "TLSv1.3"), out
     rc, out = env.client(conn(env, "primary"), "select 1", env.pw["webadmin"])  # scram-hashed webadmin too
     assert rc == 0, out
-    rc, out = env.client(conn(env, "primary", user="i4b_md5", mode="disable"), "select 1", "md5-only-pw")
+    rc, out = env.client(conn(env, "primary", user="edge_md5", mode="disable"), "select 1", "md5-only-pw")
     assert rc != 0, out  # md5 still only over TLS
 
 
@@ -376,8 +330,8 @@ def test_client_cert_auth_standalone(single):
     assert rc == 0 and out.startswith("webadmin true"), out
     rc, out = env.client(conn(env, "primary"), "select 1", env.pw["webadmin"])
     assert rc != 0 and "certificate" in out, out  # the right password without a certificate: refused
-    rc, out = env.client(conn(env, "primary", user="i4b_md5", cert=True), "select 1", "md5-only-pw")
-    assert rc != 0, out  # a webadmin certificate is not i4b_md5's
+    rc, out = env.client(conn(env, "primary", user="edge_md5", cert=True), "select 1", "md5-only-pw")
+    assert rc != 0, out  # a webadmin certificate is not edge_md5's
 
 
 def test_disable_restores_every_file(single):
@@ -387,7 +341,7 @@ def test_disable_restores_every_file(single):
     assert all_shas(env) == env.before
     rc, out = plaintext_login_works(env)
     assert rc == 0, out
-    rc, out = env.client(conn(env, "primary", user="i4b_md5", mode="disable"), "select 1", "md5-only-pw")
+    rc, out = env.client(conn(env, "primary", user="edge_md5", mode="disable"), "select 1", "md5-only-pw")
     assert rc == 0, out
 
 

@@ -8,22 +8,20 @@ proof comes from two independent clocks' worth of evidence: the ProxySQL admin d
 cross-checked with the server's own UPTIME). The double pretends each backend has connections in use
 that finish 1.5 s after it turns OFFLINE_SOFT (``double_busy_connections``), so a restart that did not
 wait for the drain shows up too. Helpers come from test_manifest_mysql.py; the environment is this
-module's own (``h1-drain-<release>``).
+module's own (``dr-mariadb-cluster-<release>``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
 import test_manifest_mysql as m
+from harness import RELEASES, Sim, sim_env
 
-from dbtls.build.project import build_outputs, repo_root, write_outputs
-from dbtls.sim import cluster
-from support import env_name
+from dbtls.addon.project import build_outputs, repo_root, write_outputs
 
 DRAIN_MS = 1500
 BUSY = 2
@@ -35,16 +33,11 @@ START_TIME_PY = ("import os, time; pid = open('/run/mysqld/mysqld.pid').read().s
 TIMINGS: dict[str, list] = {}
 
 
-@pytest.fixture(scope="module", params=m.RELEASES)
-def sim(request, engine) -> Iterator[m.Sim]:
+@pytest.fixture(scope="module", params=RELEASES)
+def sim(request, engine) -> Iterator[Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
-    name = env_name(f"h1-drain-{request.param}")
-    cluster.up("mariadb-cluster", env=name, release=request.param, progress=lambda msg: None)
-    try:
-        yield m.Sim(m._Env(engine, name))
-    finally:
-        if os.environ.get("DBTLS_KEEP_SIM") != "1":
-            cluster.down(name, progress=lambda msg: None)
+    for env in sim_env("mariadb-cluster", request.param, "dr"):
+        yield Sim(env)
 
 
 def started_at(env, node) -> float:

@@ -16,8 +16,10 @@ import subprocess
 import docker.errors
 import pytest
 from agent_helpers import agent, agent_json, install_agent, issue_certificates
+from harness import docker_exec, exec_argv
 
 from dbtls.sim import cluster
+from support import env_name
 
 IMAGE = os.environ.get("DBTLS_PROXYSQL_IMAGE", "")
 
@@ -30,21 +32,21 @@ def real_proxysql(engine):
         engine.images.get(IMAGE)
     except docker.errors.ImageNotFound:
         pytest.skip(f"DBTLS_PROXYSQL_IMAGE={IMAGE} is not in the local engine")
-    env = "prx-real"
+    env = env_name("prx-real")
     nodes = cluster.up("mariadb-cluster", env=env, progress=lambda m: None)
     container = engine.containers.run(IMAGE, name=f"dbtls-{env}-proxysql-real", hostname=f"node199-{env}.vap.test",
                                       detach=True, network=cluster.network_name(env))
     try:
         for tool in ("python3", "openssl"):
-            if container.exec_run(["sh", "-c", f"command -v {tool}"]).exit_code != 0:
+            if docker_exec(container.name, ["sh", "-c", f"command -v {tool}"]).returncode != 0:
                 pytest.skip(f"{IMAGE} has no {tool}; platform ProxySQL nodes run the agent with it")
         admin = ["mysql", "-h127.0.0.1", "-P6032", "-uadmin", "-padmin", "-e"]
-        cluster.wait_until(lambda: container.exec_run(admin + ["SELECT 1"]).exit_code == 0, 120,
+        cluster.wait_until(lambda: docker_exec(container.name, admin + ["SELECT 1"]).returncode == 0, 120,
                            "the real ProxySQL admin interface")
         backends = [n.hostname for n in nodes if n.role == "mariadb"]
         rows = ",".join(f"(10, '{h}', 3306)" for h in backends)
         sql = f"INSERT INTO mysql_servers (hostgroup_id, hostname, port) VALUES {rows}; LOAD MYSQL SERVERS TO RUNTIME"
-        assert container.exec_run(admin + [sql]).exit_code == 0
+        assert docker_exec(container.name, admin + [sql]).returncode == 0
         yield container, next(n.name for n in nodes if n.role == "mariadb" and n.is_master)
     finally:
         container.remove(force=True, v=True)
@@ -59,11 +61,13 @@ def test_applier_enables_and_restores_a_real_proxysql(real_proxysql):
     before = agent_json(env, name, "status", "--role", "proxysql")
     result = agent_json(env, name, "enable", "--role", "proxysql")
     assert result.get("role") == "proxysql", result
-    served = subprocess.run(["docker", "exec", name, "sh", "-c",
-                             "openssl s_client -starttls mysql -connect 127.0.0.1:6033 </dev/null 2>/dev/null"
-                             " | openssl x509 -noout -fingerprint -sha256"], capture_output=True, text=True)
-    ours = subprocess.run(["docker", "exec", name, "openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
-                           "/var/lib/jelastic/keys/SSL-TLS/server/server.crt"], capture_output=True, text=True)
+    served = subprocess.run(exec_argv(name, ["sh", "-c",
+                                             "openssl s_client -starttls mysql -connect 127.0.0.1:6033 </dev/null"
+                                             " 2>/dev/null | openssl x509 -noout -fingerprint -sha256"], stdin=False),
+                            capture_output=True, text=True)
+    ours = subprocess.run(exec_argv(name, ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
+                                           "/var/lib/jelastic/keys/SSL-TLS/server/server.crt"], stdin=False),
+                          capture_output=True, text=True)
     assert served.stdout.strip() and served.stdout.strip() == ours.stdout.strip(), (served.stdout, ours.stdout)
     proc = agent(env, name, "disable", "--role", "proxysql")
     assert proc.returncode == 0, proc.stderr.decode()

@@ -21,7 +21,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hardening_helpers import RELEASES, enable_pg_cluster, issue_pg_certificates, own_env, wait_for
+from hardening_helpers import enable_pg_cluster, issue_pg_certificates
+from harness import RELEASES, exec_argv, sim_env, wait_for
 
 LOOP_SRC = Path(__file__).with_name("pg_client_loop.py")
 LOOP, STOP, READY = "/tmp/ss-loop.py", "/tmp/ss-loop.stop", "/tmp/ss-loop.ready"
@@ -32,7 +33,7 @@ SYNCHRONOUS = "every streaming standby applied it first"
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine):
-    for e in own_env("pg-cluster", request.param, "ss"):
+    for e in sim_env("pg-cluster", request.param, "ss"):
         issue_pg_certificates(e)
         enable_pg_cluster(e)
         rc, out = e.exec("standby", ["runuser", "-u", "postgres", "--", "psql", "-h", "/var/run/postgresql", "-XAtq",
@@ -46,10 +47,10 @@ def start_loop(env) -> subprocess.Popen:
     subprocess.run(["docker", "cp", str(LOOP_SRC), f"{env.c['client']}:{LOOP}"], check=True, capture_output=True)
     env.exec("client", ["rm", "-f", STOP, READY])
     conninfo = f"host={env.host['pgpool']} user=webadmin dbname=postgres sslmode=require connect_timeout=5"
-    proc = subprocess.Popen(["docker", "exec", "-e", f"PGPASSWORD={env.pw['webadmin']}", env.c["client"], "python3",
-                             LOOP, "--mode", "fresh", "--conninfo", conninfo, "--interval", "0.005",
-                             "--deadline", "900", "--stop-file", STOP, "--ready-file", READY],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv = exec_argv(env.c["client"], ["python3", LOOP, "--mode", "fresh", "--conninfo", conninfo, "--interval",
+                                       "0.005", "--deadline", "900", "--stop-file", STOP, "--ready-file", READY],
+                     env={"PGPASSWORD": env.pw["webadmin"]}, stdin=False)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: proc.poll() is None and env.exec("client", ["test", "-e", READY])[0] == 0, 60,
              "the first answer through Pgpool-II")
     return proc

@@ -14,12 +14,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from hardening_helpers import RELEASES, Env, issue_pg_certificates, own_env
+from hardening_helpers import issue_pg_certificates
+from harness import RELEASES, Env, sim_env
 
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("pg-cluster", request.param, "sca"):
+    for e in sim_env("pg-cluster", request.param, "sca"):
         issue_pg_certificates(e)
         yield e
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from agent_helpers import issue_certificates
-from hardening_helpers import CERT_DIR, RELEASES, Env, own_env
+from harness import CERT_DIR, RELEASES, Env, sim_env
 
 CLIENT = f"{CERT_DIR}/client"
 VICTIM = "/etc/dbtls-sec-victim"
@@ -24,7 +24,7 @@ VICTIM = "/etc/dbtls-sec-victim"
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("mariadb-cluster", request.param, "sec"):
+    for e in sim_env("mariadb-cluster", request.param, "sec"):
         issue_certificates(e, e.c["primary"], [e.c["primary"]])  # server/ and client/ owned by mysql
         yield e
 

@@ -17,16 +17,8 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
-from hardening_helpers import (
-    CERT_DIR,
-    DATA,
-    RELEASES,
-    Env,
-    enable_pg_cluster,
-    issue_pg_certificates,
-    own_env,
-    wait_for,
-)
+from hardening_helpers import DATA, enable_pg_cluster, issue_pg_certificates
+from harness import CERT_DIR, RELEASES, Env, sim_env, wait_for
 
 CONF_DIR = "/etc/pgpool-II"
 PGPOOL_CONF = f"{CONF_DIR}/pgpool.conf"
@@ -37,7 +29,7 @@ PG_LOG = "/var/log/postgresql/postgresql.log"
 
 @pytest.fixture(scope="module", params=RELEASES)
 def env(request, engine) -> Iterator[Env]:
-    for e in own_env("pg-cluster", request.param, "sec"):
+    for e in sim_env("pg-cluster", request.param, "sec"):
         issue_pg_certificates(e)
         enable_pg_cluster(e)
         yield e

@@ -13,20 +13,22 @@ body or a custom action sees ``{}``.
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from . import jsengine, timeline
-from .cmdwrap import command_text, encode, wrap
-from .conditions import UNDEFINED, evaluate
-from .errors import ConditionError, ManifestError, UnsupportedFeature
-from .loading import is_link
-from .model import CmdResult, Node
-from .placeholders import Loop, Scope, is_missing, nodes_view, to_text
-from .results import Result, Step, Stop
-from .schema import join
-from .syntax import (
+from dbtls.jps import jsengine, timeline
+from dbtls.jps.cmdwrap import command_text, encode, wrap
+from dbtls.jps.conditions import UNDEFINED, evaluate
+from dbtls.jps.errors import ConditionError, ManifestError, UnsupportedFeature
+from dbtls.jps.loading import Fetcher, is_link
+from dbtls.jps.model import Addon, CmdResult, Environment, Node, User
+from dbtls.jps.placeholders import Loop, Scope, is_missing, nodes_view, to_text
+from dbtls.jps.results import Result, Step, Stop
+from dbtls.jps.schema import join
+from dbtls.jps.syntax import (
     ACTION_PARAMS,
     BUILTIN_ACTIONS,
     ActionKey,
@@ -36,8 +38,24 @@ from .syntax import (
     split_commas,
 )
 
-if TYPE_CHECKING:
-    from .interpreter import Addon, Interpreter
+
+class Host(Protocol):
+    """What a run uses of the interpreter that started it (``Interpreter`` is the one host); a
+    protocol here, so that this module does not import the interpreter that imports it."""
+
+    env: Environment
+    envs: list[Environment]
+    user: User
+    rng: random.Random
+    parallel: bool
+    fetch: Fetcher
+    sleep: Callable[[float], None]
+
+    def run_on_nodes(self, nodes: list[Node], command_b64: str, user: str,
+                     sequential: bool) -> list[CmdResult]: ...
+
+    def install_child(self, parent: Addon, jps: str | dict[str, Any], node_group: str | None,
+                      settings: dict[str, Any]) -> Result: ...
 
 _MAX_DEPTH = 40
 _NO_PARAMS = {"log", "setGlobals", "set", "sleep", "assert", "return", "stopEvent", "forEach"}
@@ -65,7 +83,7 @@ class Frame:
 class Run:
     """One handler execution of one add-on instance."""
 
-    def __init__(self, interp: Interpreter, addon: Addon, settings: dict[str, Any],
+    def __init__(self, interp: Host, addon: Addon, settings: dict[str, Any],
                  event: dict[str, Any] | None = None, result: Result | None = None) -> None:
         self.interp = interp
         self.addon = addon

@@ -1,6 +1,7 @@
 """A small, safe evaluator for the JavaScript conditions of ``if (...)`` and ``assert``.
 
-The platform substitutes placeholders and then evaluates the text as JavaScript (jps.md §5.6).
+The platform substitutes placeholders and then evaluates the text as JavaScript (Cloud Scripting docs,
+conditions-and-iterations.md).
 We cannot run JavaScript, and ``eval`` of Python is no substitute, so this module parses the subset
 generated code needs: literals (numbers, strings, regexes, ``true/false/null/undefined``), bare
 objects (``nodes.proxy``, ``response.out``), ``! && || == != === !== < > <= >=``, parentheses,
@@ -15,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConditionError
+from dbtls.jps.errors import ConditionError
 
 
 class _Undefined:

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import Problem, join
-from .syntax import (
+from dbtls.jps.schema import Problem, join
+from dbtls.jps.syntax import (
     BUILTIN_ACTIONS,
     ActionKey,
     action_items,

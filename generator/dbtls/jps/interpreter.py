@@ -1,4 +1,4 @@
-"""A JPS interpreter for the simulated platform (design.md §6, docs/jps-semantics.md).
+"""A JPS interpreter for the simulated platform (its rules and their sources: docs/jps-semantics.md).
 
 It runs a manifest's handlers against an :class:`Environment` whose nodes are reached only through
 a :class:`NodeRunner`. Public entry points::
@@ -22,19 +22,18 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import jsengine
-from .actions import Frame, Run
-from .errors import ManifestError, UnsupportedFeature
-from .loading import Fetcher, base_of, declared_base_url, default_fetch, is_link, parse_manifest
-from .model import CmdResult, Environment, Node, NodeRunner, User
-from .placeholders import node_dicts
-from .results import Result, Stop
-from .syntax import EVENTS, action_items, parse_event_key, split_commas
-from .timeline import Recorder
+from dbtls.jps import jsengine
+from dbtls.jps.actions import Frame, Run
+from dbtls.jps.errors import ManifestError, UnsupportedFeature
+from dbtls.jps.loading import Fetcher, base_of, declared_base_url, default_fetch, is_link, parse_manifest
+from dbtls.jps.model import Addon, CmdResult, Environment, Node, NodeRunner, User
+from dbtls.jps.placeholders import node_dicts
+from dbtls.jps.results import Result, Stop
+from dbtls.jps.syntax import EVENTS, action_items, parse_event_key, split_commas
+from dbtls.jps.timeline import Recorder
 
 #: Top-level keys that are pure metadata for the interpreter (shown by the dashboard only).
 _METADATA = {"type", "jpsType", "jpsVersion", "version", "id", "name", "description", "logo",
@@ -46,24 +45,6 @@ _HANDLED = {"nodeGroupAlias", "baseUrl", "settings", "globals", "actions", "butt
 _INIT_FIXED = {"type", "name", "baseUrl", "result"}
 #: ``fire_all`` orders: the order instances were installed in, or the reverse.
 ORDERS = ("install", "reverse")
-
-
-@dataclass
-class Addon:
-    """One installation of a manifest (on one layer for ``type: update``)."""
-
-    manifest: dict[str, Any]
-    node_group: str | None
-    settings: dict[str, Any]
-    base_url: str | None  #: ``${baseUrl}``; relative references resolve against it
-    actions: dict[str, Any] = field(default_factory=dict)
-    responses: dict[Any, Any] = field(default_factory=dict)
-    globals_spec: dict[str, Any] = field(default_factory=dict)
-    aliases: dict[str, str] = field(default_factory=dict)  #: alias -> real layer (nodeGroupAlias)
-
-    @property
-    def label(self) -> str:
-        return f"{self.manifest.get('id') or self.manifest.get('name', '?')}@{self.node_group or '-'}"
 
 
 class Interpreter:

@@ -20,8 +20,8 @@ from typing import Any
 
 import quickjs
 
-from .errors import UnsupportedFeature
-from .model import Environment
+from dbtls.jps.errors import UnsupportedFeature
+from dbtls.jps.model import Environment
 
 _TIME_LIMIT_S = 10
 _MEMORY_LIMIT = 128 << 20

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ManifestError
+from dbtls.jps.errors import ManifestError
 
 #: ``fetch(reference, base) -> (text, location)``: resolve ``reference`` against ``base`` (a URL,
 #: a directory path, or ``None``) and return the manifest text and where it came from.

@@ -107,7 +107,7 @@ class Environment:
         return next((n for n in self.nodes if n.id == node_id), None)
 
     def placeholder_fields(self) -> dict[str, Any]:
-        """``${env.*}`` (jps.md §6)."""
+        """``${env.*}`` (Cloud Scripting docs, placeholders.md)."""
         return {
             "envName": self.env_name, "name": self.env_name, "shortdomain": self.env_name,
             "domain": self.domain, "appid": self.appid, "status": self.status,
@@ -149,3 +149,21 @@ class NodeRunner(Protocol):
 
     def run(self, node: Node, command_b64: str, user: str) -> CmdResult:
         ...
+
+
+@dataclass
+class Addon:
+    """One installation of a manifest (on one layer for ``type: update``)."""
+
+    manifest: dict[str, Any]
+    node_group: str | None
+    settings: dict[str, Any]
+    base_url: str | None  #: ``${baseUrl}``; relative references resolve against it
+    actions: dict[str, Any] = field(default_factory=dict)
+    responses: dict[Any, Any] = field(default_factory=dict)
+    globals_spec: dict[str, Any] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  #: alias -> real layer (nodeGroupAlias)
+
+    @property
+    def label(self) -> str:
+        return f"{self.manifest.get('id') or self.manifest.get('name', '?')}@{self.node_group or '-'}"

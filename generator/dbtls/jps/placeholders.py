@@ -1,4 +1,4 @@
-"""The ``${...}`` placeholder engine (jps.md §6).
+"""The ``${...}`` placeholder engine (Cloud Scripting docs, placeholders.md).
 
 Substitution is one textual pass per action: a value that itself contains ``${`` is not scanned
 again, because the real engine's behaviour there is unverified and the generator must not rely on
@@ -21,9 +21,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PlaceholderError, UnsupportedFeature
-from .model import Environment, Node
-from .syntax import PLACEHOLDER_ROOTS, find_placeholders, split_default
+from dbtls.jps.errors import PlaceholderError, UnsupportedFeature
+from dbtls.jps.model import Environment, Node
+from dbtls.jps.syntax import PLACEHOLDER_ROOTS, find_placeholders, split_default
 
 
 class NodeList(list):
@@ -38,7 +38,7 @@ class NodeList(list):
             return next((n for n in self if n.get("ismaster")), _MISSING)
         if name == "length":
             return len(self)
-        # ``${nodes.sqldb.nodeType}`` without an index: the first node's field (jps.md §6).
+        # ``${nodes.sqldb.nodeType}`` without an index: the first node's field.
         return self[0].get(name, _MISSING) if self else _MISSING
 
 

@@ -42,10 +42,6 @@ class Result:
     def cmd_steps(self) -> list[Step]:
         return [s for s in self.steps if s.action == "cmd"]
 
-    def scripts_for(self, node_id: int) -> list[str]:
-        """The scripts that ran on one node, in order (handy in tests)."""
-        return [s.detail for s in self.steps if s.action == "cmd" and node_id in s.node_ids]
-
 
 class Stop(Exception):
     """Internal: unwinds the handler on ``return``, ``stopEvent`` or a failed action."""

@@ -13,8 +13,8 @@ import re
 import subprocess
 from collections.abc import Callable
 
-from .cmdwrap import encode, wrap
-from .model import CmdResult, Node, NodeRunner
+from dbtls.jps.cmdwrap import encode, wrap
+from dbtls.jps.model import CmdResult, Node, NodeRunner
 
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]*\$?", re.I)
 

@@ -80,13 +80,6 @@ class Num(Spec):
         return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class Scalar(Spec):
-    label = "a string, number or boolean"
-
-    def accepts(self, value: Any) -> bool:
-        return isinstance(value, str | int | float | bool) or value is None
-
-
 class Enum(Spec):
     def __init__(self, *values: str) -> None:
         self.values = values

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-#: Actions the platform provides (jps.md §5). Used by the validator to accept calls to them.
+#: Actions the platform provides (Cloud Scripting docs, actions.md). Used by the validator to accept calls to them.
 BUILTIN_ACTIONS: frozenset[str] = frozenset({
     "cmd", "forEach", "if", "elif", "else", "setGlobals", "set", "install", "installAddon",
     "return", "stopEvent", "log", "script", "api", "sleep", "assert", "writeFile", "appendFile",
@@ -33,7 +33,7 @@ ACTION_PARAMS: dict[str, frozenset[str]] = {
     "appendFile": frozenset({"nodeGroup", "nodeId", "nodeType", "path", "body", "user"}),
 }
 
-#: Platform events (jps.md §7.2 and the full CSD list), without the ``on`` prefix filters.
+#: Platform events (Cloud Scripting docs, events.md), without the ``on`` prefix filters.
 _EVENT_STEMS = (
     "ScaleOut", "ServiceScaleOut", "ScaleIn", "RedeployContainer", "Clone", "Migrate",
     "ResetServicePassword", "ResetNodePassword", "RestartNode", "RestartContainer",
@@ -50,13 +50,14 @@ EVENTS: frozenset[str] = frozenset(
        "onAfterConfirmTransfer", "onApplySubscriptionSettings", "onCustomNodeEvent"}
 )
 
-#: Placeholder roots the engine itself resolves (jps.md §6). Anything else stays literal there.
+#: Placeholder roots the engine itself resolves (Cloud Scripting docs, placeholders.md). Anything else
+#: stays literal there.
 PLACEHOLDER_ROOTS: frozenset[str] = frozenset({
     "env", "nodes", "globals", "settings", "this", "response", "event", "events", "targetNodes",
     "user", "baseUrl", "platformUrl", "engine", "fn", "placeholders",
 })
 
-#: File-path placeholders that collide with shell variable names (jps.md §5.3, §6).
+#: File-path placeholders that collide with shell variable names (Cloud Scripting docs, placeholders.md; docs/jps-semantics.md).
 SHELL_LOOKALIKES: frozenset[str] = frozenset({
     "HOME", "JAVA_HOME", "SYSTEM_ETC", "SERVER_CONF", "SERVER_DATA", "SERVER_LIBS", "SERVER_LOGS",
     "SERVER_WEBROOT", "SERVER_BACKUP", "SERVER_CONF_D", "SERVER_MODULES", "SERVER_SCRIPTS",
@@ -164,7 +165,7 @@ def split_commas(text: str) -> list[str]:
 
 
 def action_items(value: object) -> list[object]:
-    """Normalise a handler body: a bare string or one map is a one-item list (jps.md §5.1)."""
+    """Normalise a handler body: a bare string or one map is a one-item list."""
     if value is None:
         return []
     if isinstance(value, list):

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .model import Environment
-from .syntax import is_api_method, split_commas
+from dbtls.jps.model import Environment
+from dbtls.jps.syntax import is_api_method, split_commas
 
 #: Built-in actions that are each one request to the platform's API (actions.md); the API methods
 #: used as action keys (``env.control.AddContainerEnvVars``) are requests too.

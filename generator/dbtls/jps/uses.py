@@ -2,7 +2,8 @@
 
 Kept apart from validate.py because it is the one place that encodes the scoping rules: which
 roots exist, that ``${this.x}`` must be passed by every caller, that iterators only live inside
-their ``forEach``, and that ``${VAR}`` in a cmd script is the shell-variable trap of jps.md §5.3.
+their ``forEach``, and that ``${VAR}`` in a cmd script is the shell-variable trap (docs/jps-semantics.md,
+Placeholders).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .syntax import PLACEHOLDER_ROOTS, SHELL_LOOKALIKES
+from dbtls.jps.syntax import PLACEHOLDER_ROOTS, SHELL_LOOKALIKES
 
 ENV_KEYS = {"envName", "name", "shortdomain", "domain", "appid", "url", "protocol", "region",
             "displayName", "status", "ssl", "uid", "hardwareNodeGroup", "nodes", "contexts", "extdomains"}
@@ -33,9 +34,9 @@ def check_use(expr: str, token: str, has_default: bool, in_cmd: bool, loops: tup
             return f"unknown placeholder {token}"
         if name in SHELL_LOOKALIKES:
             return (f"{token} in a cmd script: the engine replaces it with its own value before bash "
-                    f"runs; write ${name} (jps.md §5.3)")
+                    f"runs; write ${name}")
         return (f"shell variable {token} in a cmd script: the engine substitutes ${{...}} names it "
-                f"knows; write ${name} (jps.md §5.3)")
+                f"knows; write ${name}")
     if root.startswith("@"):
         return _iterator(root, token, loops)
     if has_default:

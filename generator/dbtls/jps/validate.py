@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from . import engine_rules, yamlscan
-from .schema import ACTION_BODY, FORM, TOP_FIELDS, Obj, Problem, Spec, join
-from .syntax import (
+from dbtls.jps import engine_rules, yamlscan
+from dbtls.jps.schema import ACTION_BODY, FORM, TOP_FIELDS, Obj, Problem, Spec, join
+from dbtls.jps.syntax import (
     ACTION_PARAMS,
     BUILTIN_ACTIONS,
     EVENTS,
@@ -29,9 +29,9 @@ from .syntax import (
     split_commas,
     split_default,
 )
-from .uses import check_use
+from dbtls.jps.uses import check_use
 
-#: Standard layer names of the platform (jps.md §8.1 plus the usual application layers).
+#: Standard layer names of the platform (the database and proxy layers plus the usual application layers).
 KNOWN_LAYERS = {"sqldb", "nosqldb", "proxy", "pgpool", "cp", "bl", "storage", "build", "vds", "extra",
                 "cache"}
 _NO_PARAMS = {"log", "setGlobals", "set", "sleep", "assert", "return", "stopEvent", "forEach", "if",

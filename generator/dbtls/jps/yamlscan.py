@@ -12,7 +12,7 @@ import re
 
 import yaml
 
-from .schema import Problem, join
+from dbtls.jps.schema import Problem, join
 
 _YAML11_BOOLS = {"y", "n", "yes", "no", "on", "off"}
 _SEXAGESIMAL = re.compile(r"[-+]?\d+(:[0-5]?\d)+(\.\d*)?")

@@ -1,1 +1,1 @@
-"""The docker-simulated platform: node images, topologies and their lifecycle (design.md §6)."""
+"""The docker-simulated platform: node images, topologies and their lifecycle."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import docker
 
-from dbtls.build.project import repo_root  # re-exported for addon_cli
+from dbtls.addon.project import repo_root
 from dbtls.jps import Interpreter, Node, Result
 from dbtls.jps.runners import run_script
 from dbtls.sim import cluster, platform

@@ -41,7 +41,7 @@ SERVED_PREFIXES = ("manifest.jps", "marketplace/", "node-scripts/dist/")
 
 
 def node_type(role: str, release: str) -> str:
-    """The platform's nodeType for a simulated role (jps.md §8.1)."""
+    """The platform's nodeType for a simulated role (``postgres15``, ``pgpool2``, ``mariadb-dockerized``...)."""
     if role == "postgres":
         return f"postgres{PG_MAJOR.get(release, 15)}"
     return {"pgpool": "pgpool2", "mariadb": "mariadb-dockerized", "proxysql": "proxysql"}[role]

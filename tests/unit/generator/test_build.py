@@ -11,9 +11,9 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from dbtls.build import build_outputs, build_zipapp, write_outputs
-from dbtls.build.project import repo_root
-from dbtls.build.yamlout import dump
+from dbtls.addon import build_outputs, build_zipapp, write_outputs
+from dbtls.addon.project import repo_root
+from dbtls.addon.yamlout import dump
 from dbtls.cli import app
 from dbtls.jps.validate import validate
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from dbtls.build.actions import CA_NODE, custom_actions
+from dbtls.addon.actions import CA_NODE, custom_actions
 
 ACTIONS = custom_actions("0" * 64)
 
@@ -73,7 +73,7 @@ def test_conditions_on_node_output_compare_base64():
 def test_a_hostile_nodes_output_reaches_the_ca_only_as_base64():
     """Node 12 prints shell text instead of a request: the CA node's script carries it as base64
     only (the agent there refuses it as data), and no line of it appears in any script."""
-    from dbtls.build.manifest import build_manifest
+    from dbtls.addon.manifest import build_manifest
     from dbtls.jps import CmdResult, Environment, Interpreter, Node, User
     from dbtls.jps.cmdwrap import unwrap
 
@@ -105,7 +105,7 @@ def test_a_hostile_nodes_output_reaches_the_ca_only_as_base64():
 def test_redeploy_handler_repairs_the_layer_in_order():
     """onAfterRedeployContainer: the agent back, the options saved, missing certificates issued
     (only-missing), the layer enabled again, replication waited for; no interpreter error."""
-    from dbtls.build.manifest import build_manifest
+    from dbtls.addon.manifest import build_manifest
     from dbtls.jps import CmdResult, Environment, Interpreter, Node, User
     from dbtls.jps.cmdwrap import unwrap
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import subprocess
 
-from dbtls.build import shell
-from dbtls.build.manifest import build_manifest
+from dbtls.addon import shell
+from dbtls.addon.manifest import build_manifest
 from dbtls.jps import CmdResult, Environment, Interpreter, Node, User
 from dbtls.jps.cmdwrap import unwrap
 
@@ -136,3 +136,8 @@ def test_deferred_step_keeps_exit_code_and_stderr_for_step_result(tmp_path):
     assert bash(shell.step_result(), step_dir).returncode == 0
     missing = bash(shell.step_result(), step_dir)
     assert missing.returncode == 1 and "missing" in missing.stderr
+    # An empty exit-code file (a write that was cut short) is a failure, never a bare ``exit`` (0).
+    assert bash(shell.deferred("true"), step_dir).returncode == 0
+    (tmp_path / "step" / "rc").write_text("")
+    empty = bash(shell.step_result(), step_dir)
+    assert empty.returncode == 1 and "missing" in empty.stderr

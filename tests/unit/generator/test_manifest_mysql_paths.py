@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from dbtls.build import shell
+from dbtls.addon import shell
 from dbtls.jps.model import Node
 from dbtls.sim.addon import _row
 

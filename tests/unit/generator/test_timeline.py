@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from jps_fakes import FakeRunner, interp, manifest
 
+from dbtls.cli.sim_timeline import traced
 from dbtls.jps import CmdResult, Node
 from dbtls.jps.timeline import (
     Call,
@@ -19,7 +20,6 @@ from dbtls.jps.timeline import (
     report,
     summarise,
 )
-from dbtls.sim.timeline_cli import traced
 
 
 class Clock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .actions import LAYER, custom_actions
+from dbtls.addon.actions import LAYER, custom_actions
 
 ADDON_ID = "dbtls"
 NAME = "SSL/TLS Encryption in Transit"

@@ -14,10 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dbtls.addon.project import repo_root
+from dbtls.cli.sim_timeline import traced
 from dbtls.jps import JpsError, Node, Result
 from dbtls.sim import addon, cluster, platform, scale
 from dbtls.sim.errors import NoEnvironment, SimError
-from dbtls.sim.timeline_cli import traced
 
 err = Console(stderr=True)
 out = Console(width=max(160, shutil.get_terminal_size().columns))
@@ -37,7 +38,7 @@ def _run(env: str, work: Callable[[addon.Session], Any]) -> Any:
     try:
         engine = cluster.client()
         platform.require_env(engine, env)
-        with platform.serve(addon.repo_root(), platform.gateway(engine, env)) as base_url:
+        with platform.serve(repo_root(), platform.gateway(engine, env)) as base_url:
             session = addon.Session(env, base_url)
             result = work(session)
             out.print(node_table(session.rows()))

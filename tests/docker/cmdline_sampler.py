@@ -3,7 +3,7 @@
 Copied into each node by test_hardening_secrets.py and started before the add-on runs. It scans
 /proc about every 2 ms (bounded by a deadline), keeps each distinct command line once, and writes
 them, one per line with NULs shown as spaces, to OUT when STOP exists or the deadline passes.
-Usage: python3 h8_cmdline_sampler.py OUT STOP SECONDS
+Usage: python3 cmdline_sampler.py OUT STOP SECONDS
 """
 
 import os

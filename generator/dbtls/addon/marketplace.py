@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .actions import one_of
-from .manifest import (
+from dbtls.addon.actions import one_of
+from dbtls.addon.manifest import (
     HOMEPAGE,
     MYSQL_TYPES,
     PGPOOL_TYPES,

@@ -1,4 +1,4 @@
-"""``dbtls build`` and ``dbtls validate``: parse arguments, call dbtls.build / dbtls.jps, print."""
+"""``dbtls build`` and ``dbtls validate``: parse arguments, call dbtls.addon / dbtls.jps, print."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from dbtls.build import DEFAULT_BASE_URL, BuildError, build_outputs, drift, write_outputs
-from dbtls.build.project import repo_root
+from dbtls.addon import DEFAULT_BASE_URL, BuildError, build_outputs, drift, write_outputs
+from dbtls.addon.project import repo_root
 from dbtls.jps.validate import validate_file
 
 err = Console(stderr=True)

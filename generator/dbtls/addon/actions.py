@@ -1,0 +1,594 @@
+"""Custom actions of the add-on: the cross-stack order of enabling TLS, as JPS.
+
+Each add-on instance is bound to one layer (``${targetNodes.nodeGroup}``). The database layer
+(``sqldb``) holds the CA on its primary. Order across the stack: servers *offer* TLS, standbys and
+proxies *use* it, proxies *require* it, and only then servers *require* it, because requiring first
+would lock Pgpool-II/ProxySQL out of their backends. So the ``sqldb`` instance stops after "use"
+when a proxy layer exists that does not speak TLS yet; the proxy instance finishes the order.
+
+How the engine is used (see docs/jps-semantics.md for the sources):
+
+* ``${response}`` holds the previous action's result only, so a node's output is read in the very
+  next action, and per-node output is collected by visiting the nodes one by one
+  (``forEach(n:nodes.<layer>)`` + ``cmd[${@n.id}]``), never by iterating ``response.responses``.
+* A node's output is stored as data (``setGlobals``) and reaches another node only as
+  ``${....toBase64()}``; conditions compare node output in its base64 form, so nothing a node prints
+  is ever JavaScript or shell text.
+* Buttons get only their own form's values: everything else they need (key type, extra names,
+  toggles) was saved on the nodes at install (``options save``).
+* Work runs on a whole layer in one ``cmd`` wherever the order allows (fetching the agent,
+  installing certificates, the standbys' stages); restarts stay one node at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from dbtls.addon import shell
+
+ROOT = "root"
+CA_NODE = "${nodes.sqldb.master.id}"
+PROXY_LAYERS = ("pgpool", "proxy")
+LAYER = "${targetNodes.nodeGroup}"
+
+
+def cmd(selector: str, script: str) -> dict[str, Any]:
+    """One ``cmd`` item run as root with an empty stdin (``sayYes: false``)."""
+    return {f"cmd[{selector}]": script, "user": ROOT, "sayYes": False}
+
+
+def output_is(value: str, source: str = "response.out") -> str:
+    """A condition: ``source`` equals ``value``, compared in base64 so the output is never code."""
+    return one_of(source, [value])
+
+
+def one_of(source: str, values: list[str]) -> str:
+    """A condition: ``source`` (node output or a form value) is one of ``values``, compared in base64
+    so that whatever it holds is never JavaScript."""
+    tests = [f"'${{{source}.toBase64()}}' == '{base64.b64encode(v.encode()).decode()}'" for v in values]
+    return " || ".join(tests)
+
+
+def _each(layer: str, body: list[Any], only: str | None = None) -> dict[str, Any]:
+    """``forEach`` over a layer's nodes; ``only`` = ``master``/``replicas`` filters by ismaster."""
+    if only == "master":
+        body = [{"if (${@n.ismaster})": body}]
+    elif only == "replicas":
+        body = [{"if (!${@n.ismaster})": body}]
+    return {f"forEach(n:nodes.{layer})": body}
+
+
+def _enable(stage: str, role: str = "auto", node: str = "${@n.id}", secrets: bool = False) -> dict[str, Any]:
+    """``enableNode`` on ``node`` (an id, an id list or a layer: all at once); ``secrets`` = the
+    enable needs passwords, gathered sealed for that one node."""
+    return {"enableNode": {"nodeId": node, "role": role, "stage": stage, "secrets": "yes" if secrets else "no"}}
+
+
+def _db_names() -> str:
+    """Every name ProxySQL may list the sqldb node ``@n`` under: ``node<ID>`` (what the platform's
+    cluster manifests put into mysql_servers), its FQDN and its internal address."""
+    return "node${@n.id} node${@n.id}-${env.domain} ${@n.address}"
+
+
+def _behind_proxies(step: str, secrets: bool = False) -> dict[str, Any]:
+    """``behindProxies`` for the MySQL-family node ``@n``: ``step`` is ``offer``, ``disable``,
+    ``disableKeepCerts`` or ``disableCa``."""
+    return {"behindProxies": {"nodeId": "${@n.id}", "addresses": _db_names(), "step": step, "role": "auto",
+                              "stage": "offer", "secrets": "yes" if secrets else "no"}}
+
+
+def _if_layer_has_tls(layer: str, body: list[Any]) -> dict[str, Any]:
+    """Run ``body`` when ``layer`` exists and its first node carries our certificates and agent."""
+    return {f"if (nodes.{layer})": [
+        cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
+        {f"if ({output_is('yes')})": body},
+    ]}
+
+
+def _replica_ids() -> list[Any]:
+    """``${globals.replicaIds}`` = comma-separated ids of the sqldb nodes that are not the primary."""
+    return [
+        {"setGlobals": {"replicaIds": ""}},
+        _each("sqldb", [
+            {"if ('${globals.replicaIds.toBase64()}' == '')": [{"setGlobals": {"replicaIds": "${@n.id}"}}]},
+            {"else": [{"setGlobals": {"replicaIds": "${globals.replicaIds},${@n.id}"}}]},
+        ], only="replicas"),
+    ]
+
+
+def _have_replicas() -> str:
+    return "'${globals.replicaIds.toBase64()}' != ''"
+
+
+def _request(iterable: str, scope: str, mode: str) -> list[Any]:
+    """Ask every node of ``iterable`` for its requests, one node after the other."""
+    return [
+        {"setGlobals": {"csrs": "", "nodeList": ""}},
+        {f"forEach(n:{iterable})": [
+            {"requestCert": {"nodeId": "${@n.id}", "addresses": "${@n.intIP},${@n.address}", "scope": scope,
+                             "mode": mode}},
+        ]},
+    ]
+
+
+def _sign_and_install(layer: str, previous: str = "no") -> dict[str, Any]:
+    return {"signAndInstall": {"layer": layer, "previous": previous}}
+
+
+def _proxies_ready() -> list[Any]:
+    """ProxySQL nodes get the current agent and put back ONLINE whatever an earlier, unfinished run
+    left OFFLINE_SOFT."""
+    return [{"if (nodes.proxy)": [{"fetchAgent": "proxy"}, cmd("proxy", shell.proxysql_backends_recover())]}]
+
+
+def _collect_proxy_ips() -> list[Any]:
+    """Addresses of proxy nodes: they log in to the servers without a client certificate."""
+    items: list[Any] = [{"setGlobals": {"proxyIps": ""}}]
+    for layer in PROXY_LAYERS:
+        items.append({f"if (nodes.{layer})": [
+            {f"forEach(p:nodes.{layer})": [{"setGlobals": {"proxyIps": "${globals.proxyIps} ${@p.address}"}}]},
+        ]})
+    return items
+
+
+def _fetch_everywhere() -> list[Any]:
+    """The agent on every layer the add-on may touch (sealing passwords, uninstall's restores)."""
+    return [{"fetchAgent": "sqldb"}, *[{f"if (nodes.{layer})": [{"fetchAgent": layer}]} for layer in PROXY_LAYERS]]
+
+
+def _disable_servers() -> list[Any]:
+    """Uninstall on sqldb, after Pgpool-II: ProxySQL's settings go back first but its agent stays for
+    the drains; database nodes one at a time, replicas first (MariaDB restarts: drained); finally
+    ProxySQL's certificates, state and agent go."""
+    return [
+        {"if (nodes.proxy)": [{"forEach(n:nodes.proxy)": [cmd("${@n.id}", shell.disable(remove_certs=False))]}]},
+        {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
+            _each("sqldb", [cmd("${@n.id}", shell.disable())], only="replicas"),
+            _each("sqldb", [cmd("${@n.id}", shell.disable(remove_ca=True))], only="master"),
+        ]},
+        {"else": [
+            _each("sqldb", [_behind_proxies("disable")], only="replicas"),
+            _each("sqldb", [_behind_proxies("disableCa")], only="master"),
+        ]},
+        {"if (nodes.proxy)": [{"forEach(n:nodes.proxy)": [cmd("${@n.id}", shell.disable())]}]},
+    ]
+
+
+def _reissue_layer(layer: str, scope: str, previous: str = "no") -> dict[str, Any]:
+    return {"reissueLayer": {"group": layer, "scope": scope, "previous": previous}}
+
+
+def _lines_per_node(name: str, script: str) -> list[Any]:
+    """``${globals.<name>}`` = one ``- node<ID>: <output>`` line per node of the layer (display text)."""
+    return [
+        {"setGlobals": {name: ""}},
+        {f"forEach(n:nodes.{LAYER})": [
+            cmd("${@n.id}", script),
+            {"setGlobals": {name: f"${{globals.{name}}}\n- node${{@n.id}}: ${{response.out}}"}},
+        ]},
+    ]
+
+
+# -- the actions ---------------------------------------------------------------------------------
+# One builder per custom action. The manifest lists them in the order they are registered here.
+
+#: action name -> (builder, whether the builder takes the agent's sha256)
+_ACTIONS: dict[str, tuple[Callable[..., list[Any]], bool]] = {}
+
+
+def action(name: str, *, takes_agent_sha256: bool = False) -> Callable[[Callable[..., list[Any]]],
+                                                                          Callable[..., list[Any]]]:
+    """Register the decorated function as the builder of custom action ``name``."""
+    def register(builder: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+        if name in _ACTIONS:
+            raise ValueError(f"custom action {name} is registered twice")
+        _ACTIONS[name] = (builder, takes_agent_sha256)
+        return builder
+    return register
+
+
+def custom_actions(agent_sha256: str) -> dict[str, Any]:
+    """Every custom action, in registration order."""
+    return {name: builder(agent_sha256) if takes_sha else builder()
+            for name, (builder, takes_sha) in _ACTIONS.items()}
+
+
+# Setting up: checks, the agent, the options, the CA and the first certificates.
+
+@action("checkSupported")
+def _check_supported() -> list[Any]:
+    """Before anything changes: Python and the agent on the layer and the CA node, a supported
+    database, and for a proxy layer a database layer that is done."""
+    return [
+        {"fetchAgent": LAYER},
+        {f"if ('{LAYER}' != 'sqldb')": [
+            {"fetchAgent": CA_NODE},
+            cmd(CA_NODE, shell.require_database_layer()),
+        ]},
+        cmd(CA_NODE, shell.check_version()),
+    ]
+
+
+@action("fetchAgent", takes_agent_sha256=True)
+def _fetch_agent(agent_sha256: str) -> list[Any]:
+    """The agent pinned by its sha256 on ``${this}`` (a node id or a layer)."""
+    return [cmd("${this}", shell.fetch_agent(agent_sha256))]
+
+
+@action("saveOptions")
+def _save_options() -> list[Any]:
+    return [cmd("${this}", shell.save_options())]
+
+
+@action("prepareCa")
+def _prepare_ca() -> list[Any]:
+    return [
+        cmd(CA_NODE, shell.ca_init(rotate=False)),
+        cmd(CA_NODE, shell.ca_policy()),
+    ]
+
+
+@action("requestCert")
+def _request_cert() -> list[Any]:
+    """One node's requests; the platform's addresses of the node go with them to the CA."""
+    return [
+        cmd("${this.nodeId}", shell.csr()),
+        {"setGlobals": {"csrs": "${globals.csrs} ${this.nodeId}:${response.out.toBase64()}",
+                        "nodeList": "${globals.nodeList} ${this.nodeId}=${this.addresses}"}},
+    ]
+
+
+@action("signAndInstall")
+def _sign_and_install_action() -> list[Any]:
+    """Sign every collected request in one run; every node of the layer installs what is its own."""
+    return [
+        cmd(CA_NODE, shell.ca_sign()),
+        {"setGlobals": {"signed": "${response.out}"}},
+        cmd("${this.layer}", shell.install_certs()),
+    ]
+
+
+@action("issueLayer")
+def _issue_layer() -> list[Any]:
+    return [*_request(f"nodes.{LAYER}", "all", "install"), _sign_and_install(LAYER)]
+
+
+@action("repairLayer")
+def _repair_layer() -> list[Any]:
+    return [*_request(f"nodes.{LAYER}", "all", "repair"), _sign_and_install(LAYER)]
+
+
+# Passwords cross nodes sealed: the node that uses them (${this} = its id) prints a one-run public
+# key, every node that knows some seals them to it, and only that node's agent opens the blobs
+# (enable --passwords-sealed). The transcript holds a public key and ciphertext.
+
+@action("gatherSecrets")
+def _gather_secrets() -> list[Any]:
+    return [
+        cmd("${this}", shell.seal_recipient()),
+        {"setGlobals": {"sealTo": "${response.out}", "sealed": ""}},
+        {"forEach(s:nodes.sqldb)": [{"sealOne": {"nodeId": "${@s.id}"}}]},
+        {"if (nodes.pgpool)": [{"forEach(s:nodes.pgpool)": [{"sealOne": {"nodeId": "${@s.id}"}}]}]},
+    ]
+
+
+@action("sealOne")
+def _seal_one() -> list[Any]:
+    return [
+        cmd("${this.nodeId}", shell.seal()),
+        {"setGlobals": {"sealed": "${globals.sealed} ${this.nodeId}:${response.out.toBase64()}"}},
+    ]
+
+
+@action("enableNode")
+def _enable_node() -> list[Any]:
+    """The primary's offer and require (the SCRAM re-hash) and Pgpool's offer (its AES pool_passwd
+    entries) need passwords: the caller says so; ``${this.nodeId}`` is one node then."""
+    return [
+        {"if ('${this.secrets}' == 'yes')": [
+            {"gatherSecrets": "${this.nodeId}"},
+            cmd("${this.nodeId}", shell.enable(sealed=True)),
+        ]},
+        {"else": [cmd("${this.nodeId}", shell.enable(sealed=False))]},
+    ]
+
+
+# Enabling, in the cross-stack order.
+
+@action("serversOffer")
+def _servers_offer() -> list[Any]:
+    return [
+        {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
+            # PostgreSQL reloads: the primary, then every standby at once.
+            _each("sqldb", [_enable("offer", secrets=True)], only="master"),
+            *_replica_ids(),
+            {f"if ({_have_replicas()})": [
+                _enable("offer", node="${globals.replicaIds}"),
+                _enable("use", node="${globals.replicaIds}"),
+            ]},
+        ]},
+        {"else": [
+            # MariaDB's first enable restarts the server: one node at a time, each drained
+            # in ProxySQL first, replicas before the primary; then replicas use TLS.
+            *_proxies_ready(),
+            _each("sqldb", [_behind_proxies("offer")], only="replicas"),
+            _each("sqldb", [_behind_proxies("offer", secrets=True)], only="master"),
+            _each("sqldb", [_enable("use")], only="replicas"),
+        ]},
+    ]
+
+
+@action("behindProxies")
+def _behind_proxies_action() -> list[Any]:
+    """One MySQL-family node's step that may restart its server (``${this.step}``: offer, or
+    disable / disableKeepCerts / disableCa), wrapped in a ProxySQL drain when the node says it will
+    restart: OFFLINE_SOFT on every ProxySQL node, wait for ConnUsed=0, the step, ONLINE. The step is
+    deferred (its exit code kept on the node), so ONLINE runs even when it failed; step_result then
+    fails the handler with the step's own error."""
+    return [
+        {"if ('${this.secrets}' == 'yes')": [{"gatherSecrets": "${this.nodeId}"}]},
+        {"setGlobals": {"drained": "no"}},
+        {"if (nodes.proxy)": [
+            cmd("${this.nodeId}", shell.restart_expected()),
+            {f"if ({output_is('yes')})": [
+                {"setGlobals": {"drained": "yes"}},
+                cmd("proxy", shell.proxysql_backend("offline-soft")),
+            ]},
+        ]},
+        {"if ('${this.step}' == 'offer' && '${this.secrets}' == 'yes')": [
+            cmd("${this.nodeId}", shell.deferred(shell.enable(sealed=True))),
+        ]},
+        {"elif ('${this.step}' == 'offer')": [cmd("${this.nodeId}", shell.deferred(shell.enable(sealed=False)))]},
+        {"elif ('${this.step}' == 'disableCa')": [
+            cmd("${this.nodeId}", shell.deferred(shell.disable(remove_ca=True))),
+        ]},
+        {"elif ('${this.step}' == 'disableKeepCerts')": [
+            cmd("${this.nodeId}", shell.deferred(shell.disable(remove_certs=False))),
+        ]},
+        {"else": [cmd("${this.nodeId}", shell.deferred(shell.disable()))]},
+        {f"if ({output_is('yes', 'globals.drained')})": [cmd("proxy", shell.proxysql_backend("online"))]},
+        cmd("${this.nodeId}", shell.step_result()),
+    ]
+
+
+@action("serversRequire")
+def _servers_require() -> list[Any]:
+    return [
+        *_collect_proxy_ips(),
+        # The primary re-hashes passwords first; then every standby at once.
+        _each("sqldb", [_enable("require", secrets=True)], only="master"),
+        *_replica_ids(),
+        {f"if ({_have_replicas()})": [
+            {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
+                _enable("require", node="${globals.replicaIds}"),
+            ]},
+            {"else": [_each("sqldb", [_enable("require")], only="replicas")]},
+        ]},
+    ]
+
+
+@action("proxiesEnable")
+def _proxies_enable() -> list[Any]:
+    return [
+        {f"if ('{LAYER}' == 'pgpool')": [
+            # Pgpool-II restarts to load TLS: one node at a time.
+            _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
+            _each("pgpool", [_enable("require", "pgpool")]),
+        ]},
+        {"else": ["proxysqlEnable"]},
+    ]
+
+
+@action("proxysqlEnable")
+def _proxysql_enable() -> list[Any]:
+    """ProxySQL: backends over TLS (new rows too: the platform adds a scaled-out node's row with
+    use_ssl=0), then TLS required of the users."""
+    return [
+        _each("proxy", [_enable("use", "proxysql")]),
+        _each("proxy", [_enable("require", "proxysql")]),
+    ]
+
+
+@action("enableLayer")
+def _enable_layer() -> list[Any]:
+    return [
+        *_fetch_everywhere(),
+        {f"if ('{LAYER}' == 'sqldb')": [
+            "serversOffer",
+            {"setGlobals": {"proxyReady": "yes"}},
+            *[{f"if (nodes.{layer})": [
+                cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
+                {f"if (!({output_is('yes')}))": [{"setGlobals": {"proxyReady": "no"}}]},
+            ]} for layer in PROXY_LAYERS],
+            {f"if ({output_is('yes', 'globals.proxyReady')})": ["serversRequire"]},
+            {"else": [{"setGlobals": {"pending": "TLS is offered but not yet required: install the "
+                                      "add-on on the proxy layer too; it finishes the order."}}]},
+        ]},
+        {"else": ["proxiesEnable", "serversRequire"]},
+        "replicationBack",
+    ]
+
+
+@action("replicationBack")
+def _replication_back() -> list[Any]:
+    """Every standby/replica streams again before the run says it is done (a MariaDB replica's IO
+    thread is restarted when it sits out its retry timer after its primary restarted)."""
+    return [_each("sqldb", [cmd("${@n.id}", shell.replication_wait())])]
+
+
+# Reporting; read only.
+
+@action("preflightLayer")
+def _preflight_layer() -> list[Any]:
+    """What TLS changes for existing logins, sessions and replication, node by node."""
+    return _lines_per_node("preflight", shell.preflight())
+
+
+@action("checkTls")
+def _check_tls() -> list[Any]:
+    return [
+        {"fetchAgent": LAYER},
+        "preflightLayer",
+        {"return": {"type": "success", "message": f"What TLS changes on {LAYER} (nothing was changed):"
+                                                  "${globals.preflight}"}},
+    ]
+
+
+@action("report")
+def _report() -> list[Any]:
+    return _lines_per_node("report", shell.status_line())
+
+
+@action("certStatus")
+def _cert_status() -> list[Any]:
+    return [
+        "report",
+        {"return": {"type": "success", "message": f"Certificates of {LAYER}:${{globals.report}}"}},
+    ]
+
+
+# Re-issuing certificates and rotating the CA.
+
+@action("trustBothRoots")
+def _trust_both_roots() -> list[Any]:
+    """CA rotation, step 1 (after ca init --rotate): every node with our certificates trusts the new
+    root next to the old one before any server presents a certificate from it. Pgpool-II and
+    standbys verify the servers' certificates against root.crt on every new connection."""
+    return [
+        cmd(CA_NODE, shell.ca_roots()),
+        {"setGlobals": {"roots": "${response.out}"}},
+        cmd("sqldb", shell.install_roots()),
+        *[{f"if (nodes.{layer})": [cmd(layer, shell.install_roots())]} for layer in PROXY_LAYERS],
+    ]
+
+
+@action("reissueLayer")
+def _reissue_layer_action() -> list[Any]:
+    """New certificates for the nodes of ``${this.group}`` that have ours, then each server loads
+    them, one node at a time (Pgpool-II restarts to do so)."""
+    return [
+        *_request("nodes.${this.group}", "${this.scope}", "reissue"),
+        {"signAndInstall": {"layer": "${this.group}", "previous": "${this.previous}"}},
+        {"forEach(n:nodes.${this.group})": [cmd("${@n.id}", shell.reload_certs())]},
+    ]
+
+
+@action("reissue")
+def _reissue() -> list[Any]:
+    return [
+        {"fetchAgent": LAYER},
+        {f"if ({one_of('settings.scope', ['all'])})": [
+            # A new CA: every layer with our certificates moves to it, the database layer first.
+            {"fetchAgent": "sqldb"},
+            *[_if_layer_has_tls(layer, [{"fetchAgent": layer}]) for layer in PROXY_LAYERS],
+            cmd(CA_NODE, shell.ca_init(rotate=True)),
+            "trustBothRoots",
+            _reissue_layer("sqldb", "all", "yes"),
+            *[{f"if (nodes.{layer})": [_reissue_layer(layer, "all", "yes")]} for layer in PROXY_LAYERS],
+        ]},
+        {f"elif ({one_of('settings.scope', ['client'])})": [_reissue_layer(LAYER, "client")]},
+        {"else": [_reissue_layer(LAYER, "server")]},
+        "replicationBack",
+        "report",
+        {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
+    ]
+
+
+@action("requireClientCert")
+def _require_client_cert() -> list[Any]:
+    return [
+        cmd(CA_NODE, shell.require_client_cert()),
+        {"return": {"type": "success", "message": "${settings.dbUser} must now log in with a client "
+                    "certificate signed by the environment's CA: ${response.out}"}},
+    ]
+
+
+# The layer's life cycle: scale-out, uninstall, redeploy, password reset.
+
+@action("addNodes")
+def _add_nodes() -> list[Any]:
+    return [
+        {"forEach(n:event.response.nodes)": [{"fetchAgent": "${@n.id}"}, {"saveOptions": "${@n.id}"}]},
+        *_request("event.response.nodes", "all", "install"),
+        _sign_and_install(LAYER),
+        {"forEach(n:event.response.nodes)": [cmd("${@n.id}", shell.start_if_stopped())]},
+    ]
+
+
+@action("refreshProxies")
+def _refresh_proxies() -> list[Any]:
+    """After a new database node joined: ProxySQL's rows for it get use_ssl=1 too."""
+    return [
+        {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("proxy", ["proxysqlEnable"])]},
+    ]
+
+
+@action("disableLayer")
+def _disable_layer() -> list[Any]:
+    return [
+        *_fetch_everywhere(),
+        {f"if ('{LAYER}' == 'sqldb')": [
+            # Reverse order: servers stop requiring, then proxies drop TLS, then servers stop offering.
+            _if_layer_has_tls("pgpool", ["serversUnrequire"]),
+            {"if (nodes.pgpool)": [{"forEach(n:nodes.pgpool)": [cmd("${@n.id}", shell.disable())]}]},
+            *_disable_servers(),
+            "replicationBack",
+            cmd("sqldb", shell.cleanup()),
+            *[{f"if (nodes.{layer})": [cmd(layer, shell.cleanup())]} for layer in PROXY_LAYERS],
+        ]},
+        {"else": [
+            cmd(CA_NODE, shell.has_tls()),
+            {f"if ({output_is('yes')})": [
+                # Servers go back to "offer" first, or the plain-text proxy would be locked out.
+                {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": ["serversUnrequire"]},
+                {"else": [
+                    # MariaDB restarts to drop require: drained, replicas first.
+                    *_proxies_ready(),
+                    _each("sqldb", [_behind_proxies("disableKeepCerts")], only="replicas"),
+                    _each("sqldb", [_behind_proxies("disableKeepCerts")], only="master"),
+                    "serversOffer",
+                ]},
+            ]},
+            _each(LAYER, [cmd("${@n.id}", shell.disable())]),
+            "replicationBack",
+            cmd(LAYER, shell.cleanup()),
+        ]},
+    ]
+
+
+@action("serversUnrequire")
+def _servers_unrequire() -> list[Any]:
+    """Reverse of serversRequire (PostgreSQL): the standbys' rules first, then the primary's rules
+    and, once those are live, its md5 secrets; TLS stays offered. Every backend keeps asking
+    Pgpool-II for the same authentication method."""
+    return [
+        *_replica_ids(),
+        {f"if ({_have_replicas()})": [cmd("${globals.replicaIds}", shell.disable(stage="require"))]},
+        _each("sqldb", [cmd("${@n.id}", shell.disable(stage="require"))], only="master"),
+    ]
+
+
+@action("afterRedeploy")
+def _after_redeploy() -> list[Any]:
+    """A redeploy keeps our folders (redeploy.conf), but the configuration files it replaces lose
+    our settings: put back whatever is missing. Every step is idempotent."""
+    return [
+        {"fetchAgent": LAYER},
+        {"saveOptions": LAYER},
+        "repairLayer",
+        "enableLayer",
+    ]
+
+
+@action("passwordReset")
+def _password_reset() -> list[Any]:
+    """After the password of webadmin was reset on the database layer: Pgpool-II's AES entry
+    follows, on the Pgpool-II nodes that carry our agent."""
+    return [
+        {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("pgpool", [
+            *_fetch_everywhere(),
+            _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
+        ])]},
+    ]

@@ -1,0 +1,5 @@
+"""``python -m dbtls.cli``: the same command as the ``dbtls`` entry point."""
+
+from dbtls.cli import app
+
+app()
