@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 from harness import CERT_DIR, RELEASES, Sim, sim_env, wait_for
 
+from dbtls.addon.links import TUTORIAL_MYSQL, TUTORIAL_PG
 from dbtls.addon.project import build_outputs, repo_root, write_outputs
 
 ROOT_CRT = "/tmp/mmy-root.crt"
@@ -252,6 +253,12 @@ def test_certificate_status_button(sim, installed):
     result = sim.session(lambda s: s.press("Certificate status", {}))
     assert result.ok and result.message_type == "success", result.error
     assert "node" in (result.message or "") and "TLS on" in (result.message or ""), result.message
+
+
+def test_configuration_tutorial_is_the_layers_own(sim, installed):
+    result = sim.session(lambda s: s.press("Configuration Tutorial", {}))
+    assert result.ok and result.message_type == "info", result.error
+    assert TUTORIAL_MYSQL in (result.message or "") and TUTORIAL_PG not in (result.message or ""), result.message
 
 
 def client_serials(env) -> dict[str, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from harness import CERT_DIR, RELEASES, Sim, combined, docker_exec, exec_argv, sim_env
 
+from dbtls.addon.links import TUTORIAL_MYSQL, TUTORIAL_PG
 from dbtls.addon.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import cluster
 
@@ -208,6 +209,12 @@ def test_certificate_status_button(sim, installed):
     result = sim.session(lambda s: s.press("Certificate status", {}))
     assert result.ok and result.message_type == "success"
     assert "node" in (result.message or "") and "TLS on" in (result.message or "")
+
+
+def test_configuration_tutorial_is_the_layers_own(sim, installed):
+    result = sim.session(lambda s: s.press("Configuration Tutorial", {}))
+    assert result.ok and result.message_type == "info", result.error
+    assert TUTORIAL_PG in (result.message or "") and TUTORIAL_MYSQL not in (result.message or ""), result.message
 
 
 def client_serials(env) -> dict[str, str]:

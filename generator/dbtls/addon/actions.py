@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dbtls.addon import shell
+from dbtls.addon.links import TUTORIAL_MYSQL, TUTORIAL_PG
 
 ROOT = "root"
 CA_NODE = "${nodes.sqldb.master.id}"
@@ -446,6 +447,18 @@ def _cert_status() -> list[Any]:
     return [
         "report",
         {"return": {"type": "success", "message": f"Certificates of {LAYER}:${{globals.report}}"}},
+    ]
+
+
+@action("tutorial")
+def _tutorial() -> list[Any]:
+    """The platform's guide for the family of the environment's database layer (PostgreSQL or the
+    MySQL family), whichever layer the add-on is on."""
+    return [
+        {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
+            {"return": {"type": "info", "message": f"Connecting to PostgreSQL over TLS: {TUTORIAL_PG}"}},
+        ]},
+        {"return": {"type": "info", "message": f"Connecting to MySQL, MariaDB or Percona over TLS: {TUTORIAL_MYSQL}"}},
     ]
 
 

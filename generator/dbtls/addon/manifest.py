@@ -15,8 +15,6 @@ ADDON_ID = "dbtls"
 NAME = "SSL/TLS Encryption in Transit"
 HOMEPAGE = "https://github.com/dbtls/dbtls"
 DOCS = f"{HOMEPAGE}/blob/main/docs"
-TUTORIAL_PG = "https://www.virtuozzo.com/application-platform-docs/ssl-for-pgsql/"
-TUTORIAL_MYSQL = "https://www.virtuozzo.com/application-platform-docs/ssl-for-mysql-mariadb-percona/"
 
 #: Canonical nodeTypes and their aliases, as the Cloud Scripting docs list them
 #: (selecting-containers.md), plus the versioned names working add-ons use for newer stacks. The
@@ -88,7 +86,8 @@ def buttons() -> list[dict[str, Any]]:
                         "root.crt.",
          "loadingText": "Re-issuing certificates...", "successText": "Certificates re-issued.",
          "submitButtonText": "Re-issue"},
-        {"caption": "Configuration Tutorial", "href": TUTORIAL_PG},
+        # A button's href is one fixed link for every layer; the action names the layer's own guide.
+        {"caption": "Configuration Tutorial", "action": "tutorial"},
         {"caption": "Certificate status", "action": "certStatus", "loadingText": "Reading certificates..."},
         {"caption": "Check before enabling TLS", "action": "checkTls", "loadingText": "Checking logins, sessions "
          "and replication..."},

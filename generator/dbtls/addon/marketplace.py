@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbtls.addon.actions import one_of
+from dbtls.addon.links import TUTORIAL_MYSQL, TUTORIAL_PG
 from dbtls.addon.manifest import (
     HOMEPAGE,
     MYSQL_TYPES,
     PGPOOL_TYPES,
     POSTGRES_TYPES,
     PROXYSQL_TYPES,
-    TUTORIAL_MYSQL,
-    TUTORIAL_PG,
     install_fields,
 )
 
