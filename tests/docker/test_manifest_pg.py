@@ -217,6 +217,20 @@ def test_configuration_tutorial_is_the_layers_own(sim, installed):
     assert TUTORIAL_PG in (result.message or "") and TUTORIAL_MYSQL not in (result.message or ""), result.message
 
 
+def test_client_connection_kit_button(sim, installed):
+    """The CA node writes the administrator's kit, root-only, and the message says where and how to connect."""
+    result = sim.session(lambda s: s.press("Client connection kit", {"dbUser": "webadmin"}))
+    assert result.ok and result.message_type == "success", result.error
+    kit = f"{CERT_DIR}/kits/webadmin"
+    assert kit in (result.message or "") and "sslmode=verify-full" in (result.message or ""), result.message
+    ca = sim.env.node("postgres")
+    code, out = sim.env.exec(ca.name, ["bash", "-c", f"stat -c '%a %U %n' {kit} {kit}/*"])
+    assert code == 0, out
+    modes = dict((line.split()[2].rsplit("/", 1)[-1], line.split()[0]) for line in out.splitlines())
+    assert modes.pop("webadmin") == "700" and set(modes.values()) == {"600"}, out
+    assert {"client.key", "client.pk8", "client.p12", "client.p12.password", "my.cnf", "README.txt"} <= set(modes)
+
+
 def client_serials(env) -> dict[str, str]:
     out = {}
     for n in env.nodes:

@@ -509,6 +509,15 @@ def _reissue() -> list[Any]:
     ]
 
 
+@action("clientKit")
+def _client_kit() -> list[Any]:
+    """The CA node writes (or refreshes) the user's client kit and says where it is; the files stay there."""
+    return [
+        cmd(CA_NODE, shell.client_kit()),
+        {"return": {"type": "success", "message": "${response.out}"}},
+    ]
+
+
 @action("requireClientCert")
 def _require_client_cert() -> list[Any]:
     return [

@@ -72,6 +72,12 @@ def settings() -> dict[str, Any]:
                         "client": "Client certificates",
                         "all": "Everything, including a new CA (clients need the new root.crt)"}},
         ]},
+        "clientKit": {"fields": [
+            {"type": "string", "name": "dbUser", "caption": "Database user", "required": True,
+             "regex": "^[A-Za-z0-9_.@%-]+$", "regexText": "a database user name",
+             "tooltip": "webadmin (PostgreSQL) or root (MySQL family), or a user a client-certificate "
+                        "button registered"},
+        ]},
         "clientCert": {"fields": [
             {"type": "string", "name": "dbUser", "caption": "Database user", "required": True,
              "regex": "^[A-Za-z0-9_.@%-]+$", "regexText": "a MySQL account name"},
@@ -91,6 +97,8 @@ def buttons() -> list[dict[str, Any]]:
         {"caption": "Certificate status", "action": "certStatus", "loadingText": "Reading certificates..."},
         {"caption": "Check before enabling TLS", "action": "checkTls", "loadingText": "Checking logins, sessions "
          "and replication..."},
+        {"caption": "Client connection kit", "action": "clientKit", "settings": "clientKit",
+         "loadingText": "Writing the client kit...", "submitButtonText": "Write kit"},
         {"caption": "Require client certificate for a user", "action": "requireClientCert",
          "settings": "clientCert", "loadingText": "Applying...",
          "successText": "The user now needs a client certificate (MySQL/MariaDB/Percona only)."},

@@ -184,6 +184,12 @@ def has_tls() -> str:
     return _render("has_tls.sh.j2")
 
 
+def client_kit() -> str:
+    """On the CA node: the client kit of the form's user (certificate, key in PEM, PKCS#8 and PKCS#12,
+    option file, README), and a short summary for the dashboard."""
+    return _render("client_kit.sh.j2")
+
+
 def require_client_cert() -> str:
     """MySQL family: make one account log in with a client certificate (the CA node issues it)."""
     return _render("require_client_cert.sh.j2")

@@ -132,3 +132,22 @@ def readme(layer: str, user: str, directory: str, hosts: List[str], port: int, n
             lines.append("{}:".format(client))
             lines.append("  " + text)
     return "\n".join(lines) + "\n"
+
+
+def summary(kit: Dict[str, object], node: str) -> str:
+    """A few lines for the dashboard: where the kit is, until when it works, one string per client
+    family; no secret (the PKCS#12 password stays in its file)."""
+    certificate = kit.get("certificate") or {}
+    until = certificate.get("not_after", "?") if isinstance(certificate, dict) else "?"
+    lines = ["Client kit of {} in {} on node {} (certificate valid until {}).".format(
+        kit["user"], kit["kit_dir"], node, until),
+        "Fetch the folder with the file manager or over SSH as root; README.txt there explains every file."]
+    connections = kit.get("connections") or []
+    if isinstance(connections, list) and connections:
+        first = connections[0]
+        strings = first.get("strings") if isinstance(first, dict) else None
+        if isinstance(strings, dict):
+            for name in ("psql", "mariadb"):
+                if name in strings:
+                    lines.append("{}: {}".format(name, strings[name]))
+    return "\n".join(lines)

@@ -51,9 +51,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     layer = kit.resolve_layer(args.layer, "" if args.layer else nodeinfo.compute_type())
     hosts = list(args.host) or _default_hosts()
     with state.NodeLock(args.cert_dir):
-        print_json(kit.build(args.cert_dir, get_backend(args.backend), args.user, layer,
-                             kit.registered_users(args.cert_dir), hosts,
-                             args.port, args.renew_within))
+        result = kit.build(args.cert_dir, get_backend(args.backend), args.user, layer,
+                           kit.registered_users(args.cert_dir), hosts, args.port, args.renew_within)
+    if args.text:
+        import socket
+
+        from dbtls_agent.certs import kittext
+        print(kittext.summary(result, socket.gethostname()))
+    else:
+        print_json(result)
     return 0
 
 
@@ -94,5 +100,7 @@ def register(subparsers: Any) -> None:
             p.add_argument("--port", type=_port, help="port in the connection strings (default 5432 / 3306)")
             p.add_argument("--renew-within", type=_days, default=30, metavar="DAYS",
                            help="issue a new certificate when the existing one ends within DAYS (default 30)")
+            p.add_argument("--text", action="store_true",
+                           help="print a short summary for the dashboard instead of JSON")
         p.set_defaults(func=func)
     parser.set_defaults(func=lambda a: (parser.print_help(sys.stderr), 2)[1])

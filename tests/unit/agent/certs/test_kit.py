@@ -302,3 +302,14 @@ def test_my_cnf_and_mysql_strings():
     pg = kittext.connection_strings("postgres", "webadmin", "/my kits", ["h"], 5432)[0]["strings"]
     assert "sslrootcert='/my kits/root.crt'" in pg["libpq"]
     assert "sslrootcert=/my%20kits/root.crt" in pg["pgjdbc"]
+
+
+def test_the_dashboard_summary_says_where_and_how_without_secrets():
+    strings = kittext.connection_strings("postgres", "webadmin", "/k/webadmin", ["db.example"], 5432)
+    kit = {"user": "webadmin", "kit_dir": "/k/webadmin", "certificate": {"not_after": "2027-12-03T00:00:00Z"},
+           "connections": strings}
+    text = kittext.summary(kit, "node7")
+    assert text.splitlines()[0] == ("Client kit of webadmin in /k/webadmin on node node7 "
+                                    "(certificate valid until 2027-12-03T00:00:00Z).")
+    assert "sslmode=verify-full" in text and "host=db.example" in text
+    assert "password" not in text.lower()
