@@ -213,7 +213,7 @@ def test_certificate_status_button(sim, installed):
 
 def test_configuration_tutorial_is_the_layers_own(sim, installed):
     result = sim.session(lambda s: s.press("Configuration Tutorial", {}))
-    assert result.ok and result.message_type == "info", result.error
+    assert result.ok and result.message_type == "success", result.error
     assert TUTORIAL_PG in (result.message or "") and TUTORIAL_MYSQL not in (result.message or ""), result.message
 
 

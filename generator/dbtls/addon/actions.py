@@ -456,9 +456,9 @@ def _tutorial() -> list[Any]:
     MySQL family), whichever layer the add-on is on."""
     return [
         {"if ('${nodes.sqldb.nodeType}'.indexOf('postgres') > -1)": [
-            {"return": {"type": "info", "message": f"Connecting to PostgreSQL over TLS: {TUTORIAL_PG}"}},
+            {"return": {"type": "success", "message": f"Connecting to PostgreSQL over TLS: {TUTORIAL_PG}"}},
         ]},
-        {"return": {"type": "info", "message": f"Connecting to MySQL, MariaDB or Percona over TLS: {TUTORIAL_MYSQL}"}},
+        {"return": {"type": "success", "message": f"Connecting to MySQL, MariaDB or Percona over TLS: {TUTORIAL_MYSQL}"}},
     ]
 
 

@@ -23,7 +23,7 @@ from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
 from dbtls_agent.errors import AgentError
 from dbtls_agent.passwords import secretinput
 from dbtls_agent.roles import base
-from dbtls_agent.roles.postgres import client, preflight, secretsync, server
+from dbtls_agent.roles.postgres import apply, client, preflight, secretsync, server
 
 
 def set_password(ctx: base.Context, user: str, password: str) -> Dict[str, Any]:
@@ -53,8 +53,7 @@ def set_password(ctx: base.Context, user: str, password: str) -> Dict[str, Any]:
     if not client.secret_matches(user, stored, password):
         raise AgentError("the stored secret of {} does not match the given password after ALTER ROLE".format(user))
     if changed:
-        from dbtls_agent.roles.postgres import role as postgres
-        postgres._wait_standbys_replayed(ctx)
+        apply.wait_standbys_replayed(ctx)
     if before == "md5":
         ctx.say("{}'s md5 rule in pg_hba.conf (if any) stays until the next enable run; it accepts the SCRAM "
                 "secret".format(user))
