@@ -31,18 +31,12 @@ from typing import Any, Callable, Dict
 from dbtls_agent import state
 from dbtls_agent.certs.layout import CertLayout
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
+from dbtls_agent.commands import argtypes
 from dbtls_agent.crypto import DEFAULT_DAYS, DEFAULT_KEY_TYPE, KEY_TYPES, KINDS, get_backend
 from dbtls_agent.errors import AgentError
 
+_positive_days = argtypes.bounded_int("number of days", "days", 1, 36500)
 
-def _positive_days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number of days: {!r}".format(text)) from None
-    if not 1 <= value <= 36500:
-        raise argparse.ArgumentTypeError("days must be between 1 and 36500")
-    return value
 
 
 def _locked(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from dbtls_agent.certs import due
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
+from dbtls_agent.commands import argtypes
 
 
 def cmd_due(args: argparse.Namespace) -> int:
@@ -15,14 +16,8 @@ def cmd_due(args: argparse.Namespace) -> int:
     return 0
 
 
-def _days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number of days: {!r}".format(text)) from None
-    if not 0 <= value <= 36500:
-        raise argparse.ArgumentTypeError("days must be between 0 and 36500")
-    return value
+_days = argtypes.bounded_int("number of days", "days", 0, 36500)
+
 
 
 def register(subparsers: Any) -> None:

@@ -10,27 +10,15 @@ import sys
 from typing import Any, List
 
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
+from dbtls_agent.commands import argtypes
 from dbtls_agent.errors import AgentError
 
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a port number: {!r}".format(text)) from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError("port must be between 1 and 65535")
-    return value
+_port = argtypes.bounded_int("port number", "port", 1, 65535)
 
 
-def _days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number of days: {!r}".format(text)) from None
-    if not 0 <= value <= 3650:
-        raise argparse.ArgumentTypeError("days must be between 0 and 3650")
-    return value
+
+_days = argtypes.bounded_int("number of days", "days", 0, 3650)
+
 
 
 def _default_hosts() -> List[str]:

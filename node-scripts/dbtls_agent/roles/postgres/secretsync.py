@@ -19,7 +19,7 @@ import os
 import time
 from typing import Callable, List, Optional, Tuple
 
-from dbtls_agent import fsio
+from dbtls_agent import fsio, nodeos
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.postgres import client
 
@@ -45,15 +45,6 @@ def commit_sql(statements: List[str], timeout_s: float) -> str:
     return "SET synchronous_commit = remote_apply;\nSET statement_timeout = '{}ms';\nBEGIN;\n{}\nCOMMIT;\n".format(
         int(timeout_s * 1000), "\n".join(s.rstrip(";") + ";" for s in statements))
 
-
-def _poll(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def _put_back(path: str, data: bytes, st: os.stat_result) -> None:
@@ -116,7 +107,7 @@ def apply(statements: List[str], auto_conf: str, state_dir: str, os_user: str = 
         run("ALTER SYSTEM SET {} = {}".format(SETTING, client.literal(quorum_names(count))))
         run("SELECT pg_reload_conf()")
         in_quorum = "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('quorum', 'sync')"
-        if not _poll(lambda: int(run(in_quorum)[0][0]) >= count, SYNC_WAIT_S):
+        if not nodeos.poll(lambda: int(run(in_quorum)[0][0]) >= count, SYNC_WAIT_S, 0.05):
             run(commit_sql(statements, SYNC_WAIT_S))
             return False, "the standbys did not become synchronous within {:.0f}s".format(SYNC_WAIT_S)
         started = time.monotonic()
