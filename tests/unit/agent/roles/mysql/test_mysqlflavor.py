@@ -1,4 +1,4 @@
-"""Server flavour/version parsing and the restart-vs-reload decisions of db-tls.md §0/§3/§5."""
+"""Server flavour/version parsing and the restart-vs-reload decisions that follow from them."""
 
 import pytest
 

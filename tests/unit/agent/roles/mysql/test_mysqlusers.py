@@ -129,7 +129,7 @@ def test_require_subject_and_issuer():
 
 @pytest.mark.parametrize("kwargs", [{"subject": "CN=alice"}, {"issuer": "CN=ca"}])
 def test_subject_without_slash_is_refused(kwargs):
-    """MariaDB never matches 'CN=alice' against '/CN=alice' (db-tls.md §3.7)."""
+    """MariaDB never matches 'CN=alice' against '/CN=alice': REQUIRE SUBJECT compares the slash form."""
     with pytest.raises(AgentError, match="/KEY=value"):
         mu.require_cert_statements([mu.AccountTls("a", "%")], **kwargs)
 

@@ -1,4 +1,4 @@
-"""``disable --role pgpool`` refuses while a backend refuses Pgpool's plaintext health checks (issue 8).
+"""``disable --role pgpool`` refuses while a backend refuses Pgpool's plaintext health checks.
 
 psql is replaced by a fake: only the decision is tested here (the docker test
 tests/docker/test_hardening_rollback.py runs it against real servers).

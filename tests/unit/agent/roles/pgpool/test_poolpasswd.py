@@ -1,4 +1,4 @@
-"""pool_passwd text handling and Pgpool-II's AES format (reference/db-tls.md §2.6-2.8)."""
+"""pool_passwd text handling and Pgpool-II's AES format."""
 
 import os
 import random
@@ -10,7 +10,7 @@ from dbtls_agent.roles.pgpool import aes, poolpasswd
 
 BACKENDS = ["pure", "cryptography"]
 
-# Vectors from db-tls.md §2.8 (pg_enc 4.3.5).
+# Vectors produced by Pgpool-II's own pg_enc 4.3.5.
 VECTORS = [
     ("pgpool-secret-key", "alice", "S3cret!pw", "alice:AESTAd+8yjbLIkDHwmVbwWEkw=="),
     ("pgpool-secret-key", "bob", "pass:with:colons", "bob:AES7Bf3L7tPmwwDrTF+qwzFxbsJHY//ro6elUVa9RZEW3A="),

@@ -29,7 +29,7 @@ def test_scram_verifier_matches_rfc7677_shape_and_checks_password():
 
 
 def test_md5_secret_and_matching():
-    # dave/pw3 vector from db-tls.md section 2.8
+    # md5 secret = 'md5' + md5(password + user name), computed independently for dave/pw3
     assert client.md5_secret("dave", "pw3") == "md5a22d8828295decc31aea7bc92059424a"
     assert client.secret_matches("dave", "md5a22d8828295decc31aea7bc92059424a", "pw3") is True
     assert client.secret_matches("dave", "md5a22d8828295decc31aea7bc92059424a", "nope") is False
