@@ -446,7 +446,10 @@ def _report() -> list[Any]:
 def _cert_status() -> list[Any]:
     return [
         "report",
-        {"return": {"type": "success", "message": f"Certificates of {LAYER}:${{globals.report}}"}},
+        *_lines_per_node("renewal", shell.certs_due(text=True)),
+        {"return": {"type": "success", "message": f"Certificates of {LAYER}:${{globals.report}}\n\n"
+                    f"Renewal (a certificate is due {shell.RENEW_WITHIN_DAYS} days before it ends; "
+                    "Renew due certificates renews it):${globals.renewal}"}},
     ]
 
 
@@ -506,6 +509,43 @@ def _reissue() -> list[Any]:
         "replicationBack",
         "report",
         {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
+    ]
+
+
+@action("renew")
+def _renew() -> list[Any]:
+    """Renew what ends within 30 days: every node of the layer and the CA node report (``certs
+    due``), kept as data; the CA node's agent turns the reports into a plan, whose one-word answers
+    pick the existing steps: ``reissueLayer`` with the scope the plan names (the cluster order and
+    reload path of a re-issue), then kits and user certificates on the CA node. A due CA is only
+    reported. Nothing due: no change. The renewal job of docs/renewal.md is to call this action by
+    its name, ``renew``."""
+    return [
+        {"fetchAgent": LAYER},
+        {f"if ('{LAYER}' != 'sqldb')": [{"fetchAgent": CA_NODE}]},
+        {"setGlobals": {"dueReports": ""}},
+        {f"forEach(n:nodes.{LAYER})": [
+            cmd("${@n.id}", shell.certs_due()),
+            {"setGlobals": {"dueReports": "${globals.dueReports} ${@n.id}:${response.out.toBase64()}"}},
+        ]},
+        cmd(CA_NODE, shell.certs_due()),
+        {"setGlobals": {"caReport": "${response.out}"}},
+        cmd(CA_NODE, shell.renew_plan("summary")),
+        {"setGlobals": {"renewSummary": "${response.out}"}},
+        cmd(CA_NODE, shell.renew_plan("work")),
+        {f"if (!({output_is('yes')}))": [
+            {"return": {"type": "success", "message": f"Renewal on {LAYER}: ${{globals.renewSummary}}"}},
+        ]},
+        cmd(CA_NODE, shell.renew_plan("scope")),
+        {"setGlobals": {"renewScope": "${response.out}"}},
+        {f"if ({output_is('all', 'globals.renewScope')})": [_reissue_layer(LAYER, "all")]},
+        {f"elif ({output_is('server', 'globals.renewScope')})": [_reissue_layer(LAYER, "server")]},
+        {f"elif ({output_is('client', 'globals.renewScope')})": [_reissue_layer(LAYER, "client")]},
+        {f"if ('{LAYER}' == 'sqldb')": [cmd(CA_NODE, shell.renew_ca_node())]},
+        "replicationBack",
+        "report",
+        {"return": {"type": "success", "message": f"Renewal on {LAYER}: ${{globals.renewSummary}}"
+                                                  "${globals.report}"}},
     ]
 
 

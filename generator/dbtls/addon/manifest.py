@@ -93,6 +93,11 @@ def buttons() -> list[dict[str, Any]]:
          "loadingText": "Re-issuing certificates...", "successText": "Certificates re-issued.",
          "submitButtonText": "Re-issue"},
         # A button's href is one fixed link for every layer; the action names the layer's own guide.
+        {"caption": "Renew due certificates", "action": "renew",
+         "confirmText": "Renew every certificate of this layer that ends within 30 days? Servers reload "
+                        "them as on a re-issue; nothing changes when nothing is due.",
+         "loadingText": "Checking and renewing certificates...",
+         "successText": "Renewal finished: the message lists what was renewed."},
         {"caption": "Configuration Tutorial", "action": "tutorial"},
         {"caption": "Certificate status", "action": "certStatus", "loadingText": "Reading certificates..."},
         {"caption": "Check before enabling TLS", "action": "checkTls", "loadingText": "Checking logins, sessions "

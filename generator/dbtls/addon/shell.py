@@ -179,6 +179,33 @@ def start_if_stopped() -> str:
     return _render("start_if_stopped.sh.j2")
 
 
+#: A certificate is due for renewal when it ends within this many days (the renew action, the status).
+RENEW_WITHIN_DAYS = 30
+#: What ``certs plan --show`` answers for the manifest.
+RENEW_QUESTIONS = ("summary", "work", "scope")
+
+
+def certs_due(text: bool = False) -> str:
+    """This node's renewal report (``certs due``: JSON, or with ``text`` one line for the status
+    button); nothing from a node without the agent."""
+    return _render("certs_due.sh.j2", within_days=RENEW_WITHIN_DAYS, text=text)
+
+
+def renew_plan(show: str) -> str:
+    """On the CA node: the layer's renewal plan from the reports in ``${globals.dueReports}`` and
+    ``${globals.caReport}``, as ``show`` asks (``summary`` text, ``work`` yes/no, ``scope``)."""
+    if show not in RENEW_QUESTIONS:
+        raise ValueError(show)
+    return _render("renew_plan.sh.j2", within_days=RENEW_WITHIN_DAYS, show=show)
+
+
+def renew_ca_node() -> str:
+    """On the CA node: ``user-cert`` for every due user certificate, then ``kit build`` for every
+    due kit the plan names (a kit of a ``user-cert`` user copies that user's new certificate; the
+    agent checks the names); one summary line."""
+    return _render("renew_ca_node.sh.j2", within_days=RENEW_WITHIN_DAYS)
+
+
 def has_tls() -> str:
     """``yes`` (no newline) when this node carries our certificates and agent, else ``no``."""
     return _render("has_tls.sh.j2")

@@ -100,6 +100,24 @@ def due(cert_dir: str, backend: Any, within_days: int, now: Optional[datetime.da
         item["due"] = renewable and reason is not None
         item["reason"] = reason if item["due"] else None
         report.append(item)
+    from dbtls_agent.certs import renewplan
+
     return {"cert_dir": layout.root, "within_days": within_days, "certificates": report,
             "due": [item["path"] for item in report if item["due"]],
-            "any_due": any(item["due"] for item in report)}
+            "any_due": any(item["due"] for item in report),
+            "next_renewal": renewplan.next_renewal(report, within_days)}
+
+
+def text_line(report: Dict[str, Any]) -> str:
+    """One human line of a report, for the Certificate status button: what is due now, and the
+    next renewal (the earliest date a managed certificate becomes due)."""
+    parts = []  # type: List[str]
+    due_now = [item for item in report["certificates"] if item["due"]]
+    if due_now:
+        parts.append("due now: " + ", ".join("{} ({})".format(item["role"], item["reason"]) for item in due_now))
+    nxt = report.get("next_renewal")
+    if nxt:
+        parts.append("next renewal {} ({}, by {})".format(str(nxt["date"])[:10], nxt["role"], nxt["renewed_by"]))
+    else:
+        parts.append("no managed certificate here")
+    return "; ".join(parts)

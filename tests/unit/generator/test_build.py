@@ -81,7 +81,7 @@ def test_generated_manifests_validate_and_have_no_shell_braces():
     assert f"want={sha}" in fetch
     assert manifest["type"] == "update" and manifest["id"] == "dbtls"
     assert [b["caption"] for b in manifest["buttons"]] == [
-        "Re-issue certificates", "Configuration Tutorial", "Certificate status",
+        "Re-issue certificates", "Renew due certificates", "Configuration Tutorial", "Certificate status",
         "Check before enabling TLS", "Client connection kit", "Require client certificate for a user"]
     launchers = [yaml.safe_load(outputs[p]) for p in MANIFESTS[1:]]
     # Not the ids of the platform's own add-ons (postgres-ssl, mysql-based-ssl).

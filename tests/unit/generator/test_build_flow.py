@@ -138,3 +138,62 @@ def test_redeploy_handler_repairs_the_layer_in_order():
     assert order[:5] == ["dbtls-agent.pyz", "options save", "csr --bundle", "ca sign --from-manifest",
                          "install-certs --from-manifest"], order
     assert "set -- enable" in order and order[-1] == "replication wait", order
+
+
+def _renew_run(answers: dict[str, str]):
+    """Press Renew due certificates on fake PostgreSQL nodes; the CA node's ``certs plan`` answers
+    from ``answers`` (by ``--show``). Returns the result and every (node id, script)."""
+    from dbtls.addon.manifest import build_manifest
+    from dbtls.jps import CmdResult, Environment, Interpreter, Node, User
+    from dbtls.jps.cmdwrap import unwrap
+
+    scripts: list[tuple[int, str]] = []
+
+    class Runner:
+        def run(self, node, command_b64, user):
+            text, _ = unwrap(command_b64)
+            scripts.append((node.id, text))
+            if "certs plan" in text and "--show summary" in text:
+                return CmdResult(0, answers["summary"])
+            for show in ("work", "scope"):
+                if f"--show {show}" in text:
+                    return CmdResult(0, answers[show])
+            if "certs due" in text:
+                return CmdResult(0, '{"certificates": [], "any_due": false}\n')
+            if "csr --bundle" in text:
+                return CmdResult(0, '{"server": "..."}\n')
+            return CmdResult(0, "")
+
+    env = Environment("env-5", "env-5.example.org", [
+        Node(11, "sqldb", "postgres15", True, "10.0.0.11"), Node(12, "sqldb", "postgres15", False, "10.0.0.12")])
+    interp = Interpreter(env, Runner(), user=User(), sleep=lambda s: None, seed=1)
+    addon = interp.load(build_manifest("0" * 64), node_group="sqldb")
+    return interp.click(addon, "Renew due certificates", {}), scripts
+
+
+def test_renew_with_nothing_due_changes_nothing():
+    result, scripts = _renew_run({"summary": "nothing is due within 30 days; nothing was changed.", "work": "no",
+                                  "scope": "none"})
+    assert result.ok and result.message_type == "success", result.error
+    assert "nothing is due" in (result.message or "")
+    assert [n for n, t in scripts if "certs due --within-days 30" in t] == [11, 12, 11]
+    assert not any(marker in t for _, t in scripts for marker in ("csr --bundle", "ca sign", "kit build", "reload"))
+
+
+def test_renew_reissues_the_scope_the_plan_names_then_waits_and_reports():
+    result, scripts = _renew_run({"summary": "renewing server certificates (due on node12).", "work": "yes",
+                                  "scope": "server"})
+    assert result.ok and result.message_type == "success", result.error
+    assert "renewing server certificates (due on node12)." in (result.message or "")
+    csr = [(n, t) for n, t in scripts if "csr --bundle" in t]
+    assert [n for n, _ in csr] == [11, 12] and all("--scope 'server'" in t for _, t in csr)
+    texts = [t for _, t in scripts]
+    first = next(i for i, t in enumerate(texts) if "csr --bundle" in t)
+    sign = next(i for i, t in enumerate(texts) if "ca sign --from-manifest" in t)
+    kits = next(i for i, t in enumerate(texts) if "kit build" in t)
+    assert texts[kits].index("user-cert --user") < texts[kits].index("kit build --user")
+    wait = next(i for i, t in enumerate(texts) if "replication wait" in t)
+    assert first < sign < kits < wait
+    # The reports reach the CA node's planner as base64 only.
+    plan = next(t for t in texts if "certs plan" in t)
+    assert "b64 '" in plan and "certificates" not in plan
