@@ -527,6 +527,83 @@ def _require_client_cert() -> list[Any]:
     ]
 
 
+# The automatic renewal trigger (docs/renewal.md): a platform script per installation that runs the
+# ``renew`` action when called with the installation's token, and a daily cron job on every node of
+# the layer that calls it when one of the node's certificates is due.
+
+#: The platform script's name: one per environment and layer.
+RENEW_SCRIPT = "${env.envName}-" + LAYER + "-dbtls-renew"
+
+#: The script the platform serves at ``/<name>``. It takes no parameter but the token: whatever else
+#: a caller sends, it can only make the add-on run ``renew``, which re-derives everything from the
+#: certificates. It finds the installation the way the Let's Encrypt add-on does (GetApps by app id
+#: and layer) and compares the token in constant time. ``__TOKEN__`` and friends are replaced in the
+#: installation's script action, where the token is drawn.
+_RENEW_SCRIPT_BODY = r"""//@url('/__NAME__')
+var expected = '__TOKEN__';
+var given = String(getParam('token', '') || '');
+var same = given.length == expected.length;
+for (var i = 0; i < expected.length; i++) {
+  if (given.charCodeAt(i) != expected.charCodeAt(i)) same = false;
+}
+if (!same) return {result: 4, error: 'wrong token'};
+var resp = api.dev.scripting.Eval('appstore', signature, 'GetApps', {
+  targetAppid: '__ENVAPPID__',
+  search: {appstore: 1, app_id: 'dbtls', nodeGroup: '__GROUP__'}
+});
+if (resp.result != 0) return resp;
+var apps = ((resp.response || {}).apps || []).filter(function (a) { return a.isInstalled; });
+if (apps.length != 1) return {result: 99, error: 'expected one dbtls installation on __GROUP__, found ' + apps.length};
+return api.marketplace.installation.ExecuteAction({appid: appid, session: signature,
+                                                    appUniqueName: apps[0].uniqueName, action: 'renew'});"""
+
+#: The installation's script action: draw the token (64 letters and digits from SecureRandom),
+#: (re)create the platform script holding it, answer the token and the script's URL.
+_RENEW_CREATE = ("""var name = '""" + RENEW_SCRIPT + """';
+var chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+var rnd = new java.security.SecureRandom(), token = '';
+for (var i = 0; i < 64; i++) token += chars.charAt(rnd.nextInt(chars.length));
+var body = BODY.split('__NAME__').join(name).split('__TOKEN__').join(token)
+  .split('__ENVAPPID__').join('${env.appid}').split('__GROUP__').join('""" + LAYER + """');
+api.dev.scripting.DeleteScript(appid, session, name);
+var resp = api.dev.scripting.CreateScript(appid, session, name, 'js', body);
+if (resp.result != 0) return resp;
+return {result: 0, token: token, url: 'https://' + window.location.host + '/' + name + '?appid=' + appid};""")
+
+_RENEW_DELETE = ("""var name = '""" + RENEW_SCRIPT + """';
+var resp = api.dev.scripting.DeleteScript(appid, session, name);
+return {result: 0, name: name, deleted: resp.result == 0 ? 'yes' : 'no (' + resp.result + ')'};""")
+
+
+def _renew_create_code() -> str:
+    import json
+
+    return "var BODY = " + json.dumps(_RENEW_SCRIPT_BODY) + ";\n" + _RENEW_CREATE
+
+
+@action("renewSchedule")
+def _renew_schedule() -> list[Any]:
+    """(Re)create the platform script with a new token, then give every node of the layer the token
+    and the URL and its cron job. Run at install, after a scale-out and after a redeploy: one token
+    per installation, so every node gets the new one."""
+    return [
+        {"script": _renew_create_code()},
+        {"setGlobals": {"renewToken": "${response.token}", "renewUrl": "${response.url}"}},
+        cmd(LAYER, shell.renew_install()),
+        {"setGlobals": {"renewToken": ""}},
+    ]
+
+
+@action("renewUnschedule")
+def _renew_unschedule() -> list[Any]:
+    """Uninstall: the cron job, token and URL leave every node of the layer; the platform script goes."""
+    return [
+        cmd(LAYER, shell.renew_remove()),
+        {"script": _RENEW_DELETE},
+        {"log": "platform script ${response.name} deleted: ${response.deleted}"},
+    ]
+
+
 # The layer's life cycle: scale-out, uninstall, redeploy, password reset.
 
 @action("addNodes")
@@ -601,6 +678,7 @@ def _after_redeploy() -> list[Any]:
         {"saveOptions": LAYER},
         "repairLayer",
         "enableLayer",
+        "renewSchedule",
     ]
 
 
@@ -614,3 +692,4 @@ def _password_reset() -> list[Any]:
             _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
         ])]},
     ]
+
