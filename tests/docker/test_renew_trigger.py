@@ -201,6 +201,27 @@ def test_a_due_certificate_makes_one_call_and_the_platform_runs_renew(sim, insta
     assert wrong["result"] != 0 and executed == []
 
 
+def test_after_a_redeploy_the_layer_gets_a_new_token_and_the_lost_cron_job_back(sim, installed):
+    """A redeploy keeps the certificate folder (redeploy.conf) but not /etc/cron.d: the handler puts
+    the cron job back and replaces the token everywhere; the old token no longer starts anything."""
+    env = sim.env
+    db_nodes = [n.name for n in env.nodes if n.role == "postgres"]
+    old = run(env, "primary", f"cat {TOKEN_FILE}")
+    run(env, "standby", f"rm {CRON}")
+    fired = sim.session(lambda s: s.fire("onAfterRedeployContainer", {"nodeGroup": "sqldb"}))
+    assert [(g, r.ok) for g, r in fired] == [("sqldb", True)], [(g, r.error) for g, r in fired]
+    tokens = {run(env, node, f"cat {TOKEN_FILE}") for node in db_nodes}
+    assert len(tokens) == 1 and old not in tokens
+    for node in db_nodes:
+        cron_command(env, node)
+    name = f"{env.name}-sqldb-dbtls-renew"
+    stale, executed = sim.session(lambda s: (s.invoke_script(name, {"token": old}), list(s.interp.executed)))
+    assert stale["result"] != 0 and executed == []
+    fresh, executed = sim.session(lambda s: (s.invoke_script(name, {"token": tokens.pop()}),
+                                             [(a.node_group, action) for a, action, _ in s.interp.executed]))
+    assert fresh["result"] == 0 and executed == [("sqldb", "renew")], fresh
+
+
 def test_uninstall_removes_cron_token_and_platform_scripts(sim, installed):
     env = sim.env
     results = sim.session(lambda s: s.uninstall())
