@@ -32,8 +32,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-#: A platform script's name: what CreateScript accepts here (letters, digits, ``-``, ``_``, ``.``).
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: ``//@url('/NAME')`` at the start of a line: the platform serves the script at ``/NAME``.
 URL_RE = re.compile(r"^//@url\('/([^']+)'\)", re.M)
 
 
@@ -70,20 +69,19 @@ var __str = function (method, name, value) {
   if (typeof value !== "string" || value === "") __err(method + ": " + name + " must be a non-empty string");
   return value;
 };
-var __frozen = function (path, target) { return __strict(path, target); };
 var appid = __state.appid, session = __state.session, signature = __state.signature;
 var getParam = function (name, dflt) {
   var v = __state.params[name];
   return v === undefined || v === null ? (dflt === undefined ? null : dflt) : v;
 };
-var window = __frozen("window", {location: __frozen("window.location", {host: __state.host})});
+var window = __strict("window", {location: __strict("window.location", {host: __state.host})});
 var __checkApp = function (method, a, s) {
   __str(method, "appid", a); __str(method, "session", s);
   if (a !== __state.appid) return {result: 11, error: method + ": no application " + a};
   if (s !== __state.session && s !== __state.signature) return {result: 701, error: method + ": invalid session"};
   return null;
 };
-var __scripting = __frozen("api.dev.scripting", {
+var __scripting = __strict("api.dev.scripting", {
   CreateScript: function (a, s, name, type, code) {
     if (arguments.length !== 5) __err("CreateScript(appid, session, name, type, code): " + arguments.length + " arguments");
     var bad = __checkApp("CreateScript", a, s); if (bad) return bad;
@@ -103,6 +101,7 @@ var __scripting = __frozen("api.dev.scripting", {
     return {result: 0};
   },
   Eval: function (target, s, method, params) {
+    if (arguments.length !== 4) __err("Eval(target, session, method, params): " + arguments.length + " arguments");
     if (target !== "appstore" || method !== "GetApps") __err("api.dev.scripting.Eval(" + target + ", " + method + ") is not simulated (appstore GetApps only)");
     __str("Eval", "session", s);
     if (s !== __state.session && s !== __state.signature) return {result: 701, error: "Eval: invalid session"};
@@ -126,7 +125,7 @@ var __scripting = __frozen("api.dev.scripting", {
     return {result: 0, response: {result: 0, apps: JSON.parse(JSON.stringify(apps))}};
   }
 });
-var __installation = __frozen("api.marketplace.installation", {
+var __installation = __strict("api.marketplace.installation", {
   ExecuteAction: function (p) {
     if (arguments.length !== 1 || !p || typeof p !== "object") __err("ExecuteAction: pass one object {appid, session, appUniqueName, action}");
     Object.keys(p).forEach(function (k) {
@@ -149,7 +148,7 @@ var __installation = __frozen("api.marketplace.installation", {
   }
 });
 var __secureRandom = function () {
-  return __frozen("java.security.SecureRandom instance", {
+  return __strict("java.security.SecureRandom instance", {
     nextInt: function (bound) {
       if (typeof bound !== "number" || bound < 1 || bound > 256 || bound % 1 !== 0) __err("SecureRandom.nextInt(" + bound + ") is not simulated (1..256)");
       var limit = 256 - (256 % bound);

@@ -165,3 +165,37 @@ def test_no_process_gets_the_token_in_its_argv(tmp_path: Path):
     assert "execve(" in calls and str(fake) in calls
     assert token not in calls and b64["renewToken"] not in calls
     assert (tmp_path / "stdin").read_text().split() == [f"token={b64['renewToken']}", f"url={b64['renewUrl']}"]
+
+
+def test_a_scale_out_gives_the_new_node_the_cron_job_and_every_node_the_new_token():
+    """onAfterServiceScaleOut: after the new node is enabled, the layer is scheduled again; the new
+    node is among the nodes that receive ``renew install``, and one new token goes to all of them."""
+    from dbtls.jps import CmdResult, Environment, Node, User
+    from dbtls.jps.cmdwrap import unwrap
+
+    renewed: list[tuple[int, str]] = []
+
+    class Runner:
+        def run(self, node, command_b64, user):
+            text, _ = unwrap(command_b64)
+            if "renew install" in text:
+                renewed.append((node.id, re.search(r"b64 '([A-Za-z0-9+/=]+)'", text).group(1)))
+            if "ca sign --from-manifest" in text:
+                return CmdResult(0, '{"certificates":[],"roots":[]}\n')
+            if "csr --bundle" in text:
+                return CmdResult(0, "{}\n")
+            if "printf yes" in text:
+                return CmdResult(0, "yes")
+            return CmdResult(0, "")
+
+    env = Environment("env-6", "env-6.example.org", [
+        Node(11, "sqldb", "postgres15", True, "10.0.0.11"), Node(12, "sqldb", "postgres15", False, "10.0.0.12")])
+    it = Interpreter(env, Runner(), user=User(), sleep=lambda s: None, seed=1)
+    addon = it.load(build_manifest("0" * 64), node_group="sqldb")
+    it.addons = [addon]
+    new = env.add(Node(13, "sqldb", "postgres15", False, "10.0.0.13"))
+    fired = it.fire_all("onAfterServiceScaleOut", params={"nodeGroup": "sqldb"}, response={"nodes": [new]})
+    assert [r.ok for _, r in fired] == [True], [r.error for _, r in fired]
+    assert sorted(node for node, _ in renewed) == [11, 12, 13]
+    assert len({token for _, token in renewed}) == 1
+    assert list(it.platform.scripts) == ["env-6-sqldb-dbtls-renew"]
