@@ -567,8 +567,12 @@ var body = BODY.split('__NAME__').join(name).split('__TOKEN__').join(token)
   .split('__ENVAPPID__').join('${env.appid}').split('__GROUP__').join('""" + LAYER + """');
 api.dev.scripting.DeleteScript(appid, session, name);
 var resp = api.dev.scripting.CreateScript(appid, session, name, 'js', body);
-if (resp.result != 0) return resp;
-return {result: 0, token: token, url: 'https://' + window.location.host + '/' + name + '?appid=' + appid};""")
+if (resp.result != 0) {
+  return {result: 0, scheduled: 'no', token: '', url: '',
+          error: 'CreateScript ' + name + ': ' + resp.result + ' ' + (resp.error || '')};
+}
+return {result: 0, scheduled: 'yes', token: token, url: 'https://' + window.location.host + '/' + name + '?appid=' + appid,
+        error: ''};""")
 
 _RENEW_DELETE = ("""var name = '""" + RENEW_SCRIPT + """';
 var resp = api.dev.scripting.DeleteScript(appid, session, name);
@@ -585,11 +589,23 @@ def _renew_create_code() -> str:
 def _renew_schedule() -> list[Any]:
     """(Re)create the platform script with a new token, then give every node of the layer the token
     and the URL and its cron job. Run at install, after a scale-out and after a redeploy: one token
-    per installation, so every node gets the new one."""
+    per installation, so every node gets the new one.
+
+    A platform that refuses the script (an error result) does not undo the TLS just set up: the
+    run goes on without the daily check and says so (``globals.pending``, the action log). An
+    exception in the script still fails the run."""
     return [
         {"script": _renew_create_code()},
-        {"setGlobals": {"renewToken": "${response.token}", "renewUrl": "${response.url}"}},
-        cmd(LAYER, shell.renew_install()),
+        {"setGlobals": {"renewScheduled": "${response.scheduled}", "renewToken": "${response.token}",
+                        "renewUrl": "${response.url}", "renewError": "${response.error}"}},
+        {f"if ({output_is('yes', 'globals.renewScheduled')})": [
+            cmd(LAYER, shell.renew_install()),
+        ]},
+        {"else": [
+            {"setGlobals": {"pending": "${globals.pending} No daily renewal check: the platform refused its "
+                                       "script (${globals.renewError}); renew with Re-issue certificates."}},
+            {"log": "${globals.pending}"},
+        ]},
         {"setGlobals": {"renewToken": ""}},
     ]
 

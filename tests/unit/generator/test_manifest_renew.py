@@ -199,3 +199,18 @@ def test_a_scale_out_gives_the_new_node_the_cron_job_and_every_node_the_new_toke
     assert sorted(node for node, _ in renewed) == [11, 12, 13]
     assert len({token for _, token in renewed}) == 1
     assert list(it.platform.scripts) == ["env-6-sqldb-dbtls-renew"]
+
+
+def test_a_refused_platform_script_leaves_tls_alone_and_says_there_is_no_daily_check():
+    """CreateScript answering an error (here: a name the platform refuses) is not an install
+    failure: no node gets a token or cron job, and the run says the daily check is missing."""
+    from jps_fakes import make_env
+
+    runner = FakeRunner()
+    it = interp(runner, env=make_env("env 7"))
+    addon = it.load(build_manifest("0" * 64), node_group="sqldb")
+    result = it.call(addon, "renewSchedule")
+    assert result.ok, result.error
+    assert it.platform.scripts == {}
+    assert not any("renew install" in text for _, text, _, _ in runner.calls)
+    assert any("No daily renewal check" in line and "CreateScript" in line for line in result.log), result.log
