@@ -14,6 +14,7 @@ script the install created, and the ``renew`` action that script starts (docs/re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -133,24 +134,37 @@ def script_names(sim: Platform) -> list[str]:
     return sorted(sim.session(lambda s: list(s.interp.platform.scripts)))
 
 
-def test_every_node_of_each_layer_has_the_cron_job_and_a_0600_token(sim, installed):
+def script_code(sim: Platform, group: str) -> str:
+    return sim.session(lambda s: s.interp.platform.scripts[f"{sim.env.name}-{group}-dbtls-renew"]["code"])
+
+
+def test_every_node_has_the_cron_job_and_its_own_0600_token_whose_digest_the_script_holds(sim, installed):
+    """Each node drew its own token; its layer's platform script holds the token's SHA-256 and no
+    token; no token is in the text or output of any step of the install runs."""
     env = sim.env
     tokens = {}
     for node in layer_nodes(env):
         out = run(env, node, f"stat -c '%a %U' {CRON} {TOKEN_FILE}").split("\n")
         assert out[:2] == ["644 root", "600 root"], (node, out)
         token = run(env, node, f"cat {TOKEN_FILE}")
-        assert re.fullmatch(r"[A-Za-z0-9]{64,}", token), node
+        assert re.fullmatch(r"[0-9a-f]{64}", token), node
         assert token not in run(env, node, f"cat {CRON}")
         cron_command(env, node)
         tokens[node] = token
-    group = {n.name: n.group for n in env.nodes}
-    by_layer = {}
-    for node, token in tokens.items():
-        by_layer.setdefault(group[node], set()).add(token)
-    assert sorted(by_layer) == ["pgpool", "sqldb"] and all(len(t) == 1 for t in by_layer.values()), by_layer
-    assert by_layer["pgpool"] != by_layer["sqldb"]  # one script and token per installation
+    assert len(set(tokens.values())) == len(tokens)
     assert script_names(sim) == [f"{env.name}-pgpool-dbtls-renew", f"{env.name}-sqldb-dbtls-renew"]
+    group = {n.name: n.group for n in env.nodes}
+    codes = {g: script_code(sim, g) for g in ("sqldb", "pgpool")}
+    for node, token in tokens.items():
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        assert digest in codes[group[node]], node
+        assert digest not in codes["pgpool" if group[node] == "sqldb" else "sqldb"], node
+        assert not any(token in code for code in codes.values()), node
+    recorded = [(step.detail or "") + (step.out or "") + (step.err or "") for _, r in installed for step in r.steps]
+    recorded += [line for _, r in installed for line in r.log]
+    assert any(hashlib.sha256(t.encode()).hexdigest() in text for t in tokens.values() for text in recorded)
+    for token in tokens.values():
+        assert not any(token in text for text in recorded)
 
 
 def test_nothing_due_makes_no_call(sim, installed):
@@ -201,25 +215,33 @@ def test_a_due_certificate_makes_one_call_and_the_platform_runs_renew(sim, insta
     assert wrong["result"] != 0 and executed == []
 
 
-def test_after_a_redeploy_the_layer_gets_a_new_token_and_the_lost_cron_job_back(sim, installed):
+def test_after_a_redeploy_the_nodes_keep_their_tokens_and_get_the_lost_cron_job_back(sim, installed):
     """A redeploy keeps the certificate folder (redeploy.conf) but not /etc/cron.d: the handler puts
-    the cron job back and replaces the token everywhere; the old token no longer starts anything."""
+    the cron job back; the primary's token stays valid. A node whose token went too (the standby
+    here) draws a new one; its old one starts nothing."""
     env = sim.env
     db_nodes = [n.name for n in env.nodes if n.role == "postgres"]
-    old = run(env, "primary", f"cat {TOKEN_FILE}")
-    run(env, "standby", f"rm {CRON}")
+    primary, standby = env.c["primary"], env.c["standby"]
+    before = {node: run(env, node, f"cat {TOKEN_FILE}") for node in db_nodes}
+    run(env, "standby", f"rm {CRON} {TOKEN_FILE}")
     fired = sim.session(lambda s: s.fire("onAfterRedeployContainer", {"nodeGroup": "sqldb"}))
     assert [(g, r.ok) for g, r in fired] == [("sqldb", True)], [(g, r.error) for g, r in fired]
-    tokens = {run(env, node, f"cat {TOKEN_FILE}") for node in db_nodes}
-    assert len(tokens) == 1 and old not in tokens
+    after = {node: run(env, node, f"cat {TOKEN_FILE}") for node in db_nodes}
+    assert primary in db_nodes and standby in db_nodes, (db_nodes, env.c)
+    assert after[primary] == before[primary] and after[standby] != before[standby]
     for node in db_nodes:
         cron_command(env, node)
     name = f"{env.name}-sqldb-dbtls-renew"
-    stale, executed = sim.session(lambda s: (s.invoke_script(name, {"token": old}), list(s.interp.executed)))
+
+    def invoke(token):
+        return sim.session(lambda s: (s.invoke_script(name, {"token": token}),
+                                      [(a.node_group, action) for a, action, _ in s.interp.executed]))
+
+    stale, executed = invoke(before[standby])
     assert stale["result"] != 0 and executed == []
-    fresh, executed = sim.session(lambda s: (s.invoke_script(name, {"token": tokens.pop()}),
-                                             [(a.node_group, action) for a, action, _ in s.interp.executed]))
-    assert fresh["result"] == 0 and executed == [("sqldb", "renew")], fresh
+    for node in db_nodes:
+        fresh, executed = invoke(after[node])
+        assert fresh["result"] == 0 and executed == [("sqldb", "renew")], (node, fresh)
 
 
 def test_uninstall_removes_cron_token_and_platform_scripts(sim, installed):

@@ -237,8 +237,9 @@ def step_result() -> str:
 
 
 def renew_install() -> str:
-    """Keep the renewal token and the platform script's URL on this node (0600, from stdin) and
-    write the daily cron job. The token reaches the agent on stdin, never on a command line."""
+    """Keep the platform script's URL (from stdin) and this node's own token (drawn by the agent,
+    0600), write the daily cron job; the output is the agent's JSON with the token's SHA-256, never
+    the token: the platform records both a cmd's text and a node's output."""
     return _render("renew_install.sh.j2")
 
 

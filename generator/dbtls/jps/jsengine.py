@@ -8,7 +8,7 @@ events.md, ``onBeforeInit``). We run the rendered code in QuickJS with exactly t
 - ``MANIFEST`` and ``jps``: the manifest as an object;
 - ``toJSON(value)``;
 - the platform API calls of :mod:`dbtls.jps.platformapi` (scripts, installed apps, ExecuteAction,
-  SecureRandom, ``getParam``, ``appid``/``session``/``signature``), over a :class:`Platform`.
+  MessageDigest SHA-256, ``getParam``, ``appid``/``session``/``signature``), over a :class:`Platform`.
 
 Touching anything else under ``jelastic``, ``api``, ``java``, ``com``, ``org`` or ``Packages`` throws a
 "not simulated" error, which surfaces as :class:`UnsupportedFeature`: a script can never pass
@@ -60,7 +60,7 @@ var api = __strict("api", {}), java = __strict("java", {}), com = __strict("com"
 _PLATFORM_GLOBALS = r"""
 api = __strict("api", {dev: __strict("api.dev", {scripting: __scripting}),
                        marketplace: __strict("api.marketplace", {installation: __installation})});
-java = __strict("java", {security: __strict("java.security", {SecureRandom: __secureRandom})});
+java = __strict("java", {security: __strict("java.security", {MessageDigest: __messageDigest})});
 """
 
 

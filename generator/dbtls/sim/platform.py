@@ -36,8 +36,8 @@ STACK_VERSION = {
     "proxysql": {"bullseye": "2.5", "bookworm": "2.5", "trixie": "2.5"},
 }
 STATE_PATH = "/var/lib/dbtls-sim/addons.json"
-#: The simulated platform's scripts (platformapi.Platform), kept with the add-on state (0600: a
-#: renewal script holds its installation's token, as the platform's own store does).
+#: The simulated platform's scripts (platformapi.Platform), kept with the add-on state (0600, as the
+#: platform's own store keeps scripts; a renewal script holds digests, not tokens).
 PLATFORM_PATH = "/var/lib/dbtls-sim/platform.json"
 #: The only repository paths the HTTP server hands out.
 SERVED_PREFIXES = ("manifest.jps", "marketplace/", "node-scripts/dist/")

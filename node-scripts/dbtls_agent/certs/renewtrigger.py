@@ -1,13 +1,18 @@
 """The daily renewal trigger on a node: when a certificate here is due, ask the platform to renew.
 
 The add-on's manifest creates a platform script per installation that runs the add-on's ``renew``
-action when called with the installation's token (docs/renewal.md). This module keeps what a node
-needs to call it and makes the call:
+action when called with the token of one of its layer's nodes (docs/renewal.md). This module keeps
+what a node needs to call it and makes the call:
 
-* ``<cert-dir>/.dbtls-state/renew-token`` (0600, root's): the token, written from the manifest's
-  stdin and read only here, by this process. It never reaches a command line (other users can read
-  ``/proc/*/cmdline``), a log line or the output.
-* ``<cert-dir>/.dbtls-state/renew.json``: the script's URL (https only).
+* ``<cert-dir>/.dbtls-state/renew-token`` (0600, root's): the node's own token, drawn here from
+  ``os.urandom`` and read only here, by this process. It never reaches a command line (other users
+  can read ``/proc/*/cmdline``), a log line, the output or the manifest: the node prints its SHA-256
+  digest, and the platform script holds only the digests of the layer's tokens. The platform keeps
+  the text of every ``cmd`` and the output of every node, so nothing secret may cross the manifest.
+* ``<cert-dir>/.dbtls-state/renew.json``: the script's URL (https only). A token is kept across
+  installs only for the same URL, which names the environment and the layer: a scale-out or a
+  redeploy leaves the other nodes' tokens valid, and a clone (whose copied files name the original's
+  URL) draws its own.
 * ``/etc/cron.d/dbtls-renew``: root runs ``dbtls-agent renew check`` once a day at a minute drawn
   here, so the nodes of a layer do not all call at the same moment.
 
@@ -15,7 +20,9 @@ The call is an HTTPS POST with the token in the form-encoded body, verified agai
 trusted roots (no way to turn verification off).
 """
 
+import binascii
 import datetime
+import hashlib
 import json
 import os
 import random
@@ -33,15 +40,17 @@ LOG_FILE = "/var/log/dbtls-renew.log"
 DEFAULT_AGENT = "/usr/local/sbin/dbtls-agent"
 #: The window of the daily check: what the ``renew`` action renews (docs/renewal.md).
 WITHIN_DAYS = 30
-#: A token shorter than this is refused: the manifest draws 64 characters.
+#: A token shorter than this is refused; a node draws 32 random bytes, 64 hex digits.
 MIN_TOKEN = 64
+TOKEN_BYTES = 32
 MAX_TOKEN = 1024
 TIMEOUT_S = 60
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 
 def check_token(token: str) -> str:
-    """The token as the manifest drew it: letters and digits, 64 to 1024 of them."""
+    """A token as the platform script accepts it: letters and digits, 64 to 1024 of them (a node
+    draws 64 hex digits)."""
     if not MIN_TOKEN <= len(token) <= MAX_TOKEN or not set(token) <= _TOKEN_CHARS:
         raise AgentError("renewal token: expected {} to {} letters and digits".format(MIN_TOKEN, MAX_TOKEN))
     return token
@@ -71,22 +80,49 @@ def cron_text(minute: int, hour: int, agent: str = DEFAULT_AGENT, cert_dir: str 
                 days=WITHIN_DAYS, m=minute, h=hour, agent=agent, cert_dir=cert_dir, log=LOG_FILE)
 
 
-def install(cert_dir: str, token: str, url: str, cron_file: str = CRON_FILE, agent: str = DEFAULT_AGENT,
+def new_token() -> str:
+    """256 bits from the kernel's generator, as 64 lowercase hex digits."""
+    return binascii.hexlify(os.urandom(TOKEN_BYTES)).decode("ascii")
+
+
+def token_digest(token: str) -> str:
+    """What the platform script keeps of a token: its SHA-256, 64 lowercase hex digits."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def _kept_token(cert_dir: str, url: str) -> Optional[str]:
+    """The token already on this node when it is valid and was drawn for the same URL, else None."""
+    try:
+        token = read_token(cert_dir)
+        same_url = read_url(cert_dir) == url
+    except AgentError:
+        return None
+    return token if same_url else None
+
+
+def install(cert_dir: str, url: str, cron_file: str = CRON_FILE, agent: str = DEFAULT_AGENT,
             rng: Optional[random.Random] = None) -> Dict[str, Any]:
-    """Keep the token and URL, and (re)write the cron file at a random minute of the day."""
-    check_token(token)
+    """Keep this node's token (a new one unless a valid one drawn for ``url`` is there),
+    the URL, and (re)write the cron file at a random minute of the day. The answer carries the
+    token's SHA-256, never the token."""
     check_url(url)
     rng = rng or random.SystemRandom()
     minute, hour = rng.randrange(60), rng.randrange(24)
     layout = state.layout(cert_dir)
+    token = _kept_token(cert_dir, url)
+    kept = token is not None
     fsio.ensure_dir(cert_dir, 0o711)  # the mode the agent keeps it at (options.save)
     fsio.ensure_dir(layout.root, 0o700)
-    fsio.atomic_write(layout.renew_token, token.encode("ascii"), mode=0o600, owner=(0, 0) if os.geteuid() == 0 else None)
+    if token is None:
+        token = new_token()
+        fsio.atomic_write(layout.renew_token, token.encode("ascii"), mode=0o600,
+                          owner=(0, 0) if os.geteuid() == 0 else None)
     fsio.atomic_write(layout.renew_settings, (json.dumps({"url": url}, sort_keys=True) + "\n").encode(), mode=0o600)
     fsio.ensure_dir(os.path.dirname(cron_file), 0o755)
     fsio.atomic_write(cron_file, cron_text(minute, hour, agent, cert_dir).encode(), mode=0o644)
     return {"cron_file": cron_file, "schedule": "{:02d}:{:02d} daily".format(hour, minute),
-            "token_file": layout.renew_token, "url": url}
+            "token": "kept" if kept else "new", "token_file": layout.renew_token,
+            "token_sha256": token_digest(token), "url": url}
 
 
 def remove(cert_dir: str, cron_file: str = CRON_FILE) -> Dict[str, Any]:

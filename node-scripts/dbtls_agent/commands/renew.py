@@ -1,8 +1,9 @@
 """``renew install|check|remove``: the node's side of the automatic renewal (certs/renewtrigger.py).
 
-``install --from-manifest`` reads ``token=<base64> url=<base64>`` on stdin (the manifest hands the
-token over as it hands certificates); ``check`` is what the cron job runs: one log line per run,
-never the token; ``remove`` undoes ``install``.
+``install --from-manifest`` reads ``url=<base64>`` on stdin, keeps or draws the node's own token and
+prints its SHA-256 (the manifest collects the layer's digests for the platform script; the token
+itself never leaves the node); ``check`` is what the cron job runs: one log line per run, never the
+token; ``remove`` undoes ``install``.
 """
 
 import argparse
@@ -17,12 +18,12 @@ from dbtls_agent.errors import AgentError
 
 def cmd_install(args: argparse.Namespace) -> int:
     if not args.from_manifest:
-        raise AgentError("renew install reads the token from the manifest: pass --from-manifest")
-    fields = payload.decode_fields(sys.stdin.read(), ("token", "url"), "renewal settings")
-    if set(fields) != {"token", "url"}:
-        raise AgentError("renewal settings: expected token=<base64> and url=<base64>")
+        raise AgentError("renew install reads the URL from the manifest: pass --from-manifest")
+    fields = payload.decode_fields(sys.stdin.read(), ("url",), "renewal settings")
+    if set(fields) != {"url"}:
+        raise AgentError("renewal settings: expected url=<base64>")
     with state.NodeLock(args.cert_dir):
-        result = renewtrigger.install(args.cert_dir, fields["token"], fields["url"], args.cron_file, args.agent)
+        result = renewtrigger.install(args.cert_dir, fields["url"], args.cron_file, args.agent)
     print_json(result)
     return 0
 
@@ -54,14 +55,15 @@ def register(subparsers: Any) -> None:
     """``renew install|check|remove``."""
     parser = subparsers.add_parser("renew", help="the daily renewal check that asks the platform to renew")
     sub = parser.add_subparsers(dest="renew_command")
-    install_p = sub.add_parser("install", help="keep the token and URL, write the cron file (stdin: from the manifest)")
+    install_p = sub.add_parser("install", help="keep or draw this node's token, keep the URL, write the cron file; "
+                                             "prints the token's SHA-256 (stdin: from the manifest)")
     check_p = sub.add_parser("check", help="the cron job: when a certificate here is due, call the platform script")
     remove_p = sub.add_parser("remove", help="remove the cron file, the token and the URL")
     for p in (install_p, check_p, remove_p):
         p.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, help="certificate directory (default %(default)s)")
     for p in (install_p, remove_p):
         p.add_argument("--cron-file", default=renewtrigger.CRON_FILE, help="cron file (default %(default)s)")
-    install_p.add_argument("--from-manifest", action="store_true", help="stdin: 'token=<base64> url=<base64>'")
+    install_p.add_argument("--from-manifest", action="store_true", help="stdin: 'url=<base64>'")
     install_p.add_argument("--agent", default=renewtrigger.DEFAULT_AGENT,
                            help="the agent's path in the cron line (default %(default)s)")
     check_p.add_argument("--backend", choices=("cryptography", "openssl"), help="force a crypto backend")
