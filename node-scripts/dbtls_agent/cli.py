@@ -19,7 +19,7 @@ COMMAND_MODULES = ["dbtls_agent.commands.certs", "dbtls_agent.commands.roles", "
                    "dbtls_agent.commands.forecast", "dbtls_agent.commands.options", "dbtls_agent.commands.statusline",
                    "dbtls_agent.commands.preflight", "dbtls_agent.commands.users",
                    "dbtls_agent.commands.replication", "dbtls_agent.commands.kit",
-                   "dbtls_agent.commands.due"]  # type: List[str]
+                   "dbtls_agent.commands.due", "dbtls_agent.commands.renew"]  # type: List[str]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,6 +92,16 @@ class StateLayout(object):
         return self._at("seal")
 
     @property
+    def renew_token(self) -> str:
+        """The token the platform's renewal script checks (0600; never printed, never in argv)."""
+        return self._at("renew-token")
+
+    @property
+    def renew_settings(self) -> str:
+        """The renewal script's URL (``renew.json``); not secret."""
+        return self._at("renew.json")
+
+    @property
     def mysql_served(self) -> str:
         """Copy of the server cert/key/root last verified as served (rolls back a failed swap)."""
         return self._at("mysql-served")

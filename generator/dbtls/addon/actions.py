@@ -567,6 +567,139 @@ def _require_client_cert() -> list[Any]:
     ]
 
 
+# The automatic renewal trigger (docs/renewal.md): a platform script per installation that runs the
+# ``renew`` action when called with the installation's token, and a daily cron job on every node of
+# the layer that calls it when one of the node's certificates is due.
+
+#: The platform script's name: one per environment and layer.
+RENEW_SCRIPT = "${env.envName}-" + LAYER + "-dbtls-renew"
+
+#: The script the platform serves at ``/<name>``. It takes no parameter but the token: whatever else
+#: a caller sends, it can only make the add-on run ``renew``, which re-derives everything from the
+#: certificates. It holds no token, only the SHA-256 digests of the layer's nodes' tokens
+#: (``__DIGESTS__``, a JSON list of hex strings checked by the script action): it hashes the token
+#: it receives with ``java.security.MessageDigest`` and compares it with every digest in constant
+#: time. It finds the installation the way the Let's Encrypt add-on does (GetApps by app id and
+#: layer).
+_RENEW_SCRIPT_BODY = r"""//@url('/__NAME__')
+var digests = __DIGESTS__;
+var given = String(getParam('token', '') || '');
+if (!/^[A-Za-z0-9]{64,1024}$/.test(given)) return {result: 4, error: 'wrong token'};
+var md = java.security.MessageDigest.getInstance('SHA-256');
+for (var i = 0; i < given.length; i++) md.update(given.charCodeAt(i));
+var raw = md.digest(), hex = '';
+for (var j = 0; j < raw.length; j++) {
+  var h = (raw[j] & 0xff).toString(16);
+  hex += h.length < 2 ? '0' + h : h;
+}
+var found = 0;
+for (var k = 0; k < digests.length; k++) {
+  var diff = 0;
+  for (var c = 0; c < 64; c++) diff |= hex.charCodeAt(c) ^ digests[k].charCodeAt(c);
+  found |= diff == 0 ? 1 : 0;
+}
+if (!found) return {result: 4, error: 'wrong token'};
+var resp = api.dev.scripting.Eval('appstore', signature, 'GetApps', {
+  targetAppid: '__ENVAPPID__',
+  search: {appstore: 1, app_id: 'dbtls', nodeGroup: '__GROUP__'}
+});
+if (resp.result != 0) return resp;
+var apps = ((resp.response || {}).apps || []).filter(function (a) { return a.isInstalled; });
+if (apps.length != 1) return {result: 99, error: 'expected one dbtls installation on __GROUP__, found ' + apps.length};
+return api.marketplace.installation.ExecuteAction({appid: appid, session: signature,
+                                                    appUniqueName: apps[0].uniqueName, action: 'renew'});"""
+
+#: The script's URL, which the nodes need before they answer with their digests.
+_RENEW_URL = ("""return {result: 0, url: 'https://' + window.location.host + '/""" + RENEW_SCRIPT
+              + """?appid=' + appid};""")
+
+#: The installation's script action: read the nodes' answers (``renew install`` JSON, each base64 as
+#: the engine made it, in a base64 list ``<node id>:<base64> ...``), keep each node's
+#: ``token_sha256`` after checking it is 64 hex digits (anything else fails the run, naming the
+#: node), and (re)create the platform script with the digests. The decoding is plain JavaScript:
+#: node output never becomes code.
+_RENEW_CREATE = ("""var name = '""" + RENEW_SCRIPT + """';
+var B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+var unb64 = function (text) {
+  if (!/^[A-Za-z0-9+\\/]*={0,2}$/.test(text) || text.length % 4 != 0) return null;
+  var out = '', bits = 0, n = 0;
+  for (var i = 0; i < text.length && text.charAt(i) != '='; i++) {
+    bits = (bits << 6) | B64.indexOf(text.charAt(i)); n += 6;
+    if (n >= 8) { n -= 8; out += String.fromCharCode((bits >> n) & 0xff); }
+  }
+  return out;
+};
+var listed = unb64('${globals.renewNodes.toBase64()}');
+var entries = listed === null ? [] : listed.split(' ').filter(function (e) { return e != ''; });
+if (entries.length == 0) return {result: 99, error: 'renewal check: no node of """ + LAYER + """ answered'};
+var digests = [];
+for (var e = 0; e < entries.length; e++) {
+  var id = entries[e].split(':')[0], answer = unb64(entries[e].split(':')[1] || ''), digest = null;
+  try { digest = JSON.parse(answer).token_sha256; } catch (err) { digest = null; }
+  if (typeof digest != 'string' || !/^[0-9a-f]{64}$/.test(digest)) {
+    return {result: 99, error: 'renewal check: node ' + id + ' did not answer the SHA-256 of its token (64 hex digits)'};
+  }
+  digests.push(digest);
+}
+var body = BODY.split('__NAME__').join(name).split('__DIGESTS__').join(JSON.stringify(digests))
+  .split('__ENVAPPID__').join('${env.appid}').split('__GROUP__').join('""" + LAYER + """');
+api.dev.scripting.DeleteScript(appid, session, name);
+var resp = api.dev.scripting.CreateScript(appid, session, name, 'js', body);
+if (resp.result != 0) {
+  return {result: 0, scheduled: 'no', error: 'CreateScript ' + name + ': ' + resp.result + ' ' + (resp.error || '')};
+}
+return {result: 0, scheduled: 'yes', nodes: digests.length, error: ''};""")
+
+_RENEW_DELETE = ("""var name = '""" + RENEW_SCRIPT + """';
+var resp = api.dev.scripting.DeleteScript(appid, session, name);
+return {result: 0, name: name, deleted: resp.result == 0 ? 'yes' : 'no (' + resp.result + ')'};""")
+
+
+def _renew_create_code() -> str:
+    import json
+
+    return "var BODY = " + json.dumps(_RENEW_SCRIPT_BODY) + ";\n" + _RENEW_CREATE
+
+
+@action("renewSchedule")
+def _renew_schedule() -> list[Any]:
+    """Every node of the layer keeps (or draws) its own token and its cron job and answers the
+    token's SHA-256; the platform script is (re)created with those digests. Nothing secret crosses
+    the manifest: the platform records every cmd's text and every node's output. Run at install,
+    after a scale-out and after a redeploy: a node keeps a valid token, so the others stay valid.
+
+    A platform that refuses the script (an error result) does not undo the TLS just set up: the
+    nodes' cron jobs and tokens go again, the run goes on without the daily check and says so
+    (``globals.pending``, the action log). An exception in the script, or a node that answers no
+    digest, fails the run."""
+    return [
+        {"script": _RENEW_URL},
+        {"setGlobals": {"renewUrl": "${response.url}", "renewNodes": ""}},
+        {f"forEach(n:nodes.{LAYER})": [
+            cmd("${@n.id}", shell.renew_install()),
+            {"setGlobals": {"renewNodes": "${globals.renewNodes} ${@n.id}:${response.out.toBase64()}"}},
+        ]},
+        {"script": _renew_create_code()},
+        {"setGlobals": {"renewScheduled": "${response.scheduled}", "renewError": "${response.error}"}},
+        {f"if (!({output_is('yes', 'globals.renewScheduled')}))": [
+            cmd(LAYER, shell.renew_remove()),
+            {"setGlobals": {"pending": "${globals.pending} No daily renewal check: the platform refused its "
+                                       "script (${globals.renewError}); renew with Re-issue certificates."}},
+            {"log": "${globals.pending}"},
+        ]},
+    ]
+
+
+@action("renewUnschedule")
+def _renew_unschedule() -> list[Any]:
+    """Uninstall: the cron job, token and URL leave every node of the layer; the platform script goes."""
+    return [
+        cmd(LAYER, shell.renew_remove()),
+        {"script": _RENEW_DELETE},
+        {"log": "platform script ${response.name} deleted: ${response.deleted}"},
+    ]
+
+
 # The layer's life cycle: scale-out, uninstall, redeploy, password reset.
 
 @action("addNodes")
@@ -641,6 +774,7 @@ def _after_redeploy() -> list[Any]:
         {"saveOptions": LAYER},
         "repairLayer",
         "enableLayer",
+        "renewSchedule",
     ]
 
 
@@ -654,3 +788,4 @@ def _password_reset() -> list[Any]:
             _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
         ])]},
     ]
+

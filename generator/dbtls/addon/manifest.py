@@ -128,7 +128,8 @@ def events() -> dict[str, Any]:
     """Platform events. Every installed instance hears every event, so each handler is filtered to
     the instance's own layer and checks what it needs before touching another layer."""
     return {
-        f"onAfterServiceScaleOut[{LAYER}]": ["addNodes", "enableLayer", "refreshProxies", "report"],
+        f"onAfterServiceScaleOut[{LAYER}]": ["addNodes", "enableLayer", "refreshProxies", "renewSchedule",
+                                                     "report"],
         f"onAfterRedeployContainer[{LAYER}]": ["afterRedeploy"],
         f"onAfterResetServicePassword[{LAYER}]": ["passwordReset"],
         "onAfterClone": [
@@ -172,8 +173,8 @@ def build_manifest(agent_sha256: str, base_url: str | None = None) -> dict[str, 
         "settings": settings(),
         "globals": {"report": "", "pending": ""},
         "onInstall": ["checkSupported", "preflightLayer", {"saveOptions": LAYER}, "prepareCa", "issueLayer",
-                      "enableLayer", "report"],
-        "onUninstall": ["disableLayer"],
+                      "enableLayer", "renewSchedule", "report"],
+        "onUninstall": ["renewUnschedule", "disableLayer"],
         **events(),
         "buttons": buttons(),
         "actions": custom_actions(agent_sha256),

@@ -30,6 +30,8 @@ KEEP_ON_REDEPLOY = (CERT_DIR, AGENT_DIR, AGENT)
 MIN_PYTHON = (3, 6)
 #: How long ProxySQL waits for a backend's connections in use to finish before its restart goes ahead.
 DRAIN_TIMEOUT_S = 60
+#: The renewal trigger's cron file (the agent's renewtrigger.CRON_FILE).
+RENEW_CRON = "/etc/cron.d/dbtls-renew"
 #: Where a deferred step keeps its exit code and stderr until ``step_result`` replays them.
 STEP_DIR = "/run/dbtls-step"
 
@@ -256,3 +258,18 @@ def deferred(script: str) -> str:
 def step_result() -> str:
     """The exit code and stderr of the last ``deferred`` step on this node, replayed."""
     return _render("step_result.sh.j2")
+
+
+# -- the automatic renewal trigger (docs/renewal.md) ---------------------------------------------
+
+
+def renew_install() -> str:
+    """Keep the platform script's URL (from stdin) and this node's own token (drawn by the agent,
+    0600), write the daily cron job; the output is the agent's JSON with the token's SHA-256, never
+    the token: the platform records both a cmd's text and a node's output."""
+    return _render("renew_install.sh.j2")
+
+
+def renew_remove() -> str:
+    """Remove the cron job, the token and the URL (also when the agent is already gone)."""
+    return _render("renew_remove.sh.j2", renew_cron=RENEW_CRON)

@@ -26,6 +26,7 @@ from dbtls.jps.errors import ConditionError, ManifestError, UnsupportedFeature
 from dbtls.jps.loading import Fetcher, is_link
 from dbtls.jps.model import Addon, CmdResult, Environment, Node, User
 from dbtls.jps.placeholders import Loop, Scope, is_missing, nodes_view, to_text
+from dbtls.jps.platformapi import Platform
 from dbtls.jps.results import Result, Step, Stop
 from dbtls.jps.schema import join
 from dbtls.jps.syntax import (
@@ -47,12 +48,17 @@ class Host(Protocol):
     envs: list[Environment]
     user: User
     rng: random.Random
+    platform: Platform
     parallel: bool
     fetch: Fetcher
     sleep: Callable[[float], None]
 
     def run_on_nodes(self, nodes: list[Node], command_b64: str, user: str,
                      sequential: bool) -> list[CmdResult]: ...
+
+    def installed_apps(self) -> list[dict[str, Any]]: ...
+
+    def run_deferred(self, value: Any, deferred: list[dict[str, Any]]) -> Any: ...
 
     def install_child(self, parent: Addon, jps: str | dict[str, Any], node_group: str | None,
                       settings: dict[str, Any]) -> Result: ...
@@ -473,7 +479,9 @@ class Run:
         rendered = scope.render(code)
         self.step("script", detail=rendered[:200], path=path, unresolved=tuple(scope.unresolved))
         try:
-            value = jsengine.run(rendered, manifest=self.addon.manifest, envs=self.interp.envs)
+            outcome = jsengine.run_script(rendered, manifest=self.addon.manifest, envs=self.interp.envs,
+                                          platform=self.interp.platform, apps=self.interp.installed_apps())
+            value = self.interp.run_deferred(outcome.value, outcome.deferred)
         except jsengine.ScriptFailure as exc:
             self.response = {}
             raise Stop("error", f"script failed: {exc}", "error") from None

@@ -17,7 +17,9 @@ Each call returns a :class:`Result` with every executed step. Unsupported manife
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +33,7 @@ from dbtls.jps.errors import ManifestError, UnsupportedFeature
 from dbtls.jps.loading import Fetcher, base_of, declared_base_url, default_fetch, is_link, parse_manifest
 from dbtls.jps.model import Addon, CmdResult, Environment, Node, NodeRunner, User
 from dbtls.jps.placeholders import node_dicts
+from dbtls.jps.platformapi import Platform, url_name
 from dbtls.jps.results import Result, Stop
 from dbtls.jps.syntax import EVENTS, action_items, parse_event_key, split_commas
 from dbtls.jps.timeline import Recorder
@@ -66,6 +69,12 @@ class Interpreter:
         self.sleep = sleep
         self.rng = random.Random(seed)
         self.envs = envs if envs is not None else [env]
+        if not env.appid:
+            env.appid = hashlib.md5(env.env_name.encode()).hexdigest()
+        #: Scripts and sessions of the platform API calls scripts make (platformapi.py).
+        self.platform = Platform(appid=env.appid)
+        #: Every action an ExecuteAction ran: (installation, action, result), in order.
+        self.executed: list[tuple[Addon, str, Result]] = []
         self.addons: list[Addon] = []  #: installed instances, in install order
         #: Set a :class:`timeline.Recorder` to time every platform call (docs/performance.md).
         self.recorder: Recorder | None = None
@@ -173,6 +182,8 @@ class Interpreter:
         result = self._run(addon, addon.manifest.get("onInstall"), addon.settings, path="onInstall",
                            with_success=True)
         if result.ok:
+            if not addon.unique_name:
+                addon.unique_name = secrets.token_hex(16)
             with self._lock:
                 self.addons.append(addon)
         return result
@@ -260,6 +271,47 @@ class Interpreter:
             if addon in self.addons:
                 self.addons.remove(addon)
         return result
+
+    def installed_apps(self) -> list[dict[str, Any]]:
+        """What ``GetApps`` lists: the installed instances (app id, layer, unique name)."""
+        with self._lock:
+            addons = list(self.addons)
+        return [{"uniqueName": a.unique_name, "app_id": str(a.manifest.get("id") or ""),
+                 "nodeGroup": a.node_group or "", "isInstalled": True, "name": str(a.manifest.get("name") or "")}
+                for a in addons]
+
+    def execute_action(self, unique_name: str, action: str) -> dict[str, Any]:
+        """``api.marketplace.installation.ExecuteAction``: run ``action`` of the installation, with no
+        form values (as a button without a form), and answer as the platform's InstallResponse."""
+        with self._lock:
+            addon = next((a for a in self.addons if a.unique_name == unique_name), None)
+        if addon is None:
+            return {"result": 2303, "error": f"no installation {unique_name}"}
+        if action not in addon.actions:
+            return {"result": 2304, "error": f"{addon.label} has no action {action}"}
+        result = self._run(addon, {action: None}, {}, path=f"(ExecuteAction {action})")
+        self.executed.append((addon, action, result))
+        if not result.ok:
+            return {"result": 99, "error": result.error or "error", "type": "error"}
+        return {"result": 0, "message": result.message or "", "type": result.message_type or "success"}
+
+    def run_deferred(self, value: Any, deferred: list[dict[str, Any]]) -> Any:
+        """Run the ExecuteAction requests a script made, in order; a returned marker becomes the answer."""
+        answers = [self.execute_action(d["appUniqueName"], d["action"]) for d in deferred]
+        if isinstance(value, dict) and set(value) == {"__dbtlsDeferred"}:
+            return answers[int(value["__dbtlsDeferred"])]
+        return value
+
+    def invoke_script(self, name: str, params: dict[str, Any]) -> Any:
+        """A request to the platform script ``name`` over HTTPS (``https://<host>/<name>``) without a
+        session, with the request's parameters: what a node's renewal check sends. Only a script
+        that declares ``//@url('/<name>')`` is served. Returns the script's answer."""
+        script = self.platform.scripts.get(name)
+        if script is None or url_name(script["code"]) != name:
+            return {"result": 1103, "error": f"no script served at /{name}"}
+        outcome = jsengine.run_script(script["code"], manifest={}, envs=self.envs, platform=self.platform,
+                                      apps=self.installed_apps(), params=params, session="")
+        return self.run_deferred(outcome.value, outcome.deferred)
 
     def call(self, addon: Addon, action: str, arg: Any = None) -> Result:
         """Run one custom action directly with the install settings (tests)."""

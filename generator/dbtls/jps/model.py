@@ -163,6 +163,7 @@ class Addon:
     responses: dict[Any, Any] = field(default_factory=dict)
     globals_spec: dict[str, Any] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  #: alias -> real layer (nodeGroupAlias)
+    unique_name: str = ""  #: the installation's ``appUniqueName`` (set when it is installed)
 
     @property
     def label(self) -> str:

@@ -17,6 +17,7 @@ import docker
 
 from dbtls.addon.project import repo_root
 from dbtls.jps import Interpreter, Node, Result
+from dbtls.jps.platformapi import Platform
 from dbtls.jps.runners import run_script
 from dbtls.sim import cluster, platform
 from dbtls.sim.errors import SimError
@@ -63,7 +64,7 @@ class Session:
     platform (unless the manifest declares its own).
     """
 
-    def __init__(self, env: str, base_url: str, root: Path | None = None) -> None:
+    def __init__(self, env: str, base_url: str, root: Path | None = None, platform_host: str | None = None) -> None:
         self.env = env
         self.root = root or repo_root()
         _manifest(self.root)
@@ -71,9 +72,28 @@ class Session:
         self.engine: docker.DockerClient = cluster.client()
         self.interp: Interpreter = platform.interpreter(self.engine, env)
         self.installed = platform.load_state(self.engine, env)
+        kept = platform.load_platform(self.engine, env)
+        if kept is not None:
+            self.interp.platform = Platform.from_json(kept)
+        if platform_host:
+            self.interp.platform.host = platform_host
 
     def _addon(self, item: platform.Installed) -> Any:
-        return self.interp.load(self.manifest_url, node_group=item.node_group, settings=item.settings)
+        addon = self.interp.load(self.manifest_url, node_group=item.node_group, settings=item.settings)
+        addon.unique_name = item.unique_name
+        return addon
+
+    def _keep_platform(self) -> None:
+        platform.save_platform(self.engine, self.env, self.interp.platform.to_json())
+
+    def invoke_script(self, name: str, params: dict[str, Any]) -> Any:
+        """A request to the platform script ``name`` (what a node's renewal check sent, captured):
+        the simulated platform runs it, and any action it starts (interp.executed)."""
+        self.interp.addons = [self._addon(item) for item in self.installed]
+        try:
+            return self.interp.invoke_script(name, params)
+        finally:
+            self._keep_platform()
 
     def install(self, settings: dict[str, Any], layers: list[str] | None = None) -> list[tuple[str, Result]]:
         """Install on every supported layer of the env (or ``layers``), database layer first."""
@@ -88,10 +108,11 @@ class Session:
                 raise SimError(f"the add-on is already installed on {group}; uninstall first")
             _, result = self.interp.install(self.manifest_url, node_group=group, settings=settings)
             results.append((group, result))
+            self._keep_platform()
             if not result.ok or result.stopped:
                 break
             addon = self.interp.addons[-1]
-            self.installed.append(platform.Installed(group, dict(addon.settings)))
+            self.installed.append(platform.Installed(group, dict(addon.settings), addon.unique_name))
             platform.save_state(self.engine, self.env, self.installed)
         return results
 
@@ -108,7 +129,12 @@ class Session:
     def press(self, caption: str, settings: dict[str, Any], layer: str | None = None) -> Result:
         """Click a button of the add-on instance on ``layer`` (default: the database layer)."""
         item = self._instance(layer)
-        return self.interp.click(self._addon(item), caption, settings)
+        self.interp.addons = [self._addon(i) for i in self.installed]
+        addon = next(a for a in self.interp.addons if a.node_group == item.node_group)
+        try:
+            return self.interp.click(addon, caption, settings)
+        finally:
+            self._keep_platform()
 
     def fire_scale_out(self, group: str, new_node: Node, order: str = "install",
                        concurrent: bool = False) -> list[tuple[str, Result]]:
@@ -122,15 +148,21 @@ class Session:
         """Raise a platform event: every installed instance hears it, in ``order`` (install or
         reverse) or all at once; returns (layer, result) of the instances whose handlers ran."""
         self.interp.addons = [self._addon(item) for item in self.installed]
-        fired = self.interp.fire_all(event, params=params, response=response or {}, order=order,
-                                     concurrent=concurrent)
+        try:
+            fired = self.interp.fire_all(event, params=params, response=response or {}, order=order,
+                                         concurrent=concurrent)
+        finally:
+            self._keep_platform()
         return [(a.node_group or "-", r) for a, r in fired]
 
     def uninstall(self) -> list[tuple[str, Result]]:
         """Uninstall every instance, last installed first (proxies before the database layer)."""
         results = []
+        self.interp.addons = [self._addon(i) for i in self.installed]
         for item in list(reversed(self.installed)):
-            result = self.interp.uninstall(self._addon(item))
+            addon = next(a for a in self.interp.addons if a.node_group == item.node_group)
+            result = self.interp.uninstall(addon)
+            self._keep_platform()
             results.append((item.node_group, result))
             if not result.ok:
                 break

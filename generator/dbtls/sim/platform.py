@@ -36,6 +36,9 @@ STACK_VERSION = {
     "proxysql": {"bullseye": "2.5", "bookworm": "2.5", "trixie": "2.5"},
 }
 STATE_PATH = "/var/lib/dbtls-sim/addons.json"
+#: The simulated platform's scripts (platformapi.Platform), kept with the add-on state (0600, as the
+#: platform's own store keeps scripts; a renewal script holds digests, not tokens).
+PLATFORM_PATH = "/var/lib/dbtls-sim/platform.json"
 #: The only repository paths the HTTP server hands out.
 SERVED_PREFIXES = ("manifest.jps", "marketplace/", "node-scripts/dist/")
 
@@ -123,6 +126,7 @@ class Installed:
 
     node_group: str
     settings: dict[str, Any]
+    unique_name: str = ""
 
 
 def _client(engine: docker.DockerClient, env: str) -> Any:
@@ -138,8 +142,21 @@ def load_state(engine: docker.DockerClient, env: str) -> list[Installed]:
 
 def save_state(engine: docker.DockerClient, env: str, items: list[Installed]) -> None:
     """Remember the installed add-ons inside the env's client container (stdin, not argv)."""
-    body = json.dumps([i.__dict__ for i in items], indent=1, sort_keys=True)
-    script = f"mkdir -p {Path(STATE_PATH).parent} && cat > {STATE_PATH}"
+    _save(engine, env, STATE_PATH, json.dumps([i.__dict__ for i in items], indent=1, sort_keys=True))
+
+
+def load_platform(engine: docker.DockerClient, env: str) -> dict[str, Any] | None:
+    """The platform state kept by :func:`save_platform` (None before the first script exists)."""
+    res = _client(engine, env).exec_run(["cat", PLATFORM_PATH])
+    return json.loads(res.output.decode()) if res.exit_code == 0 else None
+
+
+def save_platform(engine: docker.DockerClient, env: str, data: dict[str, Any]) -> None:
+    _save(engine, env, PLATFORM_PATH, json.dumps(data, indent=1, sort_keys=True))
+
+
+def _save(engine: docker.DockerClient, env: str, path: str, body: str) -> None:
+    script = f"umask 077 && mkdir -p {Path(path).parent} && cat > {path}"
     proc = subprocess.run(["docker", "exec", "-i", _client(engine, env).name, "bash", "-c", script],
                           input=body.encode(), capture_output=True, check=False)
     if proc.returncode != 0:

@@ -125,6 +125,8 @@ def test_redeploy_handler_repairs_the_layer_in_order():
                 return CmdResult(0, "{}\n")
             if "printf yes" in text:
                 return CmdResult(0, "yes")
+            if "renew install" in text:  # the agent's answer: its token's SHA-256
+                return CmdResult(0, json.dumps({"token_sha256": f"{node.id:064x}"}) + "\n")
             return CmdResult(0, "")
 
     env = Environment("env-6", "env-6.example.org", [

@@ -112,7 +112,10 @@ def test_script_failures_stop_the_handler(code: str, error: str) -> None:
     "return jelastic.env.control.GetEnvInfo('x', session);",
     "return {result: 0, v: java.lang.System.getenv('HOME')};",
     "return api.env.file.Read({});",
-    "return {result: 0, s: session};",
+    # ``session``, ``appid`` and ``signature`` are simulated globals now (jps-semantics.md, "Platform
+    # API in scripts"); hivext's own client library is not.
+    "return {result: 0, s: hivext.local.GetParam('x')};",
+    "return api.dev.scripting.GetScript(appid, session, 'x');",
     "jelastic.env.control.GetEnvs = null; return {result: 0};",
 ])
 def test_anything_else_the_js_touches_is_not_simulated(code: str) -> None:
