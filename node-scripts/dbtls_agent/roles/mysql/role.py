@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from dbtls_agent import fsio, nodeos
 from dbtls_agent.crypto import get_backend
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import common, replwait
+from dbtls_agent.roles import common, replwait, statusschema
 from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import cipherorder, lockout, mycnf
 from dbtls_agent.roles.mysql import context as rc
@@ -416,19 +416,44 @@ def undo_user_requirements(node: Node) -> List[str]:
 def status(ctx: Any) -> Dict[str, Any]:
     node = Node(ctx)
     live = node.live()
-    result = {"role": ROLE, "flavor": node.flavor, "version": ".".join(map(str, node.version)),
-              "have_ssl": live["have_ssl"], "require_secure_transport": live["require_secure_transport"],
-              "ssl_cert": live["ssl_cert"]}  # type: Dict[str, Any]
+    details = {"flavor": node.flavor, "have_ssl": live["have_ssl"],
+               "require_secure_transport": live["require_secure_transport"],
+               "ssl_cert": live["ssl_cert"]}  # type: Dict[str, Any]
     directory, _ = mysqlnode.dropin_plan(fsio.read_text)
     path = os.path.join(directory, mycnf.SSL_CONFIG_NAME)
-    result["config"] = {"path": path, "kind": mycnf.classify_dropin(fsio.read_text(path))}
+    details["config"] = {"path": path, "kind": mycnf.classify_dropin(fsio.read_text(path))}
+    cert = fsio.read_bytes(os.path.join(node.server_dir, "server.crt"))
+    try:
+        expected = rc.pem_sha256(cert) if cert else None  # type: Optional[str]
+    except AgentError:
+        expected = None
     try:
         served = node.probe()
-        result["served"] = mysqlprobe.describe(served)
-        cert = fsio.read_bytes(os.path.join(node.server_dir, "server.crt"))
-        result["serves_our_certificate"] = bool(cert) and served.sha256 == rc.pem_sha256(cert or b"")
+        details["served"] = mysqlprobe.describe(served)
+        ours = expected is not None and served.sha256 == expected
+        tls = statusschema.tls(ours, "handshake", served.tls_version, served.sha256, expected,
+                               None if ours else "the server serves another certificate than server/server.crt",
+                               cipher=served.cipher)
     except AgentError as exc:
-        result["served"] = {"error": str(exc)}
-        result["serves_our_certificate"] = False
-    result["replication"] = replica_status(node)
-    return result
+        details["served"] = {"error": str(exc)}
+        ours = False
+        tls = statusschema.tls(False, "handshake", expected_sha256=expected, error=str(exc))
+    details["serves_our_certificate"] = ours
+    details["replication"] = replica_status(node)
+    return statusschema.document(ROLE, ".".join(map(str, node.version)), True,
+                                 status_stages(details["config"]["kind"], live["require_secure_transport"],
+                                               details["replication"]),
+                                 tls, common.certificates(Context.of(ctx)), **details)
+
+
+def status_stages(config_kind: str, require_secure_transport: Any, channels: List[Dict[str, str]]) -> List[str]:
+    """Our stages in place: offer = our ``ssl-config.cnf``; use = a replica whose channels all
+    allow TLS; require = ``require_secure_transport`` on."""
+    if config_kind != "dbtls":
+        return []
+    stages = ["offer"]
+    if channels and all(str(c.get("ssl_allowed")).lower() == "yes" for c in channels):
+        stages.append("use")
+    if str(require_secure_transport).upper() in ("ON", "1"):
+        stages.append("require")
+    return stages

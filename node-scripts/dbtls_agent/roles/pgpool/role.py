@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio, nodeos
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import base, common
+from dbtls_agent.roles import base, common, statusschema
 from dbtls_agent.roles.pgpool import allow, facts, opensslconf, poolkey, poolpasswd
 from dbtls_agent.roles.pgpool import hba as poolhba
 from dbtls_agent.roles.postgres import accounts, apply, client, tlsprobe
@@ -289,5 +289,5 @@ def status(ctx: base.Context) -> Dict[str, Any]:
     if info["running"]:
         tls = apply.verify_tls(ctx, port, 0) if os.path.isfile(ctx.server_cert()) else \
             tlsprobe.probe(apply.own_host(), port, None)
-    return {"role": ROLE, "enabled": bool(stages), "stages": stages, "tls": tls, "version": info["version"],
-            "running": info["running"], "certificates": common.certificates(ctx)}
+    return statusschema.document(ROLE, info["version"], bool(info["running"]), stages, statusschema.handshake(tls),
+                                 common.certificates(ctx))
