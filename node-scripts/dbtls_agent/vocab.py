@@ -4,10 +4,11 @@ Defined once here; the generator's install form offers exactly these values (a u
 the generated manifest with them), the commands take them as argparse ``choices``, and the options
 file is validated against them. A key type's name is parsed in one place, :class:`KeySpec`.
 
-Where the minimum applies today: PostgreSQL (``ssl_min_protocol_version``) and the MySQL family
-(``tls_version``). Pgpool-II and ProxySQL do not read it yet; the place for Pgpool-II would be
-``roles/pgpool/role.wanted_params`` (``ssl_min_protocol_version`` exists from Pgpool-II 4.3), for
-ProxySQL ``roles/proxysql/plan.enable_plan`` (``mysql-ssl_p2s_*`` / frontend TLS variables).
+Where the minimum applies: PostgreSQL (``ssl_min_protocol_version``), the MySQL family
+(``tls_version``) and Pgpool-II, which has no setting of its own (``MinProtocol`` in the OpenSSL
+configuration the agent gives its service: roles/pgpool/opensslconf.py). ProxySQL has none either
+and sets its frontend's minimum in its own code: its enable result says the minimum is not enforced
+there (roles/proxysql/plan.min_tls_note).
 """
 
 from typing import List, Optional

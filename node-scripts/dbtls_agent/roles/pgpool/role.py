@@ -126,8 +126,10 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         changed_params = _changed_params(conf_text, new_conf)
         restart = any(p in facts.start_only(info["version"]) for p in changed_params)
         if "offer" in stages:
-            result["openssl"] = opensslconf.write_files(cs, before)
+            result["openssl"] = opensslconf.write_files(cs, before, min_tls=ctx.opt("min_tls"))
             restart = restart or result["openssl"]["changed"]  # OPENSSL_CONF is read at start
+            if result["openssl"]["min_tls_note"]:
+                ctx.say("pgpool: " + result["openssl"]["min_tls_note"])
         if "offer" in stages:
             before.setdefault(key_file, current_key)
             key, old_key, created = poolkey.ensure_key(cs)

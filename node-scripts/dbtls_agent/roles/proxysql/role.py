@@ -98,12 +98,14 @@ def enable(ctx: Any) -> Dict[str, Any]:
     except AgentError as exc:
         _rollback(admin, changes, undo, role_state)
         raise AgentError("{}; the previous ProxySQL settings were restored".format(exc)) from None
-    for message in plan.notes:
+    min_tls_note = proxysql_plan.min_tls_note(ctx.tls_versions())
+    for message in plan.notes + ([min_tls_note] if min_tls_note else []):
         _say(ctx, "proxysql: " + message)
     ctx.step("done")
     return {"role": ROLE, "version": ".".join(map(str, admin.version)), "datadir": admin.datadir,
             "restart_required": plan.restart_required, "require_tls": require,
-            "statements": len(plan.statements), "verified": "runtime", "needs_action": refused}
+            "statements": len(plan.statements), "verified": "runtime", "needs_action": refused,
+            "min_tls_note": min_tls_note}
 
 
 def _rollback(admin: Admin, changes: ChangeSet, undo: List[Any], role_state: rc.RoleState) -> None:
