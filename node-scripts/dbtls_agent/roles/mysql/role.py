@@ -103,7 +103,11 @@ class Node(object):
         since = nodeos.file_size(log_error)
         replwait.remember_mysql_now(self, self.cert_dir)  # 'replication wait' names them afterwards
         cipherorder.reload_units(nodeos.run_status)  # our service drop-in, written or removed
-        ok, output = nodeos.service_status("restart")
+        try:
+            nodeos.service("restart", timeout=240.0, units=("mariadb", "mysql"))
+            ok, output = True, ""
+        except AgentError as exc:
+            ok, output = False, str(exc)
         try:
             self.client.wait_ready(90.0)
         except AgentError as exc:
