@@ -401,3 +401,11 @@ def parse_spki(spki_der: bytes) -> Dict[str, Any]:
         return _spki(_root(spki_der))
     except (IndexError, ValueError):
         raise DerError("public key is not valid DER") from None
+
+
+def pem_sha256(pem: bytes) -> str:
+    """SHA-256 (lower-case hex) of the first certificate in ``pem``: what a handshake must show."""
+    blocks = [der for label, der in pem_blocks(pem) if label == "CERTIFICATE"]
+    if not blocks:
+        raise AgentError("no certificate found in the PEM data")
+    return hashlib.sha256(blocks[0]).hexdigest()

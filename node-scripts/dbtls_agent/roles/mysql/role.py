@@ -13,13 +13,12 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio, nodeos
-from dbtls_agent.crypto import get_backend
+from dbtls_agent import fsio, nodeos, state
+from dbtls_agent.crypto import der, get_backend
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import common, replwait, statusschema
 from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import cipherorder, lockout, mycnf
-from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.mysql import flavor as mysqlflavor
 from dbtls_agent.roles.mysql import node as mysqlnode
 from dbtls_agent.roles.mysql import probe as mysqlprobe
@@ -62,7 +61,7 @@ class Node(object):
         self.info = mysqlflavor.parse_version_query(self.client.query("SELECT VERSION(), @@version_comment"))
         self.server_dir = os.path.join(self.cert_dir, "server")
         self.root_crt = os.path.join(self.server_dir, "root.crt")
-        self.state = rc.RoleState(self.cert_dir, ROLE)
+        self.state = state.RoleState(self.cert_dir, ROLE)
 
     def _login(self, password: Optional[str]) -> mysqlnode.Client:
         client = mysqlnode.Client(user="root", what="the local database server (root via socket)")
@@ -196,7 +195,7 @@ def plan_offer(ctx: Any, node: Node, live: Optional[Dict[str, Optional[str]]] = 
         served = node.probe().sha256  # type: Optional[str]
     except AgentError:
         served = None
-    if served == rc.pem_sha256(fsio.read_bytes(os.path.join(node.server_dir, "server.crt")) or b""):
+    if served == der.pem_sha256(fsio.read_bytes(os.path.join(node.server_dir, "server.crt")) or b""):
         return OfferPlan("none", "{} already serves TLS with these settings".format(what))
     statement = mysqlflavor.cert_swap_statement(node.flavor, node.version)
     if statement is None:
@@ -251,7 +250,7 @@ def _cipher_order(node: Node, order: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _save_served(node: Node, files: Dict[str, bytes]) -> None:
-    target = rc.state.layout(node.cert_dir).mysql_served
+    target = state.layout(node.cert_dir).mysql_served
     fsio.ensure_dir(target, 0o700)
     for name, data in files.items():
         fsio.atomic_write(os.path.join(target, name), data, 0o600)
@@ -259,7 +258,7 @@ def _save_served(node: Node, files: Dict[str, bytes]) -> None:
 
 def _restore_served(node: Node) -> bool:
     """Put the last verified cert/key/root back (a failed swap must not break the next restart)."""
-    source = rc.state.layout(node.cert_dir).mysql_served
+    source = state.layout(node.cert_dir).mysql_served
     restored = False
     for name in ("server.crt", "server.key", "root.crt"):
         data = fsio.read_bytes(os.path.join(source, name))
@@ -272,7 +271,7 @@ def _restore_served(node: Node) -> bool:
 
 
 def _verify(node: Node, files: Dict[str, bytes]) -> Dict[str, str]:
-    want = rc.pem_sha256(files["server.crt"])
+    want = der.pem_sha256(files["server.crt"])
     live = node.live()
     if (live["have_ssl"] or "").upper() not in ("YES", ""):
         raise AgentError("the server reports have_ssl={}".format(live["have_ssl"]))
@@ -440,7 +439,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     if report.get("restarted"):
         report["replication_wait"] = _wait_own_channels(ctx, node, cert_dir)
     node.state.remove()
-    shutil.rmtree(rc.state.layout(cert_dir).mysql_served, ignore_errors=True)
+    shutil.rmtree(state.layout(cert_dir).mysql_served, ignore_errors=True)
     # Uninstall asks for --remove-certs: server/, client/ (users' certificates too) and .pending go.
     report["certs_removed"] = common.remove_certs(ctx) if ctx.get("remove_certs") else False
     _say(ctx, "mysql: TLS configuration removed")
@@ -461,7 +460,7 @@ def _wait_own_channels(ctx: Any, node: Node, cert_dir: str, timeout: float = 60.
 
 def undo_user_requirements(node: Node) -> List[str]:
     """Put back the account requirements ``user-cert`` changed on this node."""
-    users = rc.RoleState(node.cert_dir, "mysql-users")
+    users = state.RoleState(node.cert_dir, "mysql-users")
     done = []
     for name, rows in sorted(users.data.items()):
         previous = [mysqlusers.AccountTls.from_dict(r) for r in rows]
@@ -483,7 +482,7 @@ def status(ctx: Any) -> Dict[str, Any]:
     details["config"] = {"path": path, "kind": mycnf.classify_dropin(fsio.read_text(path))}
     cert = fsio.read_bytes(os.path.join(node.server_dir, "server.crt"))
     try:
-        expected = rc.pem_sha256(cert) if cert else None  # type: Optional[str]
+        expected = der.pem_sha256(cert) if cert else None  # type: Optional[str]
     except AgentError:
         expected = None
     try:

@@ -10,11 +10,11 @@ the datadir (backed up first, restored on disable); the SQL plans and their chec
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from dbtls_agent import fsio, safepath
+from dbtls_agent import fsio, safepath, state
+from dbtls_agent.crypto import der
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles import common, statusschema
 from dbtls_agent.roles.base import Context
-from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.proxysql import drain, report
 from dbtls_agent.roles.proxysql import plan as proxysql_plan
 from dbtls_agent.roles.proxysql.admin import Admin, admin_endpoint, read_settings
@@ -72,7 +72,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
     require = bool(ctx.get("require_tls", False)) and any(s in ctx.stages for s in ("require",))
     admin = Admin(ctx)
     _undrain(ctx, admin, cert_dir)
-    role_state = rc.RoleState(cert_dir, ROLE)
+    role_state = state.RoleState(cert_dir, ROLE)
     role_state.remember("snapshot", admin.snapshot().to_dict())
     ctx.step("preflight")
     backend_ca = os.path.join(cert_dir, "server", "root.crt")
@@ -108,7 +108,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
             "min_tls_note": min_tls_note}
 
 
-def _rollback(admin: Admin, changes: ChangeSet, undo: List[Any], role_state: rc.RoleState) -> None:
+def _rollback(admin: Admin, changes: ChangeSet, undo: List[Any], role_state: state.RoleState) -> None:
     changes.undo(undo, default_mode=0o600)
     snapshot = proxysql_plan.Snapshot.from_dict(role_state.get("snapshot", {}))
     reload_version = admin.version if _all_frontend_files(admin.datadir) else None
@@ -141,7 +141,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     cert_dir = ctx.cert_dir
     admin = Admin(ctx)
     _undrain(ctx, admin, cert_dir)
-    role_state = rc.RoleState(cert_dir, ROLE)
+    role_state = state.RoleState(cert_dir, ROLE)
     changes = ChangeSet(cert_dir, ROLE)
     files = {}
     for path in list(changes.paths()):
@@ -215,7 +215,7 @@ def _runtime_tls(variables: Dict[str, Any], servers: List[Dict[str, Any]], datad
     def sha(path: str) -> Optional[str]:
         try:
             pem = fsio.read_bytes(path)
-            return rc.pem_sha256(pem) if pem else None
+            return der.pem_sha256(pem) if pem else None
         except AgentError:
             return None
 
