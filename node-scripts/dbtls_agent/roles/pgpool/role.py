@@ -232,8 +232,9 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     journal.step("write-files")
     changed = any(f["result"] != "unchanged" for f in files)
     new_params = pgconf.managed_params(fsio.read_text(conf_path) or "")
+    openssl_removed = opensslconf.removed(files)  # always: it also deletes the drop-in folder we made
     restart = any(old_params.get(k) != new_params.get(k) for k in facts.start_only(info["version"])) or \
-        fsio.read_bytes(info["key_file"]) != key_before or opensslconf.removed(files)
+        fsio.read_bytes(info["key_file"]) != key_before or openssl_removed
     action = "none"
     if (changed or journal.resumed) and info["running"]:  # see enable: a killed run's files look done
         action = "restart" if restart or journal.resumed or ctx.opt("upstream_mode") else "reload"
