@@ -2,42 +2,26 @@
 
 Every role runs programs (``psql``, ``mariadb``, ``pgpool --version``, ``systemctl``), controls its
 server through the platform's ``jem service`` and reads what the server logged since a point. These
-are the helpers for that; the decisions stay in the roles. Two call shapes of a command exist on
-purpose: :func:`run` for steps that must succeed (an AgentError with the program's last line) and
-:func:`run_status` for callers that read the exit code themselves (the MySQL client, unit checks).
+are the helpers for that; the decisions stay in the roles. One runner, :func:`run_status` (the
+caller reads the exit code), and one :func:`service` (an AgentError with the last line when the
+action fails).
 """
 
 import os
-import shutil
 import subprocess
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from dbtls_agent import fsio
 from dbtls_agent.errors import AgentError
 
-SERVICE_TIMEOUT_S = 240.0
+SERVICE_TIMEOUT_S = 300.0
 
 
-def run(argv: List[str], timeout: float = 180, what: Optional[str] = None) -> str:
-    """Run a non-secret command; AgentError with its last stderr line when it fails."""
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise AgentError("{} is not installed on this node".format(argv[0])) from None
-    except subprocess.TimeoutExpired:
-        raise AgentError("{} did not finish within {:.0f}s".format(what or argv[0], timeout)) from None
-    if proc.returncode != 0:
-        err = [ln for ln in (proc.stderr + proc.stdout).decode("utf-8", "replace").splitlines() if ln.strip()]
-        raise AgentError("{} failed: {}".format(what or " ".join(argv), err[-1].strip() if err else
-                                                 "exit code {}".format(proc.returncode)))
-    return proc.stdout.decode("utf-8", "replace")
-
-
-def have_jem() -> bool:
-    return any(os.access(os.path.join(d, "jem"), os.X_OK)
-               for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/local/sbin", "/usr/sbin"])
+def _jem() -> Optional[str]:
+    """The platform's ``jem`` (the simulated nodes have the same shim), or None."""
+    dirs = os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/local/sbin", "/usr/sbin"]
+    return next((os.path.join(d, "jem") for d in dirs if os.access(os.path.join(d, "jem"), os.X_OK)), None)
 
 
 def poll(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
@@ -75,21 +59,23 @@ def run_status(argv: Sequence[str], timeout: float = 60.0, stdin: Optional[str] 
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def service(action: str) -> None:
-    """``jem service <action>`` on the platform (the simulated nodes have the same shim)."""
-    if not have_jem():
+def service(action: str, timeout: float = SERVICE_TIMEOUT_S, units: Sequence[str] = ()) -> str:
+    """``jem service ACTION``, the platform's control of the node's server; its output. Without
+    ``jem``, ``systemctl ACTION`` on the first of ``units`` that accepts it. AgentError with the
+    command's last line when it fails."""
+    jem = _jem()
+    if jem is not None:
+        commands = [[jem, "service", action]]
+    elif units:
+        commands = [["systemctl", action, unit] for unit in units]
+    else:
         raise AgentError("jem is not available on this node to {} the service".format(action))
-    run(["jem", "service", action], timeout=300, what="jem service {}".format(action))
-
-
-def service_status(action: str, timeout: float = SERVICE_TIMEOUT_S) -> Tuple[bool, str]:
-    """``jem service ACTION`` (the platform's service control); (ok, output)."""
-    jem = shutil.which("jem") or "/usr/local/sbin/jem"
-    if not os.path.exists(jem):
-        for argv in (["systemctl", action, "mariadb"], ["systemctl", action, "mysql"]):
-            code, out, err = run_status(argv, timeout=timeout)
-            if code == 0:
-                return True, out + err
-        return False, "no 'jem' and no systemd unit to {} the database service".format(action)
-    code, out, err = run_status([jem, "service", action], timeout=timeout)
-    return code == 0, out + err
+    failed = ""
+    for argv in commands:
+        code, out, err = run_status(argv, timeout=timeout)
+        if code == 0:
+            return out + err
+        lines = [ln.strip() for ln in (err + out).splitlines() if ln.strip()]
+        failed = "{} failed: {}".format(" ".join(["jem"] + argv[1:] if argv[0] == jem else argv),
+                                        lines[-1] if lines else "exit code {}".format(code))
+    raise AgentError(failed)

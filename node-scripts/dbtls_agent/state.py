@@ -307,3 +307,44 @@ class NodeLock(object):
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = -1
+
+
+class RoleState(object):
+    """Small JSON record of one role's values before enable (``<cert_dir>/.dbtls-state/<role>.role.json``)."""
+
+    def __init__(self, cert_dir_path: str, role: str) -> None:
+        self.path = layout(cert_dir_path).role_record(role)
+        text = fsio.read_text(self.path)
+        try:
+            self.data = json.loads(text) if text else {}  # type: Dict[str, Any]
+        except ValueError:
+            raise AgentError("state file {} is corrupt; remove it to start over".format(self.path)) from None
+
+    def remember(self, key: str, value: Any) -> None:
+        """Record ``value`` once: the first enable's "before" must survive later runs."""
+        if key not in self.data:
+            self.data[key] = value
+            self.save()
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.save()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def pop(self, key: str) -> Any:
+        value = self.data.pop(key, None)
+        self.save()
+        return value
+
+    def save(self) -> None:
+        fsio.ensure_dir(os.path.dirname(self.path), 0o700)
+        fsio.atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True).encode(), 0o600)
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        self.data = {}

@@ -39,7 +39,9 @@ def install_fields() -> list[dict[str, Any]]:
     return [
         {"type": "list", "name": "keyType", "caption": "Key type", "values": KEY_TYPES,
          "default": "rsa2048", "required": True},
-        {"type": "list", "name": "minTls", "caption": "Minimum TLS version",
+        {"type": "list", "name": "minTls",
+         "caption": "Minimum TLS version (database servers and Pgpool-II; ProxySQL has no such setting for "
+                    "its clients)",
          "values": {"TLSv1.2": "TLS 1.2", "TLSv1.3": "TLS 1.3"}, "default": "TLSv1.2", "required": True},
         {"type": "toggle", "name": "requireTls", "value": False,
          "caption": "Require TLS for every remote connection (MySQL/MariaDB/Percona; PostgreSQL always "

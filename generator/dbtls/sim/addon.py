@@ -171,17 +171,14 @@ class Session:
         return results
 
     def rows(self) -> list[NodeRow]:
-        """Read each node's state with the agent (``status``, or ``inspect`` while status is missing)."""
-        # MySQL-family status has no certificate list: ``inspect`` follows on its own line (like
-        # the manifest's status line, shell.status_line).
+        """Read each node's state with the agent: its status document, or ``inspect`` where no
+        server can be asked (the node's certificates only)."""
         script = ("A=/usr/local/sbin/dbtls-agent; [ -x $A ] || { echo '{}'; exit 0; }; "
-                  "{ $A status 2>/dev/null || $A inspect 2>/dev/null || echo '{}'; } | tr -d '\\n'; echo; "
-                  "$A inspect 2>/dev/null | tr -d '\\n'; echo")
+                  "{ $A status 2>/dev/null || $A inspect 2>/dev/null || echo '{}'; } | tr -d '\\n'; echo")
         rows = []
         for node in self.interp.env.nodes:
             res = run_script(self.interp.runner, node, script, "root")
-            status, _, inspect = (res.stdout or "").partition("\n")
-            rows.append(_row(node, status, inspect))
+            rows.append(_row(node, (res.stdout or "").strip()))
         return rows
 
 
@@ -193,32 +190,18 @@ def _json_object(text: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _row(node: Node, out: str, inspect: str = "") -> NodeRow:
+def _row(node: Node, out: str) -> NodeRow:
+    """One table row from the agent's status document (the fields docs/agent-cli.md lists under
+    ``status``: ``enabled``, ``tls``, ``certificates``) or from ``inspect``'s certificates."""
     data = _json_object(out)
-    certs = data.get("certificates")
-    if isinstance(certs, dict):
-        certs = certs.get("certificates", [])
-    if not isinstance(certs, list):  # MySQL-family status: the certificates come from inspect
-        certs = _json_object(inspect).get("certificates", [])
-    certs = [c for c in certs if isinstance(c, dict)]
+    certs = [c for c in data.get("certificates") or [] if isinstance(c, dict)]
     server = next((c for c in certs if c.get("role") == "server"), {})
     root = next((c for c in certs if "root" in str(c.get("role"))), {})
-    tls = data.get("tls") or {}
-    served = data.get("served") if isinstance(data.get("served"), dict) else {}
+    tls = data.get("tls") if isinstance(data.get("tls"), dict) else {}
     if not data:
         state = "no agent"
     elif tls:
-        state = f"ok {tls.get('protocol', '')}" if tls.get("ok") else f"FAIL {tls.get('error') or ''}"
-    elif served:  # MySQL/MariaDB: what the server hands a TLS client, compared with our server.crt
-        if served.get("error"):
-            state = f"FAIL {served['error']}"
-        elif data.get("serves_our_certificate") is False:
-            state = "FAIL serves another certificate"
-        else:
-            state = f"ok {served.get('tls_version', '')}"
-    elif data.get("role") == "proxysql":
-        have = str((data.get("runtime_variables") or {}).get("mysql-have_ssl", "")).lower() == "true"
-        state = "enabled" if have else "off"
+        state = f"ok {tls.get('protocol') or tls.get('check') or ''}" if tls.get("ok") else f"FAIL {tls.get('error') or ''}"
     else:
         state = "enabled" if data.get("enabled") else ("certs only" if server else "off")
     return NodeRow(node, state.strip(), str(server.get("cn", "-")), str(server.get("days_left", "-")),

@@ -11,9 +11,10 @@ from typing import Any, Dict, List, Optional
 from dbtls_agent import fsio, killpoint
 from dbtls_agent.certs import inspect
 from dbtls_agent.certs.layout import DIR_MODE, KEY_MODE, CertLayout, missing_error
-from dbtls_agent.crypto import KEY_TYPES, CryptoBackend, der
+from dbtls_agent.crypto import CryptoBackend, der
 from dbtls_agent.crypto.names import check_cn, normalize_sans, valid_dns_name
 from dbtls_agent.errors import AgentError
+from dbtls_agent.vocab import KeySpec
 
 # What the CA accepts from a request: RSA from 2048 bits (keys stronger than we generate are fine),
 # or P-256, the only curve every supported database's TLS library handles.
@@ -60,8 +61,7 @@ def init_ca(
     checked, and so an operator can go back, until every node has certificates from the new CA.
     """
     check_cn(cn, "CA name")
-    if key_type not in KEY_TYPES:
-        raise AgentError("unknown key type {!r} (choose {})".format(key_type, ", ".join(KEY_TYPES)))
+    KeySpec.parse(key_type)
     existing = None
     if not rotate:
         existing = load_ca(layout, backend)
@@ -138,7 +138,7 @@ def _check_request(backend: CryptoBackend, index: int, csr_pem: bytes, kind_opti
     if not info["signature_valid"]:
         raise reject("signature does not verify (corrupt or tampered request)")
     key_type = info["key_type"]
-    if key_type.startswith("rsa"):
+    if KeySpec.of(key_type).is_rsa:
         if not MIN_RSA_BITS <= info["key_bits"] <= MAX_RSA_BITS:
             raise reject("RSA key of {} bits is not accepted (minimum {})".format(info["key_bits"], MIN_RSA_BITS))
     elif key_type not in ACCEPTED_EC:

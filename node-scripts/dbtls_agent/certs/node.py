@@ -10,9 +10,10 @@ from typing import Any, Dict, List, Optional, Tuple
 from dbtls_agent import fsio, killpoint
 from dbtls_agent.certs import nodeinfo
 from dbtls_agent.certs.layout import CERT_MODE, DIR_MODE, KEY_MODE, CertLayout, service_owner
-from dbtls_agent.crypto import KEY_TYPES, CryptoBackend, der
+from dbtls_agent.crypto import CryptoBackend, der
 from dbtls_agent.crypto.names import check_cn, normalize_sans
 from dbtls_agent.errors import AgentError
+from dbtls_agent.vocab import KeySpec
 
 
 def _existing_key(layout: CertLayout, backend: CryptoBackend, kind: str) -> Optional[Tuple[str, bytes]]:
@@ -49,8 +50,8 @@ def make_request(
     info: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Return {csr, key_path, new_key, cn, sans}; creates a pending key only when needed."""
-    if key_type is not None and key_type not in KEY_TYPES:
-        raise AgentError("unknown key type {!r} (choose {})".format(key_type, ", ".join(KEY_TYPES)))
+    if key_type is not None:
+        KeySpec.parse(key_type)
     if kind == "client":
         if extra_sans:
             raise AgentError("--san applies to server certificates only")

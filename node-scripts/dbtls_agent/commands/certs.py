@@ -283,7 +283,7 @@ def register(subparsers: Any) -> None:
     ca_sub = ca.add_subparsers(dest="ca_command")
     init = ca_sub.add_parser("init", help="create the CA if absent; print root.crt")
     _common(init)
-    init.add_argument("--key-type", help="one of " + ", ".join(KEY_TYPES) + " (default: the saved "
+    init.add_argument("--key-type", choices=KEY_TYPES, help="one of " + ", ".join(KEY_TYPES) + " (default: the saved "
                       "options with --options, else " + DEFAULT_KEY_TYPE + ")")
     init.add_argument("--options", action="store_true", help="take the key type from the saved install options")
     init.add_argument("--days", type=_positive_days, default=DEFAULT_DAYS["ca"])
@@ -329,7 +329,8 @@ def register(subparsers: Any) -> None:
     csr.add_argument("--kind", choices=KINDS, help="server or client (required without --bundle)")
     csr.add_argument("--user", help="database user for a client certificate (default webadmin)")
     csr.add_argument("--san", action="append", default=[], help="extra DNS name or IP (repeatable)")
-    csr.add_argument("--key-type", help="one of " + ", ".join(KEY_TYPES) + " (default: keep the key, else rsa2048)")
+    csr.add_argument("--key-type", choices=KEY_TYPES,
+                     help="one of " + ", ".join(KEY_TYPES) + " (default: keep the key, else rsa2048)")
     csr.add_argument("--rotate", action="store_true", help="new key, staged until its certificate is installed")
     csr.add_argument("--json", action="store_true", help="print JSON {csr, cn, sans, key_path, new_key}")
     csr.add_argument("--bundle", action="store_true",

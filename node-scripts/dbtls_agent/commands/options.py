@@ -4,7 +4,7 @@ import argparse
 import sys
 from typing import Any
 
-from dbtls_agent import options, payload, state
+from dbtls_agent import options, payload, state, vocab
 from dbtls_agent.cli import DEFAULT_CERT_DIR, print_json
 
 
@@ -38,8 +38,8 @@ def register(subparsers: Any) -> None:
     show_p = sub.add_parser("show", help="JSON: the options kept on this node (defaults when none)")
     for p in (save_p, show_p):
         p.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, help="certificate directory (default %(default)s)")
-    save_p.add_argument("--key-type", dest="key_type")
-    save_p.add_argument("--min-tls", dest="min_tls")
+    save_p.add_argument("--key-type", dest="key_type", choices=vocab.KEY_TYPES)
+    save_p.add_argument("--min-tls", dest="min_tls", choices=vocab.MIN_TLS_VERSIONS)
     save_p.add_argument("--extra-names", dest="extra_names", help="names separated by commas, semicolons or spaces")
     save_p.add_argument("--from-manifest", action="store_true",
                         help="stdin: '<name>=<base64>' tokens (key_type, min_tls, extra_names, the toggles)")

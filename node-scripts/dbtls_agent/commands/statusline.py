@@ -1,8 +1,7 @@
 """``status-line``: one human line per node for the dashboard (install result, status button).
 
-The roles' ``status`` JSON differ in shape (PostgreSQL and Pgpool-II report a handshake and the
-certificates, the MySQL family what the server serves, ProxySQL its runtime variables and
-backends); this module folds any of them, plus ``inspect`` for the certificates, into one line.
+It reads the status document every role returns (:mod:`dbtls_agent.roles.statusschema`): ``enabled``,
+``tls`` and ``certificates``; ``inspect`` gives the certificates when the server cannot be asked.
 It never fails: a node whose server cannot be asked still gets a line that says so.
 """
 
@@ -12,39 +11,25 @@ from typing import Any, Dict, List
 from dbtls_agent.errors import AgentError
 
 
-def _on(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def tls_state(status: Dict[str, Any]) -> str:
-    """``TLS on (TLSv1.3)`` / ``TLS off`` / ... from a role's status JSON."""
-    tls = status.get("tls") or {}
-    if isinstance(tls, dict) and tls.get("ok"):
-        return "TLS on ({})".format(tls.get("protocol"))
+    """``TLS on (TLSv1.3)`` / ``TLS off`` / ... from a status document."""
+    tls = status.get("tls") if isinstance(status.get("tls"), dict) else {}
+    note = tls.get("note")
+    if tls.get("ok"):
+        detail = ", ".join(str(p) for p in (tls.get("protocol"), note) if p)
+        return "TLS on ({})".format(detail) if detail else "TLS on"
+    if tls.get("protocol") and tls.get("sha256") and tls.get("sha256") != tls.get("expected_sha256"):
+        return "TLS on ({}), serving another certificate".format(tls["protocol"])
     if status.get("enabled") is False:
-        return "TLS off"
-    served = status.get("served") if isinstance(status.get("served"), dict) else {}
-    if served.get("tls_version"):
-        text = "TLS on ({})".format(served["tls_version"])
-        if status.get("serves_our_certificate") is False:
-            text += ", serving another certificate"
-        return text
-    if "have_ssl" in status and str(status.get("have_ssl")).upper() != "YES":
-        return "TLS off"
-    if status.get("role") == "proxysql":
-        have = _on((status.get("runtime_variables") or {}).get("mysql-have_ssl"))
-        servers = [s for s in status.get("servers") or [] if isinstance(s, dict)]
-        used = sum(1 for s in servers if _on(s.get("use_ssl")))
-        return "TLS {} (backends over TLS {}/{})".format("on" if have else "off", used, len(servers))
-    if status.get("error"):
-        return "TLS not verified ({})".format(str(status["error"])[:120])
+        return "TLS off ({})".format(note) if note else "TLS off"
+    error = tls.get("error") or status.get("error")
+    if error:
+        return "TLS not verified ({})".format(str(error)[:120])
     return "TLS not verified"
 
 
 def certificates(status: Dict[str, Any], inspect: Dict[str, Any]) -> List[Dict[str, Any]]:
     certs = status.get("certificates")
-    if isinstance(certs, dict):
-        certs = certs.get("certificates", [])
     if not isinstance(certs, list):
         certs = inspect.get("certificates")
     return [c for c in certs if isinstance(c, dict)] if isinstance(certs, list) else []
@@ -94,7 +79,8 @@ def cmd_status_line(args: argparse.Namespace) -> int:
     import sys
 
     status = _status(args)
-    sys.stdout.write(line(status or {}, _inspect(args)))
+    inspect = {} if isinstance(status.get("certificates"), list) else _inspect(args)
+    sys.stdout.write(line(status, inspect))
     return 0
 
 

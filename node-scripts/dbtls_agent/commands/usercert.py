@@ -12,10 +12,9 @@ import os
 import re
 from typing import Any, Dict
 
-from dbtls_agent import fsio
+from dbtls_agent import fsio, state
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.base import Context
-from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.mysql import users
 from dbtls_agent.state import DEFAULT_CERT_DIR, NodeLock
 
@@ -81,7 +80,7 @@ def cmd_user_cert(args: argparse.Namespace) -> int:
     cert_dir = Context.of(args).cert_dir
     with NodeLock(cert_dir):
         node = Node(args)
-        records = rc.RoleState(cert_dir, STATE_ROLE)
+        records = state.RoleState(cert_dir, STATE_ROLE)
         accounts = users.parse_accounts(node.client.query(users.accounts_query(args.user)))
         if not accounts:
             raise AgentError("no MySQL account named {!r}; create it first or check the user name".format(args.user))

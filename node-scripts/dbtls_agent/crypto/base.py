@@ -10,7 +10,7 @@ import os
 from typing import Any, Dict, List
 
 from dbtls_agent.errors import AgentError
-from dbtls_agent.vocab import DEFAULT_KEY_TYPE, KEY_TYPES  # noqa: F401  (re-exported)
+from dbtls_agent.vocab import DEFAULT_KEY_TYPE, KEY_TYPES, KeySpec  # noqa: F401  (re-exported)
 
 KINDS = ("server", "client")
 
@@ -40,7 +40,7 @@ def profile_for(kind: str, key_type: str) -> Profile:
     """
     if kind == "ca":
         return Profile("ca", ["keyCertSign", "cRLSign"], [], True, 0)
-    usage = ["digitalSignature", "keyEncipherment"] if key_type.startswith("rsa") else ["digitalSignature"]
+    usage = ["digitalSignature", "keyEncipherment"] if KeySpec.of(key_type).is_rsa else ["digitalSignature"]
     eku = {"server": ["serverAuth"], "client": ["clientAuth"]}[kind]
     return Profile(kind, usage, eku, False, None)
 

@@ -13,6 +13,7 @@ import re
 from typing import Any, Dict, List, Tuple
 
 from dbtls_agent.errors import AgentError
+from dbtls_agent.vocab import KeySpec
 
 
 class DerError(AgentError):
@@ -247,8 +248,7 @@ def _spki(node: _Node) -> Dict[str, Any]:
     elif alg_oid == _EC_OID:
         curve = _oid(alg[1]) if len(alg) > 1 and alg[1].tag == 0x06 else "explicit"
         key_type = EC_CURVES.get(curve, "ec-" + curve)
-        bits = {"ecdsa-p256": 256, "ecdsa-p384": 384, "ecdsa-p521": 521}.get(key_type, 0)
-        info.update(key_type=key_type, key_bits=bits)
+        info.update(key_type=key_type, key_bits=KeySpec.of(key_type).bits or 0)
     elif alg_oid == "1.3.101.112":
         info.update(key_type="ed25519", key_bits=256)
     else:
@@ -401,3 +401,11 @@ def parse_spki(spki_der: bytes) -> Dict[str, Any]:
         return _spki(_root(spki_der))
     except (IndexError, ValueError):
         raise DerError("public key is not valid DER") from None
+
+
+def pem_sha256(pem: bytes) -> str:
+    """SHA-256 (lower-case hex) of the first certificate in ``pem``: what a handshake must show."""
+    blocks = [der for label, der in pem_blocks(pem) if label == "CERTIFICATE"]
+    if not blocks:
+        raise AgentError("no certificate found in the PEM data")
+    return hashlib.sha256(blocks[0]).hexdigest()

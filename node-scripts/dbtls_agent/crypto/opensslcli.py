@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio
 from dbtls_agent.crypto import der
-from dbtls_agent.crypto.base import CryptoBackend, new_serial, profile_for
+from dbtls_agent.crypto.base import CryptoBackend, KeySpec, new_serial, profile_for
 from dbtls_agent.crypto.names import check_cn
 from dbtls_agent.errors import AgentError
 
@@ -70,14 +70,14 @@ class OpensslBackend(CryptoBackend):
         return proc
 
     def generate_key(self, key_type: str) -> bytes:
-        if key_type.startswith("rsa") and key_type[3:] in ("2048", "3072", "4096"):
-            args = ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:" + key_type[3:]]
-        elif key_type == "ecdsa-p256":
+        spec = KeySpec.parse(key_type)
+        if spec.is_rsa:
+            args = ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:{}".format(spec.bits)]
+        else:
             # named_curve: without it openssl 1.0.2 writes explicit curve parameters that many TLS
             # libraries refuse.
-            args = ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-pkeyopt", "ec_param_enc:named_curve"]
-        else:
-            raise AgentError("unknown key type {!r}".format(key_type))
+            args = ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:" + str(spec.curve), "-pkeyopt",
+                    "ec_param_enc:named_curve"]
         return self._run(args).stdout
 
     def make_csr(self, key_pem: bytes, cn: str, sans: List[str], kind: str) -> bytes:

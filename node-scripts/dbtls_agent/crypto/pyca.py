@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from dbtls_agent.crypto import der
-from dbtls_agent.crypto.base import CryptoBackend, new_serial, profile_for
+from dbtls_agent.crypto.base import CryptoBackend, KeySpec, new_serial, profile_for
 from dbtls_agent.crypto.names import split_sans
 from dbtls_agent.errors import AgentError
 
@@ -84,12 +84,11 @@ class CryptographyBackend(CryptoBackend):
     name = "cryptography"
 
     def generate_key(self, key_type: str) -> bytes:
-        if key_type.startswith("rsa"):
-            key = rsa.generate_private_key(65537, int(key_type[3:]), default_backend())
-        elif key_type == "ecdsa-p256":
-            key = ec.generate_private_key(ec.SECP256R1(), default_backend())
+        spec = KeySpec.parse(key_type)
+        if spec.is_rsa:
+            key = rsa.generate_private_key(65537, spec.bits, default_backend())
         else:
-            raise AgentError("unknown key type {!r}".format(key_type))
+            key = ec.generate_private_key(ec.SECP256R1(), default_backend())
         return key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )

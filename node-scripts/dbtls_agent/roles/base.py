@@ -12,7 +12,7 @@ import socket
 import time
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio, killpoint, state
+from dbtls_agent import fsio, killpoint, state, vocab
 from dbtls_agent.errors import AgentError
 
 STAGES = ("offer", "use", "require")
@@ -96,12 +96,7 @@ class Context(object):
 
     def tls_versions(self) -> Optional[List[str]]:
         """``--min-tls 1.3`` -> TLSv1.3 only; default (1.2) -> None: the server's TLSv1.2,TLSv1.3."""
-        value = str(self.get("min_tls", "") or "").lower().replace("tlsv", "")
-        if value in ("", "1.2"):
-            return None
-        if value == "1.3":
-            return ["TLSv1.3"]
-        raise AgentError("--min-tls must be 1.2 or 1.3, not {!r}".format(self.get("min_tls")))
+        return vocab.tls_versions(self.get("min_tls"))
 
     def first_password(self, *names: str) -> Optional[str]:
         """The first of ``names`` the manifest sent a password for (``--passwords-stdin``/sealed)."""

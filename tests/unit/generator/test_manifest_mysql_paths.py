@@ -36,24 +36,40 @@ def _node() -> Node:
     return Node(101, "sqldb", "mariadb-dockerized", True, "10.0.0.1", "node101.test")
 
 
-def test_row_reads_mysql_status_and_inspect():
-    status = {"role": "mysql", "have_ssl": "YES", "served": {"sha256": "ab", "tls_version": "TLSv1.3"},
-              "serves_our_certificate": True}
-    inspect = {"certificates": [{"role": "server", "cn": "node101.test", "days_left": 800},
-                                {"role": "server-root", "sha256": "ff" * 32}]}
-    row = _row(_node(), json.dumps(status), json.dumps(inspect))
+CERTS = [{"role": "server", "cn": "node101.test", "days_left": 800}, {"role": "server-root", "sha256": "ff" * 32}]
+
+
+def _status(role, stages, tls, certificates=CERTS, **details):
+    """A status document as the agent builds it (the simulator reads this shape, and only it)."""
+    from dbtls_agent.roles import statusschema
+
+    doc = statusschema.document(role, "10.11.6", True, stages, tls, certificates, **details)
+    assert statusschema.problems(doc) == []
+    return json.dumps(doc)
+
+
+def test_row_reads_the_status_document_of_a_mysql_node():
+    from dbtls_agent.roles.statusschema import tls
+
+    row = _row(_node(), _status("mysql", ["offer"], tls(True, "handshake", "TLSv1.3", "ab", "ab"),
+                                served={"sha256": "ab"}))
     assert (row.tls, row.cert, row.days_left, row.root_sha256) == ("ok TLSv1.3", "node101.test", "800", ("ff" * 32)[:23])
 
 
 def test_row_flags_a_foreign_served_certificate_and_probe_errors():
-    other = {"role": "mysql", "served": {"tls_version": "TLSv1.3"}, "serves_our_certificate": False}
-    assert _row(_node(), json.dumps(other)).tls == "FAIL serves another certificate"
-    failed = {"role": "mysql", "served": {"error": "connection refused"}, "serves_our_certificate": False}
-    assert _row(_node(), json.dumps(failed)).tls == "FAIL connection refused"
+    from dbtls_agent.roles.statusschema import tls
+
+    other = tls(False, "handshake", "TLSv1.3", "cd", "ab", "the server serves another certificate")
+    assert _row(_node(), _status("mysql", ["offer"], other)).tls == "FAIL the server serves another certificate"
+    failed = tls(False, "handshake", error="connection refused")
+    assert _row(_node(), _status("mysql", ["offer"], failed)).tls == "FAIL connection refused"
 
 
-def test_row_reads_proxysql_status():
-    on = {"role": "proxysql", "runtime_variables": {"mysql-have_ssl": "true"}, "servers": []}
-    assert _row(_node(), json.dumps(on)).tls == "enabled"
-    off = {"role": "proxysql", "runtime_variables": {"mysql-have_ssl": "false"}, "servers": []}
-    assert _row(_node(), json.dumps(off)).tls == "off"
+def test_row_reads_proxysql_status_and_inspect_alone():
+    from dbtls_agent.roles.statusschema import tls
+
+    on = tls(True, "runtime", note="backends over TLS 2/2")
+    assert _row(_node(), _status("proxysql", ["offer", "use"], on)).tls == "ok runtime"
+    assert _row(_node(), _status("proxysql", [], None, [])).tls == "off"
+    assert _row(_node(), json.dumps({"certificates": CERTS})).tls == "certs only"
+    assert _row(_node(), "").tls == "no agent"

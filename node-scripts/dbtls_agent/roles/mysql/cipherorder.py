@@ -134,9 +134,11 @@ def merge_options(existing: Optional[str], wanted: Sequence[str] = OPTIONS) -> s
 
 
 def render_openssl_conf(system_path: Optional[str], sections: Sections, options: Sequence[str] = OPTIONS,
-                        why: str = "then the server's ssl-cipher order wins") -> str:
-    """Our ``OPENSSL_CONF``: the system file, then ``Options`` in the section its chain
-    ``openssl_conf`` -> ``ssl_conf`` -> ``system_default`` ends at; missing links are ours."""
+                        why: str = "then the server's ssl-cipher order wins",
+                        settings: Sequence[Tuple[str, str]] = ()) -> str:
+    """Our ``OPENSSL_CONF``: the system file, then ``Options`` (and ``settings``, e.g. ``MinProtocol``)
+    in the section its chain ``openssl_conf`` -> ``ssl_conf`` -> ``system_default`` ends at; missing
+    links are ours."""
     lines = [
         MARKER + ": OpenSSL settings of the database server only (its service's OPENSSL_CONF).",
         "# dbtls rewrites this file; `dbtls disable` deletes it. The system configuration comes first,",
@@ -155,8 +157,10 @@ def render_openssl_conf(system_path: Optional[str], sections: Sections, options:
             lines += ["", "[ {} ]".format(section), "{} = {}".format(key, own)]
             target = own
         section = target
-    lines += ["", "[ {} ]".format(section),
-              "Options = " + merge_options(sections.get(section, {}).get("Options"), options)]
+    lines += ["", "[ {} ]".format(section)]
+    if options:
+        lines.append("Options = " + merge_options(sections.get(section, {}).get("Options"), options))
+    lines += ["{} = {}".format(key, value) for key, value in settings]
     return "\n".join(lines) + "\n"
 
 

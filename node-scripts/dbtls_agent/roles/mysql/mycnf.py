@@ -27,7 +27,7 @@ from dbtls_agent.roles.mysql.flavor import (
     has_tls_version,
     supports_tls13,
 )
-from dbtls_agent.vocab import MIN_TLS_VERSIONS
+from dbtls_agent.vocab import MIN_TLS_VERSIONS, KeySpec
 
 BOM = "\ufeff"
 
@@ -341,10 +341,10 @@ _PLAIN_PATH_RE = re.compile(r"^[A-Za-z0-9/._+,:@-]+$")
 
 def ciphers_for_key(key_type: str) -> str:
     """The ``ssl-cipher`` list matching the server key (``rsa2048``/``rsa3072``/``rsa4096``/``ecdsa-p256``)."""
-    kind = key_type.strip().lower()
-    if kind.startswith("rsa"):
+    spec = KeySpec.of(key_type)
+    if spec.is_rsa:
         return RSA_CIPHERS
-    if kind.startswith("ec"):
+    if spec.is_ecdsa:
         return ECDSA_CIPHERS
     raise AgentError("key type {!r} is not usable for MySQL TLS; choose rsa2048, rsa3072, rsa4096 or "
                      "ecdsa-p256".format(key_type))

@@ -13,13 +13,12 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-from dbtls_agent import fsio, nodeos
-from dbtls_agent.crypto import get_backend
+from dbtls_agent import fsio, nodeos, state
+from dbtls_agent.crypto import der, get_backend
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import common, replwait
+from dbtls_agent.roles import common, replwait, statusschema
 from dbtls_agent.roles.base import Context
 from dbtls_agent.roles.mysql import cipherorder, lockout, mycnf
-from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.mysql import flavor as mysqlflavor
 from dbtls_agent.roles.mysql import node as mysqlnode
 from dbtls_agent.roles.mysql import probe as mysqlprobe
@@ -62,7 +61,7 @@ class Node(object):
         self.info = mysqlflavor.parse_version_query(self.client.query("SELECT VERSION(), @@version_comment"))
         self.server_dir = os.path.join(self.cert_dir, "server")
         self.root_crt = os.path.join(self.server_dir, "root.crt")
-        self.state = rc.RoleState(self.cert_dir, ROLE)
+        self.state = state.RoleState(self.cert_dir, ROLE)
 
     def _login(self, password: Optional[str]) -> mysqlnode.Client:
         client = mysqlnode.Client(user="root", what="the local database server (root via socket)")
@@ -103,7 +102,11 @@ class Node(object):
         since = nodeos.file_size(log_error)
         replwait.remember_mysql_now(self, self.cert_dir)  # 'replication wait' names them afterwards
         cipherorder.reload_units(nodeos.run_status)  # our service drop-in, written or removed
-        ok, output = nodeos.service_status("restart")
+        try:
+            nodeos.service("restart", timeout=240.0, units=("mariadb", "mysql"))
+            ok, output = True, ""
+        except AgentError as exc:
+            ok, output = False, str(exc)
         try:
             self.client.wait_ready(90.0)
         except AgentError as exc:
@@ -134,6 +137,83 @@ def restart_relevant(text: Optional[str]) -> str:
     return "".join(ln for ln in mycnf.split_lines(text or "") if "require_secure_transport" not in ln)
 
 
+def _our_paths(node: Node) -> Dict[str, str]:
+    return {"ssl_cert": os.path.join(node.server_dir, "server.crt"),
+            "ssl_key": os.path.join(node.server_dir, "server.key"), "ssl_ca": node.root_crt}
+
+
+def _wanted_config(ctx: Context, node: Node, require: bool) -> str:
+    """The text of ``ssl-config.cnf`` this run writes."""
+    key = get_backend().public_key_info(fsio.read_bytes(os.path.join(node.server_dir, "server.key")) or b"")
+    return mycnf.render_ssl_config(node.cert_dir, key_type=key["key_type"], tls_versions=ctx.tls_versions(),
+                                   require_tls=require, flavor=node.flavor, version=node.version)
+
+
+class OfferPlan(object):
+    """What the offer stage does to the running server, decided before it changes anything.
+
+    ``action``: ``restart``, ``persist+reload`` (SET PERSIST + ALTER INSTANCE RELOAD TLS), the
+    statement that loads a new certificate live (``FLUSH SSL``, ``ALTER INSTANCE RELOAD TLS``), or
+    ``none``; ``swap``: the action only loads a new certificate; ``reason``: why, in one line.
+    ``restart-expected`` reports this plan, so the manifest drains a node exactly when it restarts.
+    """
+
+    def __init__(self, action: str, reason: str, swap: bool = False) -> None:
+        self.action = action
+        self.reason = reason
+        self.swap = swap
+
+    @property
+    def needs_restart(self) -> bool:
+        return self.action == "restart"
+
+
+def plan_offer(ctx: Any, node: Node, live: Optional[Dict[str, Optional[str]]] = None) -> OfferPlan:
+    """The offer stage's plan: a server that does not serve our files yet, or whose TLS lines of
+    ``ssl-config.cnf`` (or mysqld's OpenSSL settings) change, gets them by restart (MariaDB, MySQL
+    < 8.0.16) or SET PERSIST + reload; one that serves another certificate with our settings swaps
+    it live where the server can (else restarts)."""
+    ctx = Context.of(ctx)
+    live = live or node.live()
+    what = "{} {}".format(node.flavor, ".".join(map(str, node.version)))
+    restart_only = mysqlflavor.first_enable_needs_restart(node.flavor, node.version)
+    live_ok = (live["have_ssl"] or "").upper() == "YES" and all(live[k] == v for k, v in _our_paths(node).items())
+    directory, _main = mysqlnode.dropin_plan(fsio.read_text)
+    path = os.path.join(directory, mycnf.SSL_CONFIG_NAME)
+    change = None  # type: Optional[str]
+    if not live_ok:
+        change = "{} does not serve our certificate files yet (have_ssl={})".format(what, live["have_ssl"])
+    elif restart_relevant(fsio.read_text(path)) != restart_relevant(_wanted_config(ctx, node, False)):
+        change = "the TLS settings in {} change".format(path)
+    elif cipherorder.pending(directory, node.flavor == mysqlflavor.MARIADB, nodeos.run_status):
+        change = "mysqld's OpenSSL settings (server cipher order) change"
+    if change is not None:
+        if restart_only:
+            return OfferPlan("restart", change)
+        return OfferPlan("persist+reload", "{} switches TLS on without a restart ({})".format(what, change))
+    try:
+        served = node.probe().sha256  # type: Optional[str]
+    except AgentError:
+        served = None
+    if served == der.pem_sha256(fsio.read_bytes(os.path.join(node.server_dir, "server.crt")) or b""):
+        return OfferPlan("none", "{} already serves TLS with these settings".format(what))
+    statement = mysqlflavor.cert_swap_statement(node.flavor, node.version)
+    if statement is None:
+        return OfferPlan("restart", "{} loads a new certificate only at start".format(what), swap=True)
+    return OfferPlan(statement, "{} loads the new certificate with {}".format(what, statement), swap=True)
+
+
+#: What a restored file's outcome is called when it really changed the file back.
+RESTORED = ("restored", "removed", "include-removed")
+
+
+def disable_restarts(flavor: str, version: Any, outcomes: List[str], resumed: bool) -> bool:
+    """The disable stage restarts a restart-only server (MariaDB, MySQL < 8.0.16) when it put a file
+    back, or when it resumes a killed run (the files are back, the server may still serve TLS)."""
+    return mysqlflavor.first_enable_needs_restart(flavor, version) and (
+        any(o in RESTORED for o in outcomes) or resumed)
+
+
 def _write_config(node: Node, changes: ChangeSet, require: bool, undo: List[Any]) -> Dict[str, Any]:
     """Create/include the drop-in dir and write ssl-config.cnf; ``undo`` collects pre-run bytes."""
     directory, main_needing_include = mysqlnode.dropin_plan(fsio.read_text)
@@ -147,18 +227,13 @@ def _write_config(node: Node, changes: ChangeSet, require: bool, undo: List[Any]
         undo.append((main_needing_include, fsio.read_bytes(main_needing_include)))
         changes.write(main_needing_include, mycnf.ensure_includedir(text, directory).encode())
     path = os.path.join(directory, mycnf.SSL_CONFIG_NAME)
-    key_type = get_backend().public_key_info(fsio.read_bytes(os.path.join(node.server_dir, "server.key")) or b"")
-    text = mycnf.render_ssl_config(node.cert_dir, key_type=key_type["key_type"], tls_versions=node.ctx.tls_versions(),
-                                   require_tls=require, flavor=node.flavor, version=node.version)
-    before = fsio.read_bytes(path)
-    undo.append((path, before))
+    text = _wanted_config(node.ctx, node, require)
+    undo.append((path, fsio.read_bytes(path)))
     changes.write(path, text.encode(), mode=0o644, owner=(0, 0) if os.geteuid() == 0 else None)
     order = cipherorder.write_files(changes, undo, directory, node.flavor == mysqlflavor.MARIADB, nodeos.run_status)
     if order["created_dirs"]:
         node.state.set("created_dirs", sorted(set(node.state.get("created_dirs", []) + order["created_dirs"])))
-    return {"path": path, "restart_relevant_change": order["changed"] or restart_relevant(
-        before.decode("utf-8", "replace") if before is not None else None) != restart_relevant(text),
-        "created_dirs": created, "include_added_to": main_needing_include, "cipher_order": order}
+    return {"path": path, "created_dirs": created, "include_added_to": main_needing_include, "cipher_order": order}
 
 
 def _cipher_order(node: Node, order: Dict[str, Any]) -> Dict[str, Any]:
@@ -175,7 +250,7 @@ def _cipher_order(node: Node, order: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _save_served(node: Node, files: Dict[str, bytes]) -> None:
-    target = rc.state.layout(node.cert_dir).mysql_served
+    target = state.layout(node.cert_dir).mysql_served
     fsio.ensure_dir(target, 0o700)
     for name, data in files.items():
         fsio.atomic_write(os.path.join(target, name), data, 0o600)
@@ -183,7 +258,7 @@ def _save_served(node: Node, files: Dict[str, bytes]) -> None:
 
 def _restore_served(node: Node) -> bool:
     """Put the last verified cert/key/root back (a failed swap must not break the next restart)."""
-    source = rc.state.layout(node.cert_dir).mysql_served
+    source = state.layout(node.cert_dir).mysql_served
     restored = False
     for name in ("server.crt", "server.key", "root.crt"):
         data = fsio.read_bytes(os.path.join(source, name))
@@ -196,7 +271,7 @@ def _restore_served(node: Node) -> bool:
 
 
 def _verify(node: Node, files: Dict[str, bytes]) -> Dict[str, str]:
-    want = rc.pem_sha256(files["server.crt"])
+    want = der.pem_sha256(files["server.crt"])
     live = node.live()
     if (live["have_ssl"] or "").upper() not in ("YES", ""):
         raise AgentError("the server reports have_ssl={}".format(live["have_ssl"]))
@@ -214,46 +289,31 @@ def _offer(ctx: Any, node: Node, require: bool, report: Dict[str, Any]) -> None:
     files = _our_files(node)
     live = node.live()
     node.state.remember("before", {"have_ssl": live["have_ssl"], "require_secure_transport": live["require_secure_transport"]})
+    plan = plan_offer(ctx, node, live)
     changes = ChangeSet(node.cert_dir, ROLE)
     undo = []  # type: List[Any]
     written = _write_config(node, changes, require, undo)
     report["config"] = written["path"]
     ctx.step("write-files")
-    ours = {"ssl_cert": os.path.join(node.server_dir, "server.crt"), "ssl_key": os.path.join(node.server_dir, "server.key"),
-            "ssl_ca": node.root_crt}
-    live_ok = (live["have_ssl"] or "").upper() == "YES" and all(live[k] == v for k, v in ours.items())
-    action = "none"
+    ours = _our_paths(node)
+    action = plan.action
     try:
-        if mysqlflavor.first_enable_needs_restart(node.flavor, node.version):
-            if not live_ok or written["restart_relevant_change"]:
-                action = "restart"
-                error = node.restart(live["log_error"])
-                if error:
-                    raise AgentError("the server did not start with the TLS configuration: {}".format(error))
-        else:
+        if not mysqlflavor.first_enable_needs_restart(node.flavor, node.version):
             node.state.remember("tls_snapshot", {r[0]: (r[1], r[2]) for r in node.client.rows(
                 mysqlflavor.tls_snapshot_query())})
-            if not live_ok or written["restart_relevant_change"]:
-                action = "persist+reload"
-                versions = ctx.tls_versions() or None
-                node.client.execute(mysqlflavor.persist_statements(
-                    node.flavor, node.version, ours["ssl_ca"], ours["ssl_cert"], ours["ssl_key"],
-                    tls_versions=versions))
-        if action == "none":
-            served = None
-            try:
-                served = node.probe().sha256
-            except AgentError:
-                pass
-            if served != rc.pem_sha256(files["server.crt"]):
-                statement = mysqlflavor.cert_swap_statement(node.flavor, node.version)
-                action = statement or "restart"
-                if statement:
-                    node.client.execute([statement])
-                else:
-                    error = node.restart(live["log_error"])
-                    if error:
-                        raise AgentError("the server did not restart: {}".format(error))
+        if action == "restart":
+            error = node.restart(live["log_error"])
+            if error and plan.swap:
+                raise AgentError("the server did not restart: {}".format(error))
+            if error:
+                raise AgentError("the server did not start with the TLS configuration: {}".format(error))
+        elif action == "persist+reload":
+            versions = ctx.tls_versions() or None
+            node.client.execute(mysqlflavor.persist_statements(
+                node.flavor, node.version, ours["ssl_ca"], ours["ssl_cert"], ours["ssl_key"],
+                tls_versions=versions))
+        elif action != "none":
+            node.client.execute([action])
         ctx.step("apply")
         report["verified"] = _verify(node, files)
     except AgentError as exc:
@@ -370,9 +430,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     live = node.live()
     # A run killed after restoring the files left the server running with TLS: the re-run finds
     # nothing left to restore, so the journal decides the restart (as for PostgreSQL).
-    if mysqlflavor.first_enable_needs_restart(node.flavor, node.version) and (any(
-            v in ("restored", "removed", "include-removed") for v in restored.values())
-            or (journal is not None and journal.resumed)):
+    if disable_restarts(node.flavor, node.version, list(restored.values()), bool(journal and journal.resumed)):
         error = node.restart(live["log_error"])
         if error:
             raise AgentError("the server did not start after restoring its configuration: {}".format(error))
@@ -381,7 +439,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     if report.get("restarted"):
         report["replication_wait"] = _wait_own_channels(ctx, node, cert_dir)
     node.state.remove()
-    shutil.rmtree(rc.state.layout(cert_dir).mysql_served, ignore_errors=True)
+    shutil.rmtree(state.layout(cert_dir).mysql_served, ignore_errors=True)
     # Uninstall asks for --remove-certs: server/, client/ (users' certificates too) and .pending go.
     report["certs_removed"] = common.remove_certs(ctx) if ctx.get("remove_certs") else False
     _say(ctx, "mysql: TLS configuration removed")
@@ -402,7 +460,7 @@ def _wait_own_channels(ctx: Any, node: Node, cert_dir: str, timeout: float = 60.
 
 def undo_user_requirements(node: Node) -> List[str]:
     """Put back the account requirements ``user-cert`` changed on this node."""
-    users = rc.RoleState(node.cert_dir, "mysql-users")
+    users = state.RoleState(node.cert_dir, "mysql-users")
     done = []
     for name, rows in sorted(users.data.items()):
         previous = [mysqlusers.AccountTls.from_dict(r) for r in rows]
@@ -416,19 +474,44 @@ def undo_user_requirements(node: Node) -> List[str]:
 def status(ctx: Any) -> Dict[str, Any]:
     node = Node(ctx)
     live = node.live()
-    result = {"role": ROLE, "flavor": node.flavor, "version": ".".join(map(str, node.version)),
-              "have_ssl": live["have_ssl"], "require_secure_transport": live["require_secure_transport"],
-              "ssl_cert": live["ssl_cert"]}  # type: Dict[str, Any]
+    details = {"flavor": node.flavor, "have_ssl": live["have_ssl"],
+               "require_secure_transport": live["require_secure_transport"],
+               "ssl_cert": live["ssl_cert"]}  # type: Dict[str, Any]
     directory, _ = mysqlnode.dropin_plan(fsio.read_text)
     path = os.path.join(directory, mycnf.SSL_CONFIG_NAME)
-    result["config"] = {"path": path, "kind": mycnf.classify_dropin(fsio.read_text(path))}
+    details["config"] = {"path": path, "kind": mycnf.classify_dropin(fsio.read_text(path))}
+    cert = fsio.read_bytes(os.path.join(node.server_dir, "server.crt"))
+    try:
+        expected = der.pem_sha256(cert) if cert else None  # type: Optional[str]
+    except AgentError:
+        expected = None
     try:
         served = node.probe()
-        result["served"] = mysqlprobe.describe(served)
-        cert = fsio.read_bytes(os.path.join(node.server_dir, "server.crt"))
-        result["serves_our_certificate"] = bool(cert) and served.sha256 == rc.pem_sha256(cert or b"")
+        details["served"] = mysqlprobe.describe(served)
+        ours = expected is not None and served.sha256 == expected
+        tls = statusschema.tls(ours, "handshake", served.tls_version, served.sha256, expected,
+                               None if ours else "the server serves another certificate than server/server.crt",
+                               cipher=served.cipher)
     except AgentError as exc:
-        result["served"] = {"error": str(exc)}
-        result["serves_our_certificate"] = False
-    result["replication"] = replica_status(node)
-    return result
+        details["served"] = {"error": str(exc)}
+        ours = False
+        tls = statusschema.tls(False, "handshake", expected_sha256=expected, error=str(exc))
+    details["serves_our_certificate"] = ours
+    details["replication"] = replica_status(node)
+    return statusschema.document(ROLE, ".".join(map(str, node.version)), True,
+                                 status_stages(details["config"]["kind"], live["require_secure_transport"],
+                                               details["replication"]),
+                                 tls, common.certificates(Context.of(ctx)), **details)
+
+
+def status_stages(config_kind: str, require_secure_transport: Any, channels: List[Dict[str, str]]) -> List[str]:
+    """Our stages in place: offer = our ``ssl-config.cnf``; use = a replica whose channels all
+    allow TLS; require = ``require_secure_transport`` on."""
+    if config_kind != "dbtls":
+        return []
+    stages = ["offer"]
+    if channels and all(str(c.get("ssl_allowed")).lower() == "yes" for c in channels):
+        stages.append("use")
+    if str(require_secure_transport).upper() in ("ON", "1"):
+        stages.append("require")
+    return stages

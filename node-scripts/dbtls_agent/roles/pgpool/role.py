@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio, nodeos
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import base, common
+from dbtls_agent.roles import base, common, statusschema
 from dbtls_agent.roles.pgpool import allow, facts, opensslconf, poolkey, poolpasswd
 from dbtls_agent.roles.pgpool import hba as poolhba
 from dbtls_agent.roles.postgres import accounts, apply, client, tlsprobe
@@ -126,8 +126,10 @@ def enable(ctx: base.Context) -> Dict[str, Any]:
         changed_params = _changed_params(conf_text, new_conf)
         restart = any(p in facts.start_only(info["version"]) for p in changed_params)
         if "offer" in stages:
-            result["openssl"] = opensslconf.write_files(cs, before)
+            result["openssl"] = opensslconf.write_files(cs, before, min_tls=ctx.opt("min_tls"))
             restart = restart or result["openssl"]["changed"]  # OPENSSL_CONF is read at start
+            if result["openssl"]["min_tls_note"]:
+                ctx.say("pgpool: " + result["openssl"]["min_tls_note"])
         if "offer" in stages:
             before.setdefault(key_file, current_key)
             key, old_key, created = poolkey.ensure_key(cs)
@@ -230,8 +232,9 @@ def disable(ctx: base.Context) -> Dict[str, Any]:
     journal.step("write-files")
     changed = any(f["result"] != "unchanged" for f in files)
     new_params = pgconf.managed_params(fsio.read_text(conf_path) or "")
+    openssl_removed = opensslconf.removed(files)  # always: it also deletes the drop-in folder we made
     restart = any(old_params.get(k) != new_params.get(k) for k in facts.start_only(info["version"])) or \
-        fsio.read_bytes(info["key_file"]) != key_before or opensslconf.removed(files)
+        fsio.read_bytes(info["key_file"]) != key_before or openssl_removed
     action = "none"
     if (changed or journal.resumed) and info["running"]:  # see enable: a killed run's files look done
         action = "restart" if restart or journal.resumed or ctx.opt("upstream_mode") else "reload"
@@ -289,5 +292,5 @@ def status(ctx: base.Context) -> Dict[str, Any]:
     if info["running"]:
         tls = apply.verify_tls(ctx, port, 0) if os.path.isfile(ctx.server_cert()) else \
             tlsprobe.probe(apply.own_host(), port, None)
-    return {"role": ROLE, "enabled": bool(stages), "stages": stages, "tls": tls, "version": info["version"],
-            "running": info["running"], "certificates": common.certificates(ctx)}
+    return statusschema.document(ROLE, info["version"], bool(info["running"]), stages, statusschema.handshake(tls),
+                                 common.certificates(ctx))

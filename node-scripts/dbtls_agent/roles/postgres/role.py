@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from dbtls_agent import fsio, nodeos, state
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import base, common
+from dbtls_agent.roles import base, common, statusschema
 from dbtls_agent.roles.postgres import (
     accounts,
     apply,
@@ -308,8 +308,8 @@ def status(ctx: base.Context) -> Dict[str, Any]:
         tls = apply.verify_tls(ctx, wait_s=0)
     elif info["running"]:
         tls = tlsprobe.probe(apply.own_host(), 5432, None)
-    result = {"role": ROLE, "enabled": bool(stages), "stages": stages, "tls": tls, "version": info.get("version"),
-              "running": info["running"], "certificates": common.certificates(ctx)}
+    details = {}  # type: Dict[str, Any]
     if info["running"] and not info["in_recovery"]:
-        result["replication"] = replication_ssl()
-    return result
+        details["replication"] = replication_ssl()
+    return statusschema.document(ROLE, info.get("version"), bool(info["running"]), stages,
+                                 statusschema.handshake(tls), common.certificates(ctx), **details)

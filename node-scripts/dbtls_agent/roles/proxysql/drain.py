@@ -20,9 +20,9 @@ import socket
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from dbtls_agent import state
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.base import Context
-from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.proxysql import plan
 from dbtls_agent.roles.proxysql.admin import Admin
 
@@ -82,7 +82,7 @@ class Record(object):
     """Rows this command set OFFLINE_SOFT and has not put back yet."""
 
     def __init__(self, cert_dir: str) -> None:
-        self.state = rc.RoleState(cert_dir, RECORD)
+        self.state = state.RoleState(cert_dir, RECORD)
 
     @property
     def entries(self) -> List[Dict[str, Any]]:

@@ -172,6 +172,16 @@ def _set_variable(name: str, value: str) -> str:
     return "UPDATE global_variables SET variable_value={} WHERE variable_name={}".format(_lit(value), _lit(name))
 
 
+def min_tls_note(tls_versions: Optional[List[str]]) -> Optional[str]:
+    """ProxySQL has no variable for its frontend's lowest TLS version (it sets TLS 1.0 as the minimum
+    in its own code, after any OpenSSL configuration is read), so a minimum above the default cannot
+    be honoured there; its backends keep the minimum the database servers enforce themselves."""
+    if not tls_versions:
+        return None
+    return ("ProxySQL has no setting for its clients' lowest TLS version: the minimum {} is not enforced on "
+            "ProxySQL's frontend (the database servers behind it enforce it)".format(tls_versions[0]))
+
+
 def enable_plan(
     version: Version,
     backend_ca: str,

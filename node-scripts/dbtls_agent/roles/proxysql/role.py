@@ -10,11 +10,11 @@ the datadir (backed up first, restored on disable); the SQL plans and their chec
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from dbtls_agent import fsio, safepath
+from dbtls_agent import fsio, safepath, state
+from dbtls_agent.crypto import der
 from dbtls_agent.errors import AgentError
-from dbtls_agent.roles import common
+from dbtls_agent.roles import common, statusschema
 from dbtls_agent.roles.base import Context
-from dbtls_agent.roles.mysql import context as rc
 from dbtls_agent.roles.proxysql import drain, report
 from dbtls_agent.roles.proxysql import plan as proxysql_plan
 from dbtls_agent.roles.proxysql.admin import Admin, admin_endpoint, read_settings
@@ -72,7 +72,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
     require = bool(ctx.get("require_tls", False)) and any(s in ctx.stages for s in ("require",))
     admin = Admin(ctx)
     _undrain(ctx, admin, cert_dir)
-    role_state = rc.RoleState(cert_dir, ROLE)
+    role_state = state.RoleState(cert_dir, ROLE)
     role_state.remember("snapshot", admin.snapshot().to_dict())
     ctx.step("preflight")
     backend_ca = os.path.join(cert_dir, "server", "root.crt")
@@ -98,15 +98,17 @@ def enable(ctx: Any) -> Dict[str, Any]:
     except AgentError as exc:
         _rollback(admin, changes, undo, role_state)
         raise AgentError("{}; the previous ProxySQL settings were restored".format(exc)) from None
-    for message in plan.notes:
+    min_tls_note = proxysql_plan.min_tls_note(ctx.tls_versions())
+    for message in plan.notes + ([min_tls_note] if min_tls_note else []):
         _say(ctx, "proxysql: " + message)
     ctx.step("done")
     return {"role": ROLE, "version": ".".join(map(str, admin.version)), "datadir": admin.datadir,
             "restart_required": plan.restart_required, "require_tls": require,
-            "statements": len(plan.statements), "verified": "runtime", "needs_action": refused}
+            "statements": len(plan.statements), "verified": "runtime", "needs_action": refused,
+            "min_tls_note": min_tls_note}
 
 
-def _rollback(admin: Admin, changes: ChangeSet, undo: List[Any], role_state: rc.RoleState) -> None:
+def _rollback(admin: Admin, changes: ChangeSet, undo: List[Any], role_state: state.RoleState) -> None:
     changes.undo(undo, default_mode=0o600)
     snapshot = proxysql_plan.Snapshot.from_dict(role_state.get("snapshot", {}))
     reload_version = admin.version if _all_frontend_files(admin.datadir) else None
@@ -139,7 +141,7 @@ def disable(ctx: Any) -> Dict[str, Any]:
     cert_dir = ctx.cert_dir
     admin = Admin(ctx)
     _undrain(ctx, admin, cert_dir)
-    role_state = rc.RoleState(cert_dir, ROLE)
+    role_state = state.RoleState(cert_dir, ROLE)
     changes = ChangeSet(cert_dir, ROLE)
     files = {}
     for path in list(changes.paths()):
@@ -177,9 +179,55 @@ def status(ctx: Any) -> Dict[str, Any]:
     admin = Admin(ctx)
     queries = proxysql_plan.verify_queries()
     variables = proxysql_plan.parse_variables(admin.client.query(queries["variables"]))
-    servers = proxysql_plan.parse_servers(admin.client.query(queries["servers"]))
-    users = proxysql_plan.parse_users(admin.client.query(queries["users"]))
-    return {"role": ROLE, "version": ".".join(map(str, admin.version)), "runtime_variables": variables,
-            "servers": [{"hostgroup": h, "hostname": n, "port": p, "use_ssl": u} for h, n, p, u in servers],
-            "users": [{"username": n, "use_ssl": u} for n, _b, u in users],
-            "frontend_files": _all_frontend_files(admin.datadir)}
+    servers = [{"hostgroup": h, "hostname": n, "port": p, "use_ssl": u}
+               for h, n, p, u in proxysql_plan.parse_servers(admin.client.query(queries["servers"]))]
+    users = [{"username": n, "use_ssl": u} for n, _b, u in proxysql_plan.parse_users(admin.client.query(queries["users"]))]
+    files = _all_frontend_files(admin.datadir)
+    ctx = Context.of(ctx)
+    return statusschema.document(
+        ROLE, ".".join(map(str, admin.version)), True, status_stages(variables, servers, users, files),
+        _runtime_tls(variables, servers, admin.datadir, ctx.server_cert()), common.certificates(ctx),
+        runtime_variables=variables, servers=servers, users=users, frontend_files=files)
+
+
+def _on(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def status_stages(variables: Dict[str, Any], servers: List[Dict[str, Any]], users: List[Dict[str, Any]],
+                  frontend_files: bool) -> List[str]:
+    """Our stages in place: offer = ``mysql-have_ssl`` with the frontend files; use = every backend
+    row over TLS; require = every user with ``use_ssl``."""
+    if not (_on(variables.get("mysql-have_ssl")) and frontend_files):
+        return []
+    stages = ["offer"]
+    if servers and all(_on(s.get("use_ssl")) for s in servers):
+        stages.append("use")
+    if users and all(_on(u.get("use_ssl")) for u in users):
+        stages.append("require")
+    return stages
+
+
+def _runtime_tls(variables: Dict[str, Any], servers: List[Dict[str, Any]], datadir: str,
+                 server_cert: str) -> Dict[str, Any]:
+    """What ProxySQL's runtime says it serves: ``mysql-have_ssl`` and the certificate in its datadir
+    compared with ours (the agent speaks no handshake to ProxySQL's frontend)."""
+    def sha(path: str) -> Optional[str]:
+        try:
+            pem = fsio.read_bytes(path)
+            return der.pem_sha256(pem) if pem else None
+        except AgentError:
+            return None
+
+    served = sha(os.path.join(datadir, proxysql_plan.FRONTEND_CERT))
+    expected = sha(server_cert)
+    error = None
+    if not _on(variables.get("mysql-have_ssl")):
+        error = "mysql-have_ssl is off"
+    elif served is None:
+        error = "no {} in {}".format(proxysql_plan.FRONTEND_CERT, datadir)
+    elif served != expected:
+        error = "{} is not server/server.crt".format(proxysql_plan.FRONTEND_CERT)
+    used = sum(1 for s in servers if _on(s.get("use_ssl")))
+    return statusschema.tls(error is None, "runtime", sha256=served, expected_sha256=expected, error=error,
+                            note="backends over TLS {}/{}".format(used, len(servers)))

@@ -2,6 +2,7 @@
 mysql role's next offer or disable will really restart the server."""
 
 import argparse
+import hashlib
 import os
 
 from dbtls_agent.roles.mysql import forecast
@@ -34,12 +35,21 @@ def test_an_unfinished_disable_restarts_on_its_rerun(tmp_path, monkeypatch):
     assert forecast.disable_restarts(argparse.Namespace(cert_dir=str(tmp_path)))[0] is False
 
 
+DER = b"\x30\x03\x02\x01\x01"
+PEM = b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"
+
+
 class FakeNode:
     def __init__(self, ctx, flavor="mariadb", version=(10, 11, 6), have_ssl="DISABLED"):
         self.cert_dir = ctx.cert_dir
         self.server_dir = os.path.join(ctx.cert_dir, "server")
         self.root_crt = os.path.join(self.server_dir, "root.crt")
         self.flavor, self.version, self.have_ssl = flavor, version, have_ssl
+
+    def probe(self):
+        from dbtls_agent.roles.mysql import probe
+
+        return probe.ProbeResult(hashlib.sha256(DER).hexdigest(), DER, "TLSv1.3", "", "")
 
     def live(self):
         ours = self.have_ssl == "YES"
@@ -49,7 +59,6 @@ class FakeNode:
 
 
 def test_offer_restarts_follows_the_roles_rules(tmp_path, monkeypatch):
-    from dbtls_agent import crypto
     from dbtls_agent.roles.mysql import cipherorder, mycnf, node
     from dbtls_agent.roles.mysql import role as mysql_role
 
@@ -60,7 +69,9 @@ def test_offer_restarts_follows_the_roles_rules(tmp_path, monkeypatch):
     class Backend:
         def public_key_info(self, pem):
             return {"key_type": "ecdsa-p256"}
-    monkeypatch.setattr(crypto, "get_backend", lambda: Backend())
+    monkeypatch.setattr(mysql_role, "get_backend", lambda: Backend())
+    (tmp_path / "server").mkdir()
+    (tmp_path / "server" / "server.crt").write_bytes(PEM)
     ctx = argparse.Namespace(cert_dir=str(tmp_path), min_tls="TLSv1.2")
     cases = [({"have_ssl": "DISABLED"}, True, "does not serve our certificate files"),
              ({"flavor": "mysql", "version": (8, 0, 36)}, False, "without a restart"),
@@ -81,3 +92,11 @@ def test_offer_restarts_follows_the_roles_rules(tmp_path, monkeypatch):
     monkeypatch.setattr(cipherorder, "pending", lambda *a: False)
     ctx.min_tls = "TLSv1.3"  # tls_version changes: MariaDB restarts
     assert forecast.offer_restarts(ctx)[0] is True
+    ctx.min_tls = "TLSv1.2"
+    (tmp_path / "server" / "server.crt").write_bytes(PEM.replace(b"MAMCAQE=", b"MAMCAQI="))
+    # a new certificate with the same settings: swapped live (FLUSH SSL) on MariaDB 10.4.1+, restart before
+    assert forecast.offer_restarts(ctx) == (False, "mariadb 10.11.6 loads the new certificate with FLUSH SSL")
+    monkeypatch.setattr(mysql_role, "Node", lambda c: FakeNode(c, version=(10, 3, 39), have_ssl="YES"))
+    (conf_d / mycnf.SSL_CONFIG_NAME).write_text(mycnf.render_ssl_config(
+        str(tmp_path), key_type="ecdsa-p256", flavor="mariadb", version=(10, 3, 39)))
+    assert forecast.offer_restarts(ctx) == (True, "mariadb 10.3.39 loads a new certificate only at start")

@@ -12,13 +12,14 @@ import threading
 import pytest
 
 from dbtls_agent import nodeos
+from dbtls_agent.crypto import der
 from dbtls_agent.errors import AgentError
 from dbtls_agent.roles.base import Context
-from dbtls_agent.roles.mysql import context as mysqlrolectx
 from dbtls_agent.roles.mysql import node, probe
 from dbtls_agent.roles.mysql import role as mysql_role
 from dbtls_agent.roles.proxysql import admin as proxysql_admin
 from dbtls_agent.roles.proxysql import role as proxysql_role
+from dbtls_agent.state import RoleState
 
 
 def greeting(version=b"10.11.6-MariaDB", caps=0xF7FF | probe.CLIENT_SSL, caps_high=0x81FF):
@@ -107,7 +108,7 @@ def test_probe_verifies_chain_and_name_and_returns_the_served_fingerprint(tls_fi
     port, thread = _fake_server(tls_files)
     result = probe.probe("localhost", port, str(tls_files / "ca.crt"))
     thread.join(5)
-    assert result.sha256 == mysqlrolectx.pem_sha256((tls_files / "server.crt").read_bytes())
+    assert result.sha256 == der.pem_sha256((tls_files / "server.crt").read_bytes())
     assert result.tls_version in ("TLSv1.2", "TLSv1.3")
 
 
@@ -206,14 +207,14 @@ def test_a_plain_options_object_becomes_a_context_without_a_journal(tmp_path):
 
 
 def test_role_state_remembers_the_first_value_only(tmp_path):
-    st = mysqlrolectx.RoleState(str(tmp_path), "mysql")
+    st = RoleState(str(tmp_path), "mysql")
     st.remember("before", {"have_ssl": "DISABLED"})
     st.remember("before", {"have_ssl": "YES"})
-    again = mysqlrolectx.RoleState(str(tmp_path), "mysql")
+    again = RoleState(str(tmp_path), "mysql")
     assert again.get("before") == {"have_ssl": "DISABLED"}
     assert oct(os.stat(again.path).st_mode & 0o777) == "0o600"
     again.remove()
-    assert mysqlrolectx.RoleState(str(tmp_path), "mysql").data == {}
+    assert RoleState(str(tmp_path), "mysql").data == {}
 
 
 def test_restart_relevant_ignores_only_the_require_line():

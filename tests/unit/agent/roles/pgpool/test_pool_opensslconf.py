@@ -59,3 +59,40 @@ def test_openssl_3_writes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "systemd").exists() and not cs.entries
     assert opensslconf.removed([{"path": "/etc/pgpool-II/pgpool.conf", "result": "restored"}],
                                  _runner(LDD_3, "")) is False
+
+
+def test_a_tls_13_minimum_goes_into_pgpools_openssl_configuration_and_away_again(tmp_path, monkeypatch):
+    """Pgpool-II has no TLS minimum setting: MinProtocol in its own OPENSSL_CONF (OpenSSL 3 here,
+    which needs no NoRenegotiation); back to the default, the files go and Pgpool restarts once more."""
+    monkeypatch.setattr(cipherorder, "SYSTEMD_DIR", str(tmp_path / "systemd"))
+    (tmp_path / "ssl").mkdir()
+    (tmp_path / "ssl" / "openssl.cnf").write_text("openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\n"
+                                                  "system_default = sysdef\n[sysdef]\nMinProtocol = TLSv1.2\n")
+    cs = state.ChangeSet(str(tmp_path / "certs"), "pgpool")
+    out = opensslconf.write_files(cs, {}, _runner(LDD_3, str(tmp_path / "ssl")), min_tls="TLSv1.3")
+    conf = tmp_path / "systemd" / "pgpool.service.d" / "dbtls-openssl.cnf"
+    assert out["changed"] and out["min_tls_note"] is None
+    assert conf.read_text().endswith("[ sysdef ]\nMinProtocol = TLSv1.3\n")  # later lines win over the include
+    before = {}
+    back = opensslconf.write_files(cs, before, _runner(LDD_3, str(tmp_path / "ssl")), min_tls="TLSv1.2")
+    assert back["changed"] and "libssl 3.0" in back["skip"] and back["min_tls_note"] is None
+    assert not conf.exists() and not cs.entries and str(conf) in before
+    assert not opensslconf.write_files(cs, {}, _runner(LDD_3, str(tmp_path / "ssl")))["changed"]
+
+
+def test_openssl_111_gets_both_lines_and_old_openssl_says_the_minimum_is_not_enforced(tmp_path, monkeypatch):
+    monkeypatch.setattr(cipherorder, "SYSTEMD_DIR", str(tmp_path / "systemd"))
+    wanted = opensslconf.plan(_runner(LDD_111, "/nowhere"), "TLSv1.3")
+    assert wanted["conf_text"].endswith("Options = NoRenegotiation\nMinProtocol = TLSv1.3\n")
+    assert opensslconf.min_tls_note("TLSv1.3", wanted) is None
+    old = opensslconf.plan(_runner(LDD_EL7, "/nowhere"), "TLSv1.3")
+    assert "skip" in old
+    assert "TLSv1.3 is not enforced" in opensslconf.min_tls_note("TLSv1.3", old)
+    assert opensslconf.min_tls_note("TLSv1.2", old) is None
+
+
+def test_proxysql_says_it_cannot_enforce_a_minimum():
+    from dbtls_agent.roles.proxysql import plan
+
+    assert plan.min_tls_note(None) is None
+    assert "the minimum TLSv1.3 is not enforced on ProxySQL's frontend" in plan.min_tls_note(["TLSv1.3"])
