@@ -105,7 +105,7 @@ def enable(ctx: Any) -> Dict[str, Any]:
     return {"role": ROLE, "version": ".".join(map(str, admin.version)), "datadir": admin.datadir,
             "restart_required": plan.restart_required, "require_tls": require,
             "statements": len(plan.statements), "verified": "runtime", "needs_action": refused,
-            "min_tls_note": min_tls_note}
+            "min_tls_note": min_tls_note, "messages": ctx.messages}
 
 
 def _rollback(admin: Admin, changes: ChangeSet, undo: List[Any], role_state: state.RoleState) -> None:
