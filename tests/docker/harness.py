@@ -9,6 +9,7 @@ takes it down afterwards (kept with ``DBTLS_KEEP_SIM=1``).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -186,3 +187,40 @@ class Sim:
     def session(self, work: Callable[[addon.Session], Any]) -> Any:
         with platform.serve(repo_root(), platform.gateway(self.engine, self.env.name)) as base_url:
             return work(addon.Session(self.env.name, base_url))
+
+
+# --- Certificates made due on purpose (renewal tests) ---------------------------------------------
+
+NODE_AGENT = "/usr/local/sbin/dbtls-agent"  # where the manifest installs the agent on a node
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def node_agent(env: Env, node: str, *args: str, stdin: str = "") -> str:
+    """Run the manifest-installed agent on ``node``; a non-zero exit fails the test."""
+    code, out = env.exec(node, [NODE_AGENT, *args], stdin=stdin.encode())
+    assert code == 0, (args, out)
+    return out
+
+
+def due_report(env: Env, node: str) -> dict:
+    return json.loads(node_agent(env, node, "certs", "due", "--within-days", "30"))
+
+
+def shorten_server_certificate(env: Env, node_name: str, days: int, layer: str = "sqldb") -> None:
+    """Give ``node_name`` a server certificate of ``days`` from the CA node (the database primary),
+    through the same agent commands and base64 transport the manifest uses."""
+    node = next(n for n in env.nodes if n.name == node_name)
+    domain = node.hostname.split("-", 1)[1]
+    csr = node_agent(env, node_name, "csr", "--bundle", "--options", "--scope", "server", "--rotate", "--if-installed")
+    requests = b64(f" {node.node_id}:{b64(csr)}")
+    node_list = b64(f" {node.node_id}={node.ip}")
+    proc = docker_exec(env.c["primary"], [NODE_AGENT, "ca", "sign", "--from-manifest", "--days", str(days),
+                                          "--env-domain", domain, "--layer", layer],
+                       stdin=f"{requests}\n{node_list}\n".encode())
+    assert proc.returncode == 0, combined(proc)
+    node_agent(env, node_name, "install-certs", "--from-manifest", stdin=b64(proc.stdout.decode().strip()) + "\n")
+    server = next(c for c in due_report(env, node_name)["certificates"] if c["role"] == "server")
+    assert server["due"] and server["days_left"] <= days, server

@@ -10,7 +10,6 @@ order and share one environment per family.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import time
@@ -18,7 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import CERT_DIR, RELEASES, Sim, combined, docker_exec, exec_argv, sim_env, wait_for
+from harness import (
+    CERT_DIR,
+    RELEASES,
+    Sim,
+    due_report,
+    exec_argv,
+    shorten_server_certificate,
+    sim_env,
+    wait_for,
+)
 
 from dbtls.addon.project import build_outputs, repo_root, write_outputs
 
@@ -28,10 +36,6 @@ LOOP_SRC = Path(__file__).with_name("pg_client_loop.py")
 LOOP = "/tmp/rn-loop.py"
 ROOT_CRT = "/tmp/rn-root.crt"
 BUTTON = "Renew due certificates"
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def serial(env, node: str, path: str = f"{CERT_DIR}/server/server.crt") -> str:
@@ -49,36 +53,6 @@ def serials(env, roles: tuple[str, ...]) -> dict[str, str]:
             for path in text.split():
                 out[f"{n.name}:{path}"] = serial(env, n.name, path)
     return out
-
-
-def node_agent(env, node: str, *args: str, stdin: str = "") -> str:
-    code, out = env.exec(node, [AGENT, *args], stdin=stdin.encode())
-    assert code == 0, (args, out)
-    return out
-
-
-def due_report(env, node: str) -> dict:
-    code, out = env.exec(node, [AGENT, "certs", "due", "--within-days", "30"])
-    assert code == 0, out
-    return json.loads(out)
-
-
-def shorten_server_certificate(env, node_name: str, layer: str = "sqldb") -> None:
-    """Give ``node_name`` a server certificate of SHORT_DAYS from the CA node, through the same
-    agent commands (and base64 transport) the manifest uses."""
-    node = next(n for n in env.nodes if n.name == node_name)
-    domain = node.hostname.split("-", 1)[1]
-    csr = node_agent(env, node_name, "csr", "--bundle", "--options", "--scope", "server", "--rotate", "--if-installed")
-    requests = b64(f" {node.node_id}:{b64(csr)}")
-    node_list = b64(f" {node.node_id}={node.ip}")
-    proc = docker_exec(env.c["primary"], [AGENT, "ca", "sign", "--from-manifest", "--days", str(SHORT_DAYS),
-                                          "--env-domain", domain, "--layer", layer],
-                       stdin=f"{requests}\n{node_list}\n".encode())
-    assert proc.returncode == 0, combined(proc)
-    node_agent(env, node_name, "install-certs", "--from-manifest", stdin=b64(proc.stdout.decode().strip()) + "\n")
-    report = due_report(env, node_name)
-    server = next(c for c in report["certificates"] if c["role"] == "server")
-    assert server["due"] and server["days_left"] <= SHORT_DAYS, server
 
 
 def press(sim: Sim, caption: str, settings: dict | None = None, layer: str | None = None):
@@ -159,7 +133,7 @@ class Loops:
 def test_pg_due_server_certificate_is_renewed_without_failed_queries(pg):
     env = pg.env
     standby = env.c["standby"]
-    shorten_server_certificate(env, standby)
+    shorten_server_certificate(env, standby, SHORT_DAYS)
     before = serials(env, ("postgres", "pgpool"))
     hosts = {"pgpool": env.host["pgpool"], "primary": env.host["primary"], "standby": env.host["standby"]}
     loops = Loops(env, hosts)
@@ -197,7 +171,7 @@ def test_pg_pgpool_layer_renews_its_due_certificate_without_failed_queries_on_th
     env = pg.env
     result = press(pg, BUTTON, layer="pgpool")
     assert "nothing is due within 30 days" in (result.message or ""), result.message
-    shorten_server_certificate(env, env.c["pgpool"], layer="pgpool")
+    shorten_server_certificate(env, env.c["pgpool"], SHORT_DAYS, layer="pgpool")
     before = serials(env, ("postgres", "pgpool"))
     loops = Loops(env, {"pgpool": env.host["pgpool"], "primary": env.host["primary"],
                         "standby": env.host["standby"]})
@@ -279,7 +253,7 @@ def test_mariadb_nothing_due_changes_nothing(my):
 def test_mariadb_due_server_certificate_is_renewed(my):
     env = my.env
     replica = env.c["standby"]
-    shorten_server_certificate(env, replica)
+    shorten_server_certificate(env, replica, SHORT_DAYS)
     before = serials(env, ("mariadb", "proxysql"))
     press(my, BUTTON)
     after = serials(env, ("mariadb", "proxysql"))

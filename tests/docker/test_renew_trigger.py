@@ -1,4 +1,4 @@
-"""The automatic renewal trigger on a simulated pg-cluster: cron job, token, platform script, uninstall.
+"""The automatic renewal trigger on simulated pg-cluster and mariadb-cluster: cron job, token, platform script,\nuninstall.
 
 What is real: the built manifest runs through the interpreter; the agent writes ``/etc/cron.d/
 dbtls-renew`` and the 0600 token file on every node of each layer; the cron line's own command runs
@@ -22,7 +22,18 @@ import urllib.parse
 from collections.abc import Iterator
 
 import pytest
-from harness import CERT_DIR, RELEASES, Env, combined, docker_exec, exec_argv, sim_env, wait_for
+from harness import (
+    CERT_DIR,
+    RELEASES,
+    Env,
+    combined,
+    docker_exec,
+    due_report,
+    exec_argv,
+    shorten_server_certificate,
+    sim_env,
+    wait_for,
+)
 
 from dbtls.addon.project import build_outputs, repo_root, write_outputs
 from dbtls.sim import addon, platform
@@ -64,7 +75,7 @@ def run(env: Env, node: str, script: str, stdin: bytes | None = None) -> str:
 
 
 def layer_nodes(env: Env) -> list[str]:
-    return [n.name for n in env.nodes if n.role in ("postgres", "pgpool")]
+    return [n.name for n in env.nodes if n.role in ("postgres", "pgpool", "mariadb", "proxysql")]
 
 
 class Platform:
@@ -211,6 +222,7 @@ def test_a_due_certificate_makes_one_call_and_the_platform_runs_renew(sim, insta
     answer, executed = sim.session(invoke)
     assert answer["result"] == 0, answer
     assert executed == [("sqldb", "renew", True)]
+    assert not due_report(env, "standby")["any_due"]
     wrong, executed = sim.session(lambda s: (s.invoke_script(name, {"token": "x" * 64}), list(s.interp.executed)))
     assert wrong["result"] != 0 and executed == []
 
@@ -252,3 +264,53 @@ def test_uninstall_removes_cron_token_and_platform_scripts(sim, installed):
     for node in layer_nodes(env):
         assert run(env, node, f"ls {CRON} {TOKEN_FILE} 2>/dev/null || true").strip() == "", node
     assert script_names(sim) == []
+
+
+# --- mariadb-cluster: the same trigger on MariaDB and ProxySQL nodes ------------------------------------
+
+@pytest.fixture(scope="module", params=RELEASES)
+def my_sim(request, engine) -> Iterator[Platform]:
+    write_outputs(repo_root(), build_outputs(repo_root()))
+    for env in sim_env("mariadb-cluster", request.param, "rm"):
+        start_listener(env)
+        yield Platform(env)
+
+
+def test_mariadb_cluster_a_due_replica_certificate_is_renewed_through_the_trigger(my_sim):
+    """Install schedules the check on every MariaDB and ProxySQL node; a replica whose server
+    certificate ends in 10 days makes the one call; the platform script runs renew, after which
+    nothing is due; uninstall removes the jobs, tokens and scripts."""
+    env = my_sim.env
+    results = my_sim.session(lambda s: s.install({}))
+    assert all(r.ok for _, r in results) and len(results) == 2, [(g, r.error) for g, r in results]
+    groups = sorted(g for g, _ in results)
+    nodes = layer_nodes(env)
+    assert {n.role for n in env.nodes if n.name in nodes} == {"mariadb", "proxysql"}
+    for node in nodes:
+        out = run(env, node, f"stat -c '%a %U' {CRON} {TOKEN_FILE}").split("\n")
+        assert out[:2] == ["644 root", "600 root"], (node, out)
+        cron_command(env, node)
+    assert script_names(my_sim) == sorted(f"{env.name}-{g}-dbtls-renew" for g in groups)
+    replica = env.c["standby"]
+    shorten_server_certificate(env, replica, 10)
+    for node in nodes:
+        run_job(env, node)
+    calls = captured(env)
+    assert len(calls) == 1, calls
+    name = urllib.parse.urlsplit(calls[0]["path"]).path.lstrip("/")
+    assert name == f"{env.name}-sqldb-dbtls-renew"
+    params = {k: v[0] for k, v in urllib.parse.parse_qs(calls[0]["body"]).items()}
+    assert params == {"token": run(env, replica, f"cat {TOKEN_FILE}")}
+
+    def invoke(s):
+        answer = s.invoke_script(name, params)
+        return answer, [(a.node_group, action, r.ok) for a, action, r in s.interp.executed]
+
+    answer, executed = my_sim.session(invoke)
+    assert answer["result"] == 0 and executed == [("sqldb", "renew", True)], (answer, executed)
+    assert not due_report(env, replica)["any_due"]
+    results = my_sim.session(lambda s: s.uninstall())
+    assert all(r.ok for _, r in results), [(g, r.error) for g, r in results]
+    for node in nodes:
+        assert run(env, node, f"ls {CRON} {TOKEN_FILE} 2>/dev/null || true").strip() == "", node
+    assert script_names(my_sim) == []
