@@ -90,9 +90,11 @@ class CryptographyBackend(CryptoBackend):
             key = ec.generate_private_key(ec.SECP256R1(), default_backend())
         else:
             raise AgentError("unknown key type {!r}".format(key_type))
-        return key.private_bytes(
+        pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
+        _KEY_CACHE[pem] = key  # the CSR is made from it next: loading it back would check it again
+        return pem
 
     def make_csr(self, key_pem: bytes, cn: str, sans: List[str], kind: str) -> bytes:
         key = _load_key(key_pem)
