@@ -1,8 +1,9 @@
 """Benchmark: wall time to issue a full node set (CA + server + client), agent vs. upstream.
 
 Not a test. Whole processes are timed, interpreter start-up included. The agent runs as the manifest
-runs it: on the CA node ``ca init`` and ``ca sign``; on every node two processes, the request
-(``csr --bundle``: server and client key and CSR) and ``install-certs``. The upstream pipeline is the
+runs it, as the zipapp (node-scripts/dist/dbtls-agent.pyz, written by ``dbtls build``): on the CA
+node ``ca init`` and ``ca sign``; on every node two processes, the request (``csr --bundle``: server
+and client key and CSR, as on a database node) and ``install-certs``. The upstream pipeline is the
 seeds' ``openssl genrsa`` / ``req`` / ``x509`` sequence, one process per step, as one node runs it.
 Two agent figures: the full set (all four processes) and the node-side work alone (request and
 install on one node, the part every node pays; the CA node's two calls run once per layer).
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGENT_PYZ = os.path.join(ROOT, "node-scripts", "dist", "dbtls-agent.pyz")  # as the nodes run it (no cached bytecode)
 KEY_TYPES = ["rsa2048", "rsa3072", "rsa4096", "ecdsa-p256"]
 
 
@@ -35,17 +37,17 @@ def _run(argv: list[str], stdin: bytes = b"", env: dict[str, str] = None) -> byt
 
 def agent_pipeline(python: str, backend: str, key_type: str, node_only: bool = False) -> Callable[[str], float]:
     """The agent's processes; returns the seconds timed (with ``node_only`` the request and install alone)."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "node-scripts"), DBTLS_CRYPTO_BACKEND=backend)
+    env = dict(os.environ, DBTLS_CRYPTO_BACKEND=backend)
 
     def run(work: str) -> float:
-        agent = [python, "-m", "dbtls_agent"]
+        agent = [python, AGENT_PYZ]
         ca_dir = ["--cert-dir", os.path.join(work, "CA")]
         node_dir = ["--cert-dir", os.path.join(work, "SSL-TLS")]
         start = time.perf_counter()
         _run(agent + ["ca", "init", "--key-type", key_type, "--env-name", "bench"] + ca_dir, env=env)
         untimed = time.perf_counter() - start
         start = time.perf_counter()
-        request = _run(agent + ["csr", "--bundle", "--key-type", key_type] + node_dir, env=env)
+        request = _run(agent + ["csr", "--bundle", "--user", "webadmin", "--key-type", key_type] + node_dir, env=env)
         node_time = time.perf_counter() - start
         csrs = "".join(json.loads(request.decode("ascii")).values()).encode("ascii")
         start = time.perf_counter()
