@@ -1,14 +1,19 @@
 """Benchmark: wall time to issue a full node set (CA + server + client), agent vs. upstream.
 
-Not a test. The agent is timed as the manifest runs it: one interpreter start per command
-(``ca init``, ``csr`` server, ``csr`` client, ``ca sign``, ``install-certs``). The upstream
-pipeline is the seeds' ``openssl genrsa`` / ``req`` / ``x509`` sequence, one process per step.
+Not a test. Whole processes are timed, interpreter start-up included. The agent runs as the manifest
+runs it, as the zipapp (node-scripts/dist/dbtls-agent.pyz, written by ``dbtls build``): on the CA
+node ``ca init`` and ``ca sign``; on every node two processes, the request (``csr --bundle``: server
+and client key and CSR, as on a database node) and ``install-certs``. The upstream pipeline is the
+seeds' ``openssl genrsa`` / ``req`` / ``x509`` sequence, one process per step, as one node runs it.
+Two agent figures: the full set (all four processes) and the node-side work alone (request and
+install on one node, the part every node pays; the CA node's two calls run once per layer).
 Each pipeline runs --runs times (median reported), interleaved so machine noise hits all alike.
 
     .venv/bin/python bench/certs.py [--runs 5] [--python /usr/bin/python3]
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -19,6 +24,7 @@ import time
 from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGENT_PYZ = os.path.join(ROOT, "node-scripts", "dist", "dbtls-agent.pyz")  # as the nodes run it (no cached bytecode)
 KEY_TYPES = ["rsa2048", "rsa3072", "rsa4096", "ecdsa-p256"]
 
 
@@ -29,22 +35,33 @@ def _run(argv: list[str], stdin: bytes = b"", env: dict[str, str] = None) -> byt
     return proc.stdout
 
 
-def agent_pipeline(python: str, backend: str, key_type: str) -> Callable[[str], None]:
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "node-scripts"), DBTLS_CRYPTO_BACKEND=backend)
+def agent_pipeline(python: str, backend: str, key_type: str, node_only: bool = False) -> Callable[[str], float]:
+    """The agent's processes; returns the seconds timed (with ``node_only`` the request and install alone)."""
+    env = dict(os.environ, DBTLS_CRYPTO_BACKEND=backend)
 
-    def run(work: str) -> None:
-        agent = [python, "-m", "dbtls_agent"]
-        cert_dir = ["--cert-dir", os.path.join(work, "SSL-TLS")]
-        _run(agent + ["ca", "init", "--key-type", key_type, "--env-name", "bench"] + cert_dir, env=env)
-        server = _run(agent + ["csr", "--kind", "server", "--key-type", key_type] + cert_dir, env=env)
-        client = _run(agent + ["csr", "--kind", "client", "--key-type", key_type] + cert_dir, env=env)
-        bundle = _run(agent + ["ca", "sign", "--format", "pem"] + cert_dir, stdin=server + client, env=env)
-        _run(agent + ["install-certs"] + cert_dir, stdin=bundle, env=env)
+    def run(work: str) -> float:
+        agent = [python, AGENT_PYZ]
+        ca_dir = ["--cert-dir", os.path.join(work, "CA")]
+        node_dir = ["--cert-dir", os.path.join(work, "SSL-TLS")]
+        start = time.perf_counter()
+        _run(agent + ["ca", "init", "--key-type", key_type, "--env-name", "bench"] + ca_dir, env=env)
+        untimed = time.perf_counter() - start
+        start = time.perf_counter()
+        request = _run(agent + ["csr", "--bundle", "--user", "webadmin", "--key-type", key_type] + node_dir, env=env)
+        node_time = time.perf_counter() - start
+        csrs = "".join(json.loads(request.decode("ascii")).values()).encode("ascii")
+        start = time.perf_counter()
+        bundle = _run(agent + ["ca", "sign", "--format", "pem"] + ca_dir, stdin=csrs, env=env)
+        untimed += time.perf_counter() - start
+        start = time.perf_counter()
+        _run(agent + ["install-certs"] + node_dir, stdin=bundle, env=env)
+        node_time += time.perf_counter() - start
+        return node_time if node_only else node_time + untimed
 
     return run
 
 
-def upstream_pipeline(key_type: str) -> Callable[[str], None]:
+def upstream_pipeline(key_type: str) -> Callable[[str], float]:
     """The seeds' commands (RSA via genrsa; P-256 via ecparam, the same style)."""
     if key_type.startswith("rsa"):
         def genkey(path: str) -> list[str]:
@@ -53,7 +70,8 @@ def upstream_pipeline(key_type: str) -> Callable[[str], None]:
         def genkey(path: str) -> list[str]:
             return ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", path]
 
-    def run(work: str) -> None:
+    def run(work: str) -> float:
+        start = time.perf_counter()
         p = lambda name: os.path.join(work, name)  # noqa: E731
         _run(genkey(p("root.key")))
         _run(["openssl", "req", "-new", "-x509", "-sha256", "-days", "3650", "-key", p("root.key"),
@@ -63,16 +81,15 @@ def upstream_pipeline(key_type: str) -> Callable[[str], None]:
             _run(["openssl", "req", "-new", "-key", p(kind + ".key"), "-subj", "/CN=" + cn, "-out", p(kind + ".csr")])
             _run(["openssl", "x509", "-req", "-sha256", "-days", days, "-in", p(kind + ".csr"), "-CA", p("root.crt"),
                   "-CAkey", p("root.key"), "-set_serial", "01", "-out", p(kind + ".crt")])
+        return time.perf_counter() - start
 
     return run
 
 
-def time_once(pipeline: Callable[[str], None]) -> float:
+def time_once(pipeline: Callable[[str], float]) -> float:
     work = tempfile.mkdtemp(prefix="dbtls-bench-")
     try:
-        start = time.perf_counter()
-        pipeline(work)
-        return time.perf_counter() - start
+        return pipeline(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -83,25 +100,30 @@ def main() -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter the agent runs under")
     parser.add_argument("--key-types", nargs="+", default=KEY_TYPES)
     args = parser.parse_args()
-    names = ["upstream", "agent/openssl", "agent/cryptography"]
+    names = ["upstream", "agent/openssl", "agent/cryptography", "node/openssl", "node/cryptography"]
     rows = []
     for key_type in args.key_types:
         pipelines = [upstream_pipeline(key_type), agent_pipeline(args.python, "openssl", key_type),
-                     agent_pipeline(args.python, "cryptography", key_type)]
+                     agent_pipeline(args.python, "cryptography", key_type),
+                     agent_pipeline(args.python, "openssl", key_type, node_only=True),
+                     agent_pipeline(args.python, "cryptography", key_type, node_only=True)]
         samples = {n: [] for n in names}  # type: Dict[str, List[float]]
         for _ in range(args.runs):
             for name, pipeline in zip(names, pipelines, strict=False):
                 samples[name].append(time_once(pipeline))
         rows.append((key_type, {n: statistics.median(samples[n]) for n in names}))
     version = _run([args.python, "-c", "import sys, cryptography; print(sys.version.split()[0], cryptography.__version__)"])
-    print("python {} / cryptography {}; {}; median of {} runs; seconds per full node set "
-          "(CA + server + client)\n".format(*version.decode().split(), _run(["openssl", "version"]).decode().strip(), args.runs))
-    print("| key type | upstream openssl | agent (openssl) | agent (cryptography) | upstream / agent-crypto | upstream / agent-openssl |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("python {} / cryptography {}; {}; median of {} runs; seconds, whole processes; full set = CA node and "
+          "node (CA + server + client), node = request + install on one node\n".format(
+              *version.decode().split(), _run(["openssl", "version"]).decode().strip(), args.runs))
+    print("| key type | upstream openssl | agent full (openssl) | agent full (cryptography) | agent node (openssl) "
+          "| agent node (cryptography) | upstream / node-crypto | upstream / node-openssl | upstream / full-crypto |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key_type, med in rows:
-        print("| {} | {:.3f} | {:.3f} | {:.3f} | {:.1f}x | {:.1f}x |".format(
-            key_type, med["upstream"], med["agent/openssl"], med["agent/cryptography"],
-            med["upstream"] / med["agent/cryptography"], med["upstream"] / med["agent/openssl"]))
+        print("| {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.1f}x | {:.1f}x | {:.1f}x |".format(
+            key_type, med["upstream"], med["agent/openssl"], med["agent/cryptography"], med["node/openssl"],
+            med["node/cryptography"], med["upstream"] / med["node/cryptography"], med["upstream"] / med["node/openssl"],
+            med["upstream"] / med["agent/cryptography"]))
     return 0
 
 

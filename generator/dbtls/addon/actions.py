@@ -23,6 +23,7 @@ How the engine is used (see docs/jps-semantics.md for the sources):
 from __future__ import annotations
 
 import base64
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -206,9 +207,10 @@ def _check_supported() -> list[Any]:
         {"fetchAgent": LAYER},
         {f"if ('{LAYER}' != 'sqldb')": [
             {"fetchAgent": CA_NODE},
-            cmd(CA_NODE, shell.require_database_layer()),
+            # One call on the CA node for both checks: each call is a platform round trip.
+            cmd(CA_NODE, shell.require_database_layer() + "\n" + shell.check_version()),
         ]},
-        cmd(CA_NODE, shell.check_version()),
+        {"else": [cmd(CA_NODE, shell.check_version())]},
     ]
 
 
@@ -225,10 +227,8 @@ def _save_options() -> list[Any]:
 
 @action("prepareCa")
 def _prepare_ca() -> list[Any]:
-    return [
-        cmd(CA_NODE, shell.ca_init(rotate=False)),
-        cmd(CA_NODE, shell.ca_policy()),
-    ]
+    """The CA (kept when it exists) and this layer's extra names, in one call on the CA node."""
+    return [cmd(CA_NODE, shell.prepare_ca())]
 
 
 @action("requestCert")
@@ -475,9 +475,25 @@ def _trust_both_roots() -> list[Any]:
     return [
         cmd(CA_NODE, shell.ca_roots()),
         {"setGlobals": {"roots": "${response.out}"}},
-        cmd("sqldb", shell.install_roots()),
-        *[{f"if (nodes.{layer})": [cmd(layer, shell.install_roots())]} for layer in PROXY_LAYERS],
+        *_on_database_and_proxy_layers(shell.install_roots()),
     ]
+
+
+def _on_database_and_proxy_layers(script: str) -> list[Any]:
+    """One ``cmd`` on the database layer and every proxy layer the environment has: a multi-layer
+    selector is one platform call, one ``cmd`` per layer is one call each. A branch per combination
+    of proxy layers present, the largest first, because a selector may name only existing layers."""
+    combos = [c for n in range(len(PROXY_LAYERS), -1, -1) for c in itertools.combinations(PROXY_LAYERS, n)]
+    items = []  # type: list[Any]
+    for i, present in enumerate(combos):
+        body = [cmd(",".join(("sqldb",) + present), script)]
+        if i == len(combos) - 1:
+            items.append({"else": body})
+            continue
+        condition = " && ".join(f"nodes.{layer}" if layer in present else f"!nodes.{layer}"
+                                for layer in PROXY_LAYERS)
+        items.append({f"{'if' if i == 0 else 'elif'} ({condition})": body})
+    return items
 
 
 @action("reissueLayer")

@@ -80,15 +80,16 @@ def save_options() -> str:
     return _render("save_options.sh.j2", form_options=FORM_OPTIONS)
 
 
-def ca_policy() -> str:
-    """On the CA node: the extra names typed for this layer may be certified for its nodes."""
-    return _render("ca_policy.sh.j2")
-
-
 def ca_init(rotate: bool) -> str:
     """Create the environment CA on the CA node (kept when it exists, unless rotating; a CA
     copied from another environment by a clone is replaced)."""
     return _render("ca_init.sh.j2", rotate=rotate)
+
+
+def prepare_ca() -> str:
+    """On the CA node: the CA (kept when it exists) and the extra names typed for this layer, which
+    may be certified for its nodes; one script, so one platform call."""
+    return _render("prepare_ca.sh.j2")
 
 
 def csr() -> str:

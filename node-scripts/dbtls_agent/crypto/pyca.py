@@ -89,9 +89,11 @@ class CryptographyBackend(CryptoBackend):
             key = rsa.generate_private_key(65537, spec.bits, default_backend())
         else:
             key = ec.generate_private_key(ec.SECP256R1(), default_backend())
-        return key.private_bytes(
+        pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
+        _KEY_CACHE[pem] = key  # the CSR is made from it next: loading it back would check it again
+        return pem
 
     def make_csr(self, key_pem: bytes, cn: str, sans: List[str], kind: str) -> bytes:
         key = _load_key(key_pem)
