@@ -65,6 +65,14 @@ def press(sim: Sim, caption: str, settings: dict | None = None, layer: str | Non
 
 # --- PostgreSQL + Pgpool-II ----------------------------------------------------------------------
 
+def give_client_the_root(env) -> None:
+    """The client container verifies servers against the environment's CA root (ROOT_CRT)."""
+    code, out = env.exec("primary", ["cat", f"{CERT_DIR}/server/root.crt"])
+    assert code == 0, out
+    code, out2 = env.exec("client", ["bash", "-c", f"cat > {ROOT_CRT}"], stdin=out.encode())
+    assert code == 0, out2
+
+
 @pytest.fixture(scope="module", params=RELEASES)
 def pg(request, engine) -> Iterator[Sim]:
     write_outputs(repo_root(), build_outputs(repo_root()))  # the manifest must pin the current agent
@@ -73,10 +81,7 @@ def pg(request, engine) -> Iterator[Sim]:
         results = sim.session(lambda s: s.install({}))
         assert [g for g, _ in results] == ["sqldb", "pgpool"], results
         assert all(r.ok for _, r in results), [(g, r.error) for g, r in results]
-        code, out = env.exec("primary", ["cat", f"{CERT_DIR}/server/root.crt"])
-        assert code == 0, out
-        code, out2 = env.exec("client", ["bash", "-c", f"cat > {ROOT_CRT}"], stdin=out.encode())
-        assert code == 0, out2
+        give_client_the_root(env)
         yield sim
 
 
@@ -226,10 +231,7 @@ def my(request, engine) -> Iterator[Sim]:
         sim = Sim(env)
         results = sim.session(lambda s: s.install({"requireTls": True}))
         assert all(r.ok for _, r in results), [(g, r.error) for g, r in results]
-        code, out = env.exec("primary", ["cat", f"{CERT_DIR}/server/root.crt"])
-        assert code == 0, out
-        code, out2 = env.exec("client", ["bash", "-c", f"cat > {ROOT_CRT}"], stdin=out.encode())
-        assert code == 0, out2
+        give_client_the_root(env)
         yield sim
 
 
