@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from harness import CERT_DIR, RELEASES, Sim, sim_env, wait_for
+from harness import CERT_DIR, NODE_AGENT, RELEASES, Sim, sim_env, wait_for
 
 from dbtls.addon.links import TUTORIAL_MYSQL, TUTORIAL_PG
 from dbtls.addon.project import build_outputs, repo_root, write_outputs
@@ -87,7 +87,7 @@ def root_crt(env, node=None) -> str:
 
 
 def served(env, node) -> dict:
-    code, out = env.exec(node.name, ["/usr/local/sbin/dbtls-agent", "status"])
+    code, out = env.exec(node.name, [NODE_AGENT, "status"])
     assert code == 0, out
     return json.loads(out)
 
@@ -191,7 +191,7 @@ def test_require_client_certificate_button(sim, installed):
     env = sim.env
     from dbtls.addon import shell
     assert "$A user-cert --user" in shell.require_client_cert()
-    code, out = env.exec(mariadb_nodes(env)[0].name, ["/usr/local/sbin/dbtls-agent", "user-cert", "--help"])
+    code, out = env.exec(mariadb_nodes(env)[0].name, [NODE_AGENT, "user-cert", "--help"])
     assert code == 0, out
     user, password = env.secrets["APP_USER"], env.secrets["APP_PASSWORD"]
     result = sim.session(lambda s: s.press("Require client certificate for a user", {"dbUser": user}))

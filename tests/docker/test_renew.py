@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from harness import (
     CERT_DIR,
+    NODE_AGENT,
     RELEASES,
     Sim,
     due_report,
@@ -30,7 +31,7 @@ from harness import (
 
 from dbtls.addon.project import build_outputs, repo_root, write_outputs
 
-AGENT = "/usr/local/sbin/dbtls-agent"
+AGENT = NODE_AGENT
 SHORT_DAYS = 10
 LOOP_SRC = Path(__file__).with_name("pg_client_loop.py")
 LOOP = "/tmp/rn-loop.py"

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import pytest
 from harness import (
     CERT_DIR,
+    NODE_AGENT,
     RELEASES,
     Env,
     combined,
@@ -43,7 +44,7 @@ CRON = "/etc/cron.d/dbtls-renew"
 TOKEN_FILE = f"{CERT_DIR}/.dbtls-state/renew-token"
 LOG = "/var/log/dbtls-renew.log"
 CAPTURE = "/tmp/rt-captured.jsonl"
-AGENT = "/usr/local/sbin/dbtls-agent"
+AGENT = NODE_AGENT
 LISTENER = r"""
 import http.server, json, os, ssl
 class Handler(http.server.BaseHTTPRequestHandler):
