@@ -120,9 +120,9 @@ def _sign_and_install(layer: str, previous: str = "no") -> dict[str, Any]:
 
 
 def _proxies_ready() -> list[Any]:
-    """ProxySQL nodes get the current agent and put back ONLINE whatever an earlier, unfinished run
-    left OFFLINE_SOFT."""
-    return [{"if (nodes.proxy)": [{"fetchAgent": "proxy"}, cmd("proxy", shell.proxysql_backends_recover())]}]
+    """ProxySQL nodes put back ONLINE whatever an earlier, unfinished run left OFFLINE_SOFT. Every
+    caller runs after ``fetchAgentEverywhere``: the ProxySQL nodes have the current agent."""
+    return [{"if (nodes.proxy)": [cmd("proxy", shell.proxysql_backends_recover())]}]
 
 
 def _collect_proxy_ips() -> list[Any]:
@@ -133,11 +133,6 @@ def _collect_proxy_ips() -> list[Any]:
             {f"forEach(p:nodes.{layer})": [{"setGlobals": {"proxyIps": "${globals.proxyIps} ${@p.address}"}}]},
         ]})
     return items
-
-
-def _fetch_everywhere() -> list[Any]:
-    """The agent on every layer the add-on may touch (sealing passwords, uninstall's restores)."""
-    return [{"fetchAgent": "sqldb"}, *[{f"if (nodes.{layer})": [{"fetchAgent": layer}]} for layer in PROXY_LAYERS]]
 
 
 def _disable_servers() -> list[Any]:
@@ -201,12 +196,12 @@ def custom_actions(agent_sha256: str) -> dict[str, Any]:
 
 @action("checkSupported")
 def _check_supported() -> list[Any]:
-    """Before anything changes: Python and the agent on the layer and the CA node, a supported
+    """Before anything changes: Python and the agent on every layer the installation touches (the
+    layer, the CA node, the layers whose nodes seal passwords or drain backends), a supported
     database, and for a proxy layer a database layer that is done."""
     return [
-        {"fetchAgent": LAYER},
+        "fetchAgentEverywhere",
         {f"if ('{LAYER}' != 'sqldb')": [
-            {"fetchAgent": CA_NODE},
             # One call on the CA node for both checks: each call is a platform round trip.
             cmd(CA_NODE, shell.require_database_layer() + "\n" + shell.check_version()),
         ]},
@@ -218,6 +213,32 @@ def _check_supported() -> list[Any]:
 def _fetch_agent(agent_sha256: str) -> list[Any]:
     """The agent pinned by its sha256 on ``${this}`` (a node id or a layer)."""
     return [cmd("${this}", shell.fetch_agent(agent_sha256))]
+
+
+@action("fetchAgentEverywhere", takes_agent_sha256=True)
+def _fetch_agent_everywhere(agent_sha256: str) -> list[Any]:
+    """The agent pinned by its sha256 on the database layer and every proxy layer the environment
+    has, in one call at the start of an operation that may touch them all (sealing passwords,
+    draining backends, uninstall's restores); the steps after it fetch nothing."""
+    return _on_database_and_proxy_layers(shell.fetch_agent(agent_sha256))
+
+
+@action("fetchAgentForRotation", takes_agent_sha256=True)
+def _fetch_agent_for_rotation(agent_sha256: str) -> list[Any]:
+    """Before a CA rotation, in one call: the agent on the database layer, on this instance's layer,
+    and on every other proxy layer whose first node carries our certificates and agent (a proxy
+    layer without them keeps whatever it has, as its nodes have nothing to re-issue)."""
+    items: list[Any] = [{"setGlobals": {f"fetch_{layer}": "no" for layer in PROXY_LAYERS}}]
+    for layer in PROXY_LAYERS:
+        items.append({f"if (nodes.{layer})": [
+            {f"if ('{LAYER}' == '{layer}')": [{"setGlobals": {f"fetch_{layer}": "yes"}}]},
+            {"else": [
+                cmd(f"${{nodes.{layer}.master.id}}", shell.has_tls()),
+                {f"if ({output_is('yes')})": [{"setGlobals": {f"fetch_{layer}": "yes"}}]},
+            ]},
+        ]})
+    return items + _on_database_and_proxy_layers(
+        shell.fetch_agent(agent_sha256), present=lambda layer: output_is("yes", f"globals.fetch_{layer}"))
 
 
 @action("saveOptions")
@@ -395,7 +416,6 @@ def _proxysql_enable() -> list[Any]:
 @action("enableLayer")
 def _enable_layer() -> list[Any]:
     return [
-        *_fetch_everywhere(),
         {f"if ('{LAYER}' == 'sqldb')": [
             "serversOffer",
             {"setGlobals": {"proxyReady": "yes"}},
@@ -479,18 +499,21 @@ def _trust_both_roots() -> list[Any]:
     ]
 
 
-def _on_database_and_proxy_layers(script: str) -> list[Any]:
-    """One ``cmd`` on the database layer and every proxy layer the environment has: a multi-layer
-    selector is one platform call, one ``cmd`` per layer is one call each. A branch per combination
-    of proxy layers present, the largest first, because a selector may name only existing layers."""
+def _on_database_and_proxy_layers(script: str, present: Callable[[str], str] = lambda layer: f"nodes.{layer}",
+                                   ) -> list[Any]:
+    """One ``cmd`` on the database layer and every proxy layer for which the condition ``present``
+    holds (by default: the environment has it): a multi-layer selector is one platform call, one
+    ``cmd`` per layer is one call each. A branch per combination of proxy layers, the largest first,
+    because a selector may name only existing layers (a condition other than the default must imply
+    that the layer exists)."""
     combos = [c for n in range(len(PROXY_LAYERS), -1, -1) for c in itertools.combinations(PROXY_LAYERS, n)]
     items = []  # type: list[Any]
-    for i, present in enumerate(combos):
-        body = [cmd(",".join(("sqldb",) + present), script)]
+    for i, chosen in enumerate(combos):
+        body = [cmd(",".join(("sqldb",) + chosen), script)]
         if i == len(combos) - 1:
             items.append({"else": body})
             continue
-        condition = " && ".join(f"nodes.{layer}" if layer in present else f"!nodes.{layer}"
+        condition = " && ".join(f"({present(layer)})" if layer in chosen else f"!({present(layer)})"
                                 for layer in PROXY_LAYERS)
         items.append({f"{'if' if i == 0 else 'elif'} ({condition})": body})
     return items
@@ -510,11 +533,10 @@ def _reissue_layer_action() -> list[Any]:
 @action("reissue")
 def _reissue() -> list[Any]:
     return [
-        {"fetchAgent": LAYER},
+        {f"if ({one_of('settings.scope', ['all'])})": ["fetchAgentForRotation"]},
+        {"else": [{"fetchAgent": LAYER}]},
         {f"if ({one_of('settings.scope', ['all'])})": [
             # A new CA: every layer with our certificates moves to it, the database layer first.
-            {"fetchAgent": "sqldb"},
-            *[_if_layer_has_tls(layer, [{"fetchAgent": layer}]) for layer in PROXY_LAYERS],
             cmd(CA_NODE, shell.ca_init(rotate=True)),
             "trustBothRoots",
             _reissue_layer("sqldb", "all", "yes"),
@@ -537,8 +559,9 @@ def _renew() -> list[Any]:
     reported. Nothing due: no change. The renewal job of docs/renewal.md is to call this action by
     its name, ``renew``."""
     return [
-        {"fetchAgent": LAYER},
-        {f"if ('{LAYER}' != 'sqldb')": [{"fetchAgent": CA_NODE}]},
+        # The agent on the layer and the CA node's layer in one call.
+        {f"if ('{LAYER}' == 'sqldb')": [{"fetchAgent": "sqldb"}]},
+        {"else": [{"fetchAgent": f"sqldb,{LAYER}"}]},
         {"setGlobals": {"dueReports": ""}},
         {f"forEach(n:nodes.{LAYER})": [
             cmd("${@n.id}", shell.certs_due()),
@@ -721,7 +744,8 @@ def _renew_unschedule() -> list[Any]:
 @action("addNodes")
 def _add_nodes() -> list[Any]:
     return [
-        {"forEach(n:event.response.nodes)": [{"fetchAgent": "${@n.id}"}, {"saveOptions": "${@n.id}"}]},
+        "fetchAgentEverywhere",
+        {"forEach(n:event.response.nodes)": [{"saveOptions": "${@n.id}"}]},
         *_request("event.response.nodes", "all", "install"),
         _sign_and_install(LAYER),
         {"forEach(n:event.response.nodes)": [cmd("${@n.id}", shell.start_if_stopped())]},
@@ -739,7 +763,7 @@ def _refresh_proxies() -> list[Any]:
 @action("disableLayer")
 def _disable_layer() -> list[Any]:
     return [
-        *_fetch_everywhere(),
+        "fetchAgentEverywhere",
         {f"if ('{LAYER}' == 'sqldb')": [
             # Reverse order: servers stop requiring, then proxies drop TLS, then servers stop offering.
             _if_layer_has_tls("pgpool", ["serversUnrequire"]),
@@ -786,7 +810,7 @@ def _after_redeploy() -> list[Any]:
     """A redeploy keeps our folders (redeploy.conf), but the configuration files it replaces lose
     our settings: put back whatever is missing. Every step is idempotent."""
     return [
-        {"fetchAgent": LAYER},
+        "fetchAgentEverywhere",
         {"saveOptions": LAYER},
         "repairLayer",
         "enableLayer",
@@ -800,7 +824,7 @@ def _password_reset() -> list[Any]:
     follows, on the Pgpool-II nodes that carry our agent."""
     return [
         {f"if ('{LAYER}' == 'sqldb')": [_if_layer_has_tls("pgpool", [
-            *_fetch_everywhere(),
+            "fetchAgentEverywhere",
             _each("pgpool", [_enable("offer", "pgpool", secrets=True)]),
         ])]},
     ]

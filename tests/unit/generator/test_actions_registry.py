@@ -10,10 +10,41 @@ from dbtls.addon import actions
 def test_actions_keep_their_registration_order_and_the_agent_pin():
     built = actions.custom_actions("f" * 64)
     names = list(built)
-    assert names[:3] == ["checkSupported", "fetchAgent", "saveOptions"]
+    assert names[:5] == ["checkSupported", "fetchAgent", "fetchAgentEverywhere", "fetchAgentForRotation",
+                         "saveOptions"]
     assert names[-1] == "passwordReset"
     assert len(names) == len(set(names)) == len(actions._ACTIONS)
     assert "f" * 64 in built["fetchAgent"][0]["cmd[${this}]"]
+
+
+def _cmds(items):
+    """Every ``cmd[...]`` key and its script in a nested action list, in order."""
+    for item in items:
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key.startswith("cmd["):
+                    yield key, value
+                elif isinstance(value, list):
+                    yield from _cmds(value)
+
+
+def test_fetching_everywhere_is_one_pinned_call_per_branch_on_every_present_layer():
+    built = actions.custom_actions("f" * 64)
+    for name in ("fetchAgentEverywhere", "fetchAgentForRotation"):
+        fetches = [(k, v) for k, v in _cmds(built[name]) if "want=" in v]
+        # one branch per combination of proxy layers, each one multi-layer cmd with the pinned sha256
+        assert sorted(k for k, _ in fetches) == sorted(
+            ["cmd[sqldb,pgpool,proxy]", "cmd[sqldb,pgpool]", "cmd[sqldb,proxy]", "cmd[sqldb]"]), name
+        assert all("want=" + "f" * 64 in v and "sha256sum -c" in v for _, v in fetches), name
+
+
+def test_no_step_after_the_start_of_an_operation_fetches_the_agent_again():
+    built = actions.custom_actions("f" * 64)
+    starters = {"checkSupported", "fetchAgent", "fetchAgentEverywhere", "fetchAgentForRotation", "reissue",
+                "renew", "checkTls", "addNodes", "afterRedeploy", "disableLayer", "passwordReset"}
+    for name, items in built.items():
+        if name not in starters:
+            assert "fetchAgent" not in repr(items), name
 
 
 def test_an_action_name_registers_once():
