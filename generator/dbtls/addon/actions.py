@@ -428,15 +428,25 @@ def _enable_layer() -> list[Any]:
                                       "add-on on the proxy layer too; it finishes the order."}}]},
         ]},
         {"else": ["proxiesEnable", "serversRequire"]},
-        "replicationBack",
     ]
 
 
 @action("replicationBack")
 def _replication_back() -> list[Any]:
     """Every standby/replica streams again before the run says it is done (a MariaDB replica's IO
-    thread is restarted when it sits out its retry timer after its primary restarted)."""
-    return [_each("sqldb", [cmd("${@n.id}", shell.replication_wait())])]
+    thread is restarted when it sits out its retry timer after its primary restarted): one call on
+    the database layer, every node waits for its own replication at once."""
+    return [cmd("sqldb", shell.replication_wait())]
+
+
+@action("settledReport")
+def _settled_report() -> list[Any]:
+    """``replicationBack`` then ``report``. On the database layer each node's report call waits for
+    its replication first, so the two steps are one call per node; elsewhere the two steps."""
+    return [
+        {f"if ('{LAYER}' == 'sqldb')": _lines_per_node("report", shell.replication_wait_status())},
+        {"else": ["replicationBack", "report"]},
+    ]
 
 
 # Reporting; read only.
@@ -544,8 +554,7 @@ def _reissue() -> list[Any]:
         ]},
         {f"elif ({one_of('settings.scope', ['client'])})": [_reissue_layer(LAYER, "client")]},
         {"else": [_reissue_layer(LAYER, "server")]},
-        "replicationBack",
-        "report",
+        "settledReport",
         {"return": {"type": "success", "message": "Re-issued (${settings.scope}):${globals.report}"}},
     ]
 
@@ -581,8 +590,7 @@ def _renew() -> list[Any]:
         {f"elif ({output_is('server', 'globals.renewScope')})": [_reissue_layer(LAYER, "server")]},
         {f"elif ({output_is('client', 'globals.renewScope')})": [_reissue_layer(LAYER, "client")]},
         {f"if ('{LAYER}' == 'sqldb')": [cmd(CA_NODE, shell.renew_ca_node())]},
-        "replicationBack",
-        "report",
+        "settledReport",
         {"return": {"type": "success", "message": f"Renewal on {LAYER}: ${{globals.renewSummary}}"
                                                   "${globals.report}"}},
     ]
@@ -814,6 +822,7 @@ def _after_redeploy() -> list[Any]:
         {"saveOptions": LAYER},
         "repairLayer",
         "enableLayer",
+        "replicationBack",
         "renewSchedule",
     ]
 

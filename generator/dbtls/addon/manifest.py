@@ -130,8 +130,8 @@ def events() -> dict[str, Any]:
     """Platform events. Every installed instance hears every event, so each handler is filtered to
     the instance's own layer and checks what it needs before touching another layer."""
     return {
-        f"onAfterServiceScaleOut[{LAYER}]": ["addNodes", "enableLayer", "refreshProxies", "renewSchedule",
-                                                     "report"],
+        f"onAfterServiceScaleOut[{LAYER}]": ["addNodes", "enableLayer", "replicationBack", "refreshProxies",
+                                                     "renewSchedule", "report"],
         f"onAfterRedeployContainer[{LAYER}]": ["afterRedeploy"],
         f"onAfterResetServicePassword[{LAYER}]": ["passwordReset"],
         "onAfterClone": [
@@ -175,7 +175,7 @@ def build_manifest(agent_sha256: str, base_url: str | None = None) -> dict[str, 
         "settings": settings(),
         "globals": {"report": "", "pending": ""},
         "onInstall": ["checkSupported", "preflightLayer", {"saveOptions": LAYER}, "prepareCa", "issueLayer",
-                      "enableLayer", "renewSchedule", "report"],
+                      "enableLayer", "renewSchedule", "settledReport"],
         "onUninstall": ["renewUnschedule", "disableLayer"],
         **events(),
         "buttons": buttons(),

@@ -170,6 +170,12 @@ def replication_wait() -> str:
     return _render("replication_wait.sh.j2")
 
 
+def replication_wait_status() -> str:
+    """``replication_wait`` then this node's ``status_line``, in one script: a database node's
+    report line once its replication streams again (one platform call instead of two)."""
+    return _render("replication_wait_status.sh.j2")
+
+
 def preflight() -> str:
     """What enabling TLS changes for this node's logins, sessions and replication; changes nothing."""
     return _render("preflight.sh.j2")

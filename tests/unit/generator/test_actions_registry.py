@@ -50,3 +50,13 @@ def test_no_step_after_the_start_of_an_operation_fetches_the_agent_again():
 def test_an_action_name_registers_once():
     with pytest.raises(ValueError, match="registered twice"):
         actions.action("report")(lambda: [])
+
+
+def test_a_database_node_waits_for_its_replication_in_its_report_call():
+    built = actions.custom_actions("f" * 64)
+    on_sqldb, elsewhere = built["settledReport"]
+    scripts = [v for _, v in _cmds([on_sqldb])]
+    assert len(scripts) == 1
+    assert scripts[0].index("replication wait") < scripts[0].index("status-line")
+    assert elsewhere == {"else": ["replicationBack", "report"]}
+    assert [k for k, _ in _cmds(built["replicationBack"])] == ["cmd[sqldb]"]
