@@ -116,7 +116,7 @@ def _request(iterable: str, scope: str, mode: str) -> list[Any]:
 
 
 def _sign_and_install(layer: str, previous: str = "no") -> dict[str, Any]:
-    return {"signAndInstall": {"layer": layer, "previous": previous}}
+    return {"signAndInstall": {"layer": layer, "previous": previous, "reload": "no"}}
 
 
 def _proxies_ready() -> list[Any]:
@@ -264,11 +264,17 @@ def _request_cert() -> list[Any]:
 
 @action("signAndInstall")
 def _sign_and_install_action() -> list[Any]:
-    """Sign every collected request in one run; every node of the layer installs what is its own."""
+    """Sign every collected request in one run; every node of the layer installs what is its own:
+    all at once, or with ``${this.reload}`` = yes (a re-issue) one node after the other, each node
+    loading its new certificates in the same call (Pgpool-II, and MySQL without live TLS reload,
+    restart to do so)."""
     return [
         cmd(CA_NODE, shell.ca_sign()),
         {"setGlobals": {"signed": "${response.out}"}},
-        cmd("${this.layer}", shell.install_certs()),
+        {"if ('${this.reload}' == 'yes')": [
+            {"forEach(n:nodes.${this.layer})": [cmd("${@n.id}", shell.install_certs_reload())]},
+        ]},
+        {"else": [cmd("${this.layer}", shell.install_certs())]},
     ]
 
 
@@ -531,12 +537,11 @@ def _on_database_and_proxy_layers(script: str, present: Callable[[str], str] = l
 
 @action("reissueLayer")
 def _reissue_layer_action() -> list[Any]:
-    """New certificates for the nodes of ``${this.group}`` that have ours, then each server loads
-    them, one node at a time (Pgpool-II restarts to do so)."""
+    """New certificates for the nodes of ``${this.group}`` that have ours; each node installs and
+    loads them in one call, one node at a time (Pgpool-II restarts to do so)."""
     return [
         *_request("nodes.${this.group}", "${this.scope}", "reissue"),
-        {"signAndInstall": {"layer": "${this.group}", "previous": "${this.previous}"}},
-        {"forEach(n:nodes.${this.group})": [cmd("${@n.id}", shell.reload_certs())]},
+        {"signAndInstall": {"layer": "${this.group}", "previous": "${this.previous}", "reload": "yes"}},
     ]
 
 

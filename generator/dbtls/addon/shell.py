@@ -121,9 +121,12 @@ def install_roots() -> str:
     return _render("install_roots.sh.j2")
 
 
-def reload_certs() -> str:
-    """After a re-issue, make this node's server load its new certificate (one node at a time)."""
-    return _render("reload_certs.sh.j2")
+def install_certs_reload() -> str:
+    """After a re-issue, on one node in one script (one platform call): install this node's
+    certificates as ``install_certs`` does, then make its server load them (PostgreSQL reloads,
+    MySQL family and ProxySQL re-apply ``enable --stage offer``, Pgpool-II and upstream mode
+    restart). The caller runs it one node at a time."""
+    return _render("install_certs_reload.sh.j2")
 
 
 def enable(sealed: bool) -> str:

@@ -1,5 +1,6 @@
 """The manifest's certificate flow: each node's requests read right after its own cmd, one signing
-run on the CA node, one install on the whole layer; restarts one node at a time."""
+run on the CA node, one install on the whole layer (a re-issue: install and reload in one call per
+node); restarts one node at a time."""
 
 from __future__ import annotations
 
@@ -31,10 +32,11 @@ def test_requests_are_read_in_the_action_after_their_cmd():
 
 def test_one_sign_one_install_per_layer():
     sign = ACTIONS["signAndInstall"]
-    assert [sel for sel, _ in _cmds(sign)] == [CA_NODE, "${this.layer}"]
+    assert [sel for sel, _ in _cmds(sign)] == [CA_NODE, "${@n.id}", "${this.layer}"]
     assert "ca sign --from-manifest" in sign[0][f"cmd[{CA_NODE}]"]
     assert sign[1] == {"setGlobals": {"signed": "${response.out}"}}
-    assert "install-certs --from-manifest --allow-none" in sign[2]["cmd[${this.layer}]"]
+    assert "install-certs --from-manifest --allow-none" in sign[3]["else"][0]["cmd[${this.layer}]"]
+    assert "jem service" not in sign[3]["else"][0]["cmd[${this.layer}]"]  # installing alone reloads nothing
 
 
 def test_no_action_iterates_a_response():
@@ -42,10 +44,18 @@ def test_no_action_iterates_a_response():
     assert "forEach(r:" not in json.dumps(ACTIONS)
 
 
-def test_reloads_after_a_reissue_go_node_by_node():
-    reload = ACTIONS["reissueLayer"][-1]
-    assert list(reload) == ["forEach(n:nodes.${this.group})"]
-    assert [sel for sel, _ in _cmds(reload["forEach(n:nodes.${this.group})"])] == ["${@n.id}"]
+def test_reloads_after_a_reissue_go_node_by_node_in_the_install_call():
+    assert ACTIONS["reissueLayer"][-1]["signAndInstall"]["reload"] == "yes"
+    per_node = ACTIONS["signAndInstall"][2]["if ('${this.reload}' == 'yes')"]
+    assert list(per_node[0]) == ["forEach(n:nodes.${this.layer})"]
+    [(sel, script)] = list(_cmds(per_node))
+    assert sel == "${@n.id}"
+    # install first, then the node's server loads what was installed
+    assert script.index("install-certs --from-manifest") < script.index("jem service reload")
+    assert "--stage offer" in script and "jem service restart" in script
+    # every other caller installs on the whole layer at once
+    assert all(step["signAndInstall"]["reload"] == "no" for name in ("issueLayer", "repairLayer", "addNodes")
+               for step in ACTIONS[name] if isinstance(step, dict) and "signAndInstall" in step)
 
 
 def test_secrets_gathered_node_by_node_and_only_where_needed():
