@@ -215,16 +215,16 @@ def _fetch_agent(agent_sha256: str) -> list[Any]:
     return [cmd("${this}", shell.fetch_agent(agent_sha256))]
 
 
-@action("fetchAgentEverywhere", takes_agent_sha256=True)
-def _fetch_agent_everywhere(agent_sha256: str) -> list[Any]:
+@action("fetchAgentEverywhere")
+def _fetch_agent_everywhere() -> list[Any]:
     """The agent pinned by its sha256 on the database layer and every proxy layer the environment
     has, in one call at the start of an operation that may touch them all (sealing passwords,
     draining backends, uninstall's restores); the steps after it fetch nothing."""
-    return _on_database_and_proxy_layers(shell.fetch_agent(agent_sha256))
+    return _on_database_and_proxy_layers("", step=lambda selector: {"fetchAgent": selector})
 
 
-@action("fetchAgentForRotation", takes_agent_sha256=True)
-def _fetch_agent_for_rotation(agent_sha256: str) -> list[Any]:
+@action("fetchAgentForRotation")
+def _fetch_agent_for_rotation() -> list[Any]:
     """Before a CA rotation, in one call: the agent on the database layer, on this instance's layer,
     and on every other proxy layer whose first node carries our certificates and agent (a proxy
     layer without them keeps whatever it has, as its nodes have nothing to re-issue)."""
@@ -238,7 +238,8 @@ def _fetch_agent_for_rotation(agent_sha256: str) -> list[Any]:
             ]},
         ]})
     return items + _on_database_and_proxy_layers(
-        shell.fetch_agent(agent_sha256), present=lambda layer: output_is("yes", f"globals.fetch_{layer}"))
+        "", present=lambda layer: output_is("yes", f"globals.fetch_{layer}"),
+        step=lambda selector: {"fetchAgent": selector})
 
 
 @action("saveOptions")
@@ -516,16 +517,18 @@ def _trust_both_roots() -> list[Any]:
 
 
 def _on_database_and_proxy_layers(script: str, present: Callable[[str], str] = lambda layer: f"nodes.{layer}",
-                                   ) -> list[Any]:
+                                   step: Callable[[str], Any] | None = None) -> list[Any]:
     """One ``cmd`` on the database layer and every proxy layer for which the condition ``present``
     holds (by default: the environment has it): a multi-layer selector is one platform call, one
     ``cmd`` per layer is one call each. A branch per combination of proxy layers, the largest first,
     because a selector may name only existing layers (a condition other than the default must imply
-    that the layer exists)."""
+    that the layer exists). ``step`` (selector -> item) replaces the ``cmd`` of ``script``, e.g. a
+    custom action that takes the selector, so that a long script is not repeated in every branch."""
     combos = [c for n in range(len(PROXY_LAYERS), -1, -1) for c in itertools.combinations(PROXY_LAYERS, n)]
     items = []  # type: list[Any]
     for i, chosen in enumerate(combos):
-        body = [cmd(",".join(("sqldb",) + chosen), script)]
+        selector = ",".join(("sqldb",) + chosen)
+        body = [step(selector) if step else cmd(selector, script)]
         if i == len(combos) - 1:
             items.append({"else": body})
             continue

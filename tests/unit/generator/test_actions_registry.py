@@ -28,14 +28,25 @@ def _cmds(items):
                     yield from _cmds(value)
 
 
+def _steps(items):
+    """Every custom-action call ``{name: argument}`` in a nested action list, in order."""
+    for item in items:
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, list):
+                    yield from _steps(value)
+                elif not key.startswith(("cmd[", "setGlobals")):
+                    yield key, value
+
+
 def test_fetching_everywhere_is_one_pinned_call_per_branch_on_every_present_layer():
     built = actions.custom_actions("f" * 64)
     for name in ("fetchAgentEverywhere", "fetchAgentForRotation"):
-        fetches = [(k, v) for k, v in _cmds(built[name]) if "want=" in v]
-        # one branch per combination of proxy layers, each one multi-layer cmd with the pinned sha256
-        assert sorted(k for k, _ in fetches) == sorted(
-            ["cmd[sqldb,pgpool,proxy]", "cmd[sqldb,pgpool]", "cmd[sqldb,proxy]", "cmd[sqldb]"]), name
-        assert all("want=" + "f" * 64 in v and "sha256sum -c" in v for _, v in fetches), name
+        fetches = [arg for step, arg in _steps(built[name]) if step == "fetchAgent"]
+        # one branch per combination of proxy layers, each one multi-layer fetch (the pinned action)
+        assert sorted(fetches) == sorted(["sqldb,pgpool,proxy", "sqldb,pgpool", "sqldb,proxy", "sqldb"]), name
+    [(selector, script)] = list(_cmds(built["fetchAgent"]))
+    assert selector == "cmd[${this}]" and "want=" + "f" * 64 in script and "sha256sum -c" in script
 
 
 def test_no_step_after_the_start_of_an_operation_fetches_the_agent_again():
