@@ -15,6 +15,7 @@ Each pipeline runs --runs times (median reported), interleaved so machine noise 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,6 +29,12 @@ AGENT_PYZ = os.path.join(ROOT, "node-scripts", "dist", "dbtls-agent.pyz")  # as 
 KEY_TYPES = ["rsa2048", "rsa3072", "rsa4096", "ecdsa-p256"]
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(argv: list[str], stdin: bytes = b"", env: dict[str, str] = None) -> bytes:
     proc = subprocess.run(argv, input=stdin, capture_output=True, env=env, check=False)
     if proc.returncode != 0:
@@ -35,33 +42,36 @@ def _run(argv: list[str], stdin: bytes = b"", env: dict[str, str] = None) -> byt
     return proc.stdout
 
 
-def agent_pipeline(python: str, backend: str, key_type: str, node_only: bool = False) -> Callable[[str], float]:
-    """The agent's processes; returns the seconds timed (with ``node_only`` the request and install alone)."""
+def agent_pipeline(
+    python: str, backend: str, key_type: str, node_only: bool = False
+) -> Callable[[str], tuple[float, float]]:
+    """The agent's processes; returns (wall, CPU) seconds (with ``node_only`` the request and install alone)."""
     env = dict(os.environ, DBTLS_CRYPTO_BACKEND=backend)
 
-    def run(work: str) -> float:
+    def run(work: str) -> tuple[float, float]:
         agent = [python, AGENT_PYZ]
         ca_dir = ["--cert-dir", os.path.join(work, "CA")]
         node_dir = ["--cert-dir", os.path.join(work, "SSL-TLS")]
-        start = time.perf_counter()
-        _run(agent + ["ca", "init", "--key-type", key_type, "--env-name", "bench"] + ca_dir, env=env)
-        untimed = time.perf_counter() - start
-        start = time.perf_counter()
-        request = _run(agent + ["csr", "--bundle", "--user", "webadmin", "--key-type", key_type] + node_dir, env=env)
-        node_time = time.perf_counter() - start
+        node, ca = [0.0, 0.0], [0.0, 0.0]  # [wall, CPU] of the node's and the CA node's processes
+
+        def timed(into: list[float], argv: list[str], stdin: bytes = b"") -> bytes:
+            wall, cpu = time.perf_counter(), _cpu()
+            out = _run(argv, stdin=stdin, env=env)
+            into[0] += time.perf_counter() - wall
+            into[1] += _cpu() - cpu
+            return out
+
+        timed(ca, agent + ["ca", "init", "--key-type", key_type, "--env-name", "bench"] + ca_dir)
+        request = timed(node, agent + ["csr", "--bundle", "--user", "webadmin", "--key-type", key_type] + node_dir)
         csrs = "".join(json.loads(request.decode("ascii")).values()).encode("ascii")
-        start = time.perf_counter()
-        bundle = _run(agent + ["ca", "sign", "--format", "pem"] + ca_dir, stdin=csrs, env=env)
-        untimed += time.perf_counter() - start
-        start = time.perf_counter()
-        _run(agent + ["install-certs"] + node_dir, stdin=bundle, env=env)
-        node_time += time.perf_counter() - start
-        return node_time if node_only else node_time + untimed
+        bundle = timed(ca, agent + ["ca", "sign", "--format", "pem"] + ca_dir, csrs)
+        timed(node, agent + ["install-certs"] + node_dir, bundle)
+        return (node[0], node[1]) if node_only else (node[0] + ca[0], node[1] + ca[1])
 
     return run
 
 
-def upstream_pipeline(key_type: str) -> Callable[[str], float]:
+def upstream_pipeline(key_type: str) -> Callable[[str], tuple[float, float]]:
     """The seeds' commands (RSA via genrsa; P-256 via ecparam, the same style)."""
     if key_type.startswith("rsa"):
         def genkey(path: str) -> list[str]:
@@ -70,8 +80,8 @@ def upstream_pipeline(key_type: str) -> Callable[[str], float]:
         def genkey(path: str) -> list[str]:
             return ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", path]
 
-    def run(work: str) -> float:
-        start = time.perf_counter()
+    def run(work: str) -> tuple[float, float]:
+        start, cpu = time.perf_counter(), _cpu()
         p = lambda name: os.path.join(work, name)  # noqa: E731
         _run(genkey(p("root.key")))
         _run(["openssl", "req", "-new", "-x509", "-sha256", "-days", "3650", "-key", p("root.key"),
@@ -81,12 +91,12 @@ def upstream_pipeline(key_type: str) -> Callable[[str], float]:
             _run(["openssl", "req", "-new", "-key", p(kind + ".key"), "-subj", "/CN=" + cn, "-out", p(kind + ".csr")])
             _run(["openssl", "x509", "-req", "-sha256", "-days", days, "-in", p(kind + ".csr"), "-CA", p("root.crt"),
                   "-CAkey", p("root.key"), "-set_serial", "01", "-out", p(kind + ".crt")])
-        return time.perf_counter() - start
+        return time.perf_counter() - start, _cpu() - cpu
 
     return run
 
 
-def time_once(pipeline: Callable[[str], float]) -> float:
+def time_once(pipeline: Callable[[str], tuple[float, float]]) -> tuple[float, float]:
     work = tempfile.mkdtemp(prefix="dbtls-bench-")
     try:
         return pipeline(work)
@@ -107,23 +117,29 @@ def main() -> int:
                      agent_pipeline(args.python, "cryptography", key_type),
                      agent_pipeline(args.python, "openssl", key_type, node_only=True),
                      agent_pipeline(args.python, "cryptography", key_type, node_only=True)]
-        samples = {n: [] for n in names}  # type: Dict[str, List[float]]
+        samples = {n: [] for n in names}  # type: Dict[str, List[tuple[float, float]]]
         for _ in range(args.runs):
             for name, pipeline in zip(names, pipelines, strict=False):
                 samples[name].append(time_once(pipeline))
-        rows.append((key_type, {n: statistics.median(samples[n]) for n in names}))
+        rows.append((key_type, {n: (statistics.median(w for w, _ in samples[n]),
+                                    statistics.median(c for _, c in samples[n])) for n in names}))
     version = _run([args.python, "-c", "import sys, cryptography; print(sys.version.split()[0], cryptography.__version__)"])
-    print("python {} / cryptography {}; {}; median of {} runs; seconds, whole processes; full set = CA node and "
-          "node (CA + server + client), node = request + install on one node\n".format(
-              *version.decode().split(), _run(["openssl", "version"]).decode().strip(), args.runs))
-    print("| key type | upstream openssl | agent full (openssl) | agent full (cryptography) | agent node (openssl) "
-          "| agent node (cryptography) | upstream / node-crypto | upstream / node-openssl | upstream / full-crypto |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for key_type, med in rows:
-        print("| {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.1f}x | {:.1f}x | {:.1f}x |".format(
-            key_type, med["upstream"], med["agent/openssl"], med["agent/cryptography"], med["node/openssl"],
-            med["node/cryptography"], med["upstream"] / med["node/cryptography"], med["upstream"] / med["node/openssl"],
-            med["upstream"] / med["agent/cryptography"]))
+    print("python {} / cryptography {}; {}; {} CPUs, load average {:.2f} at the end; median of {} runs; seconds, "
+          "whole processes; full set = CA node and node (CA + server + client), node = request + install on one "
+          "node\n".format(*version.decode().split(), _run(["openssl", "version"]).decode().strip(), os.cpu_count(),
+                          os.getloadavg()[0], args.runs))
+    for index, measure in ((0, "wall"), (1, "CPU (user + system of the processes)")):
+        print(f"{measure}:\n")
+        print("| key type | upstream openssl | agent full (openssl) | agent full (cryptography) | agent node (openssl) "
+              "| agent node (cryptography) | upstream / node-crypto | upstream / node-openssl | upstream / full-crypto |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key_type, medians in rows:
+            med = {n: pair[index] for n, pair in medians.items()}
+            print("| {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.1f}x | {:.1f}x | {:.1f}x |".format(
+                key_type, med["upstream"], med["agent/openssl"], med["agent/cryptography"], med["node/openssl"],
+                med["node/cryptography"], med["upstream"] / med["node/cryptography"],
+                med["upstream"] / med["node/openssl"], med["upstream"] / med["agent/cryptography"]))
+        print()
     return 0
 
 

@@ -33,6 +33,23 @@ def _key_type(backend: CryptoBackend, key_pem: bytes) -> Optional[str]:
         return None
 
 
+def reusable_key(
+    layout: CertLayout, backend: CryptoBackend, kind: str, key_type: Optional[str], rotate: bool
+) -> Optional[Tuple[str, bytes]]:
+    """(path, key) a new request for ``kind`` reuses, or None when a new key must be made.
+
+    None with ``rotate``, when there is no key, when it cannot be read, or when it is not of the
+    ``key_type`` asked for.
+    """
+    existing = None if rotate else _existing_key(layout, backend, kind)
+    if existing is None:
+        return None
+    current_type = _key_type(backend, existing[1])
+    if current_type is None or (key_type is not None and current_type != key_type):
+        return None
+    return existing
+
+
 def server_sans(extra: List[str], info: Optional[Dict[str, Any]] = None) -> List[str]:
     """This node's names and addresses (see nodeinfo) followed by the user's extra SANs."""
     facts = info if info is not None else nodeinfo.collect()
@@ -48,8 +65,12 @@ def make_request(
     key_type: Optional[str],
     rotate: bool,
     info: Optional[Dict[str, Any]] = None,
+    fresh_key: Optional[bytes] = None,
 ) -> Dict[str, Any]:
-    """Return {csr, key_path, new_key, cn, sans}; creates a pending key only when needed."""
+    """Return {csr, key_path, new_key, cn, sans}; creates a pending key only when needed.
+
+    ``fresh_key`` is a key the caller has just generated because ``reusable_key`` found none.
+    """
     if key_type is not None:
         KeySpec.parse(key_type)
     if kind == "client":
@@ -62,17 +83,13 @@ def make_request(
         facts = info if info is not None else nodeinfo.collect()
         cn = check_cn(str(facts["hostname"]), "host name")
         sans = server_sans(extra, facts)
-    existing = None if rotate else _existing_key(layout, backend, kind)
-    if existing is not None:
-        current_type = _key_type(backend, existing[1])
-        if current_type is None or (key_type is not None and current_type != key_type):
-            existing = None  # unreadable, or a different key type was asked for: make a new key
+    existing = None if fresh_key is not None else reusable_key(layout, backend, kind, key_type, rotate)
     if existing is not None:
         key_path, key = existing
         new_key = False
     else:
         layout.prepare_private_dir(layout.pending_dir)
-        key = backend.generate_key(key_type or "rsa2048")
+        key = fresh_key if fresh_key is not None else backend.generate_key(key_type or "rsa2048")
         key_path = layout.pending_key(kind)
         fsio.atomic_write(key_path, key, KEY_MODE)
         killpoint.reached("csr:{}:key".format(kind))
@@ -281,13 +298,23 @@ def make_bundle(
 
     A node whose family has no client user (Pgpool-II, ProxySQL) makes a server request only.
     """
+    kinds = [kind for kind, wanted in (("server", scope in ("server", "all")),
+                                       ("client", scope in ("client", "all") and bool(client_user))) if wanted]
+    if key_type is not None:
+        KeySpec.parse(key_type)
+    if "server" in kinds:
+        normalize_sans(extra_sans)  # reject garbage before any key is made
+    if "client" in kinds:
+        check_cn(client_user or "webadmin", "database user name")
+    missing = [kind for kind in kinds if reusable_key(layout, backend, kind, key_type, rotate) is None]
+    keys = backend.generate_keys([key_type or "rsa2048"] * len(missing))
+    fresh = {kind: keys[index] for index, kind in enumerate(missing)}
     out = {}  # type: Dict[str, str]
-    if scope in ("server", "all"):
-        out["server"] = str(make_request(layout, backend, "server", None, extra_sans, key_type, rotate, info)["csr"],
-                            "ascii")
-    if scope in ("client", "all") and client_user:
-        out["client"] = str(make_request(layout, backend, "client", client_user, [], key_type, rotate, info)["csr"],
-                            "ascii")
+    for kind in kinds:
+        user = client_user if kind == "client" else None
+        sans = extra_sans if kind == "server" else []
+        request = make_request(layout, backend, kind, user, sans, key_type, rotate, info, fresh.get(kind))
+        out[kind] = str(request["csr"], "ascii")
     return out
 
 

@@ -65,6 +65,36 @@ class CryptoBackend(abc.ABC):
     def generate_key(self, key_type: str) -> bytes:
         """A new unencrypted PKCS#8 PEM private key of ``key_type`` (one of KEY_TYPES)."""
 
+    def generate_keys(self, key_types: List[str]) -> List[bytes]:
+        """New keys of ``key_types``, made at the same time, in order.
+
+        A node's request makes its server and client keys together; RSA key generation is nearly
+        all of that work, and both backends do it outside the interpreter lock (an ``openssl``
+        process, or cryptography's call into OpenSSL), so on a node with two or more cores the two
+        keys cost the time of one.
+        """
+        if len(key_types) < 2:
+            return [self.generate_key(key_type) for key_type in key_types]
+        import threading
+
+        keys = [b""] * len(key_types)
+        errors = []  # type: List[BaseException]
+
+        def make(index: int, key_type: str) -> None:
+            try:
+                keys[index] = self.generate_key(key_type)
+            except BaseException as exc:  # handed to the caller's thread below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=make, args=(i, t)) for i, t in enumerate(key_types)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if errors:
+            raise errors[0]
+        return keys
+
     @abc.abstractmethod
     def make_csr(self, key_pem: bytes, cn: str, sans: List[str], kind: str) -> bytes:
         """A PEM CSR for CN=``cn`` requesting ``sans`` (``DNS:``/``IP:`` strings) and ``kind``'s EKU."""
@@ -91,9 +121,23 @@ class CryptoBackend(abc.ABC):
     def parse_csr(self, csr_pem: bytes) -> Dict[str, Any]:
         """CSR fields as a dict, plus ``signature_valid`` (bool)."""
 
-    @abc.abstractmethod
     def public_key_info(self, key_pem: bytes) -> Dict[str, Any]:
-        """``key_type``, ``key_bits`` and ``spki_sha256`` of a private key's public half."""
+        """``key_type``, ``key_bits`` and ``spki_sha256`` of a private key's public half.
+
+        Read from the key's DER when it is a plain RSA or EC key (``der.private_key_spki``), so
+        matching keys and certificates does not load, and check, every private key on the node;
+        any other form goes through the backend, which also rejects what is not a key.
+        """
+        from dbtls_agent.crypto import der
+
+        spki = der.private_key_spki(key_pem)
+        if spki is not None:
+            return der.parse_spki(spki)
+        return self.load_key_info(key_pem)
+
+    @abc.abstractmethod
+    def load_key_info(self, key_pem: bytes) -> Dict[str, Any]:
+        """``public_key_info`` through the crypto library or tool, which loads the whole key."""
 
     def public_key_sha256(self, key_pem: bytes) -> str:
         """SHA-256 (hex) of the private key's SubjectPublicKeyInfo, comparable with ``spki_sha256``."""

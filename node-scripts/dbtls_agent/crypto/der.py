@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from dbtls_agent.errors import AgentError
 from dbtls_agent.vocab import KeySpec
@@ -368,6 +368,31 @@ def parse_certificate(der: bytes) -> Dict[str, Any]:
         raise DerError("certificate is not valid DER ({})".format(exc or type(exc).__name__)) from None
 
 
+def signed_parts(der: bytes) -> Dict[str, Any]:
+    """What a signature check needs from a certificate, as DER bytes.
+
+    ``tbs`` (the signed bytes), ``signature_oid``, ``signature``, the ``issuer`` and ``subject``
+    names and the ``spki`` exactly as encoded, so names compare byte for byte and a CA's public key
+    loads straight from its certificate.
+    """
+    try:
+        cert = _root(der).children()
+        tbs = cert[0].children()
+        index = 1 if tbs[0].tag == 0xA0 else 0
+        if cert[0].tag != 0x30 or tbs[index + 2].tag != 0x30 or tbs[index + 4].tag != 0x30:
+            raise DerError("not a certificate")
+        return {
+            "tbs": cert[0].raw,
+            "signature_oid": _oid(cert[1].children()[0]),
+            "signature": _bitstring(cert[2]),
+            "issuer": tbs[index + 2].raw,
+            "subject": tbs[index + 4].raw,
+            "spki": tbs[index + 5].raw,
+        }
+    except (DerError, IndexError, ValueError) as exc:
+        raise DerError("certificate is not valid DER ({})".format(exc or type(exc).__name__)) from None
+
+
 def parse_csr(der: bytes) -> Dict[str, Any]:
     """The CSR fields the CA checks before signing; requested extensions come from extensionRequest."""
     try:
@@ -401,6 +426,78 @@ def parse_spki(spki_der: bytes) -> Dict[str, Any]:
         return _spki(_root(spki_der))
     except (IndexError, ValueError):
         raise DerError("public key is not valid DER") from None
+
+
+# ------------------------------------------------------------------------------- private keys
+
+_KEY_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    """One DER TLV (definite length, as DER requires)."""
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def _der_int(value: int) -> bytes:
+    """A non-negative INTEGER in its minimal DER form (a leading zero keeps the sign bit clear)."""
+    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _rsa_spki(rsa_private: _Node) -> bytes:
+    """SPKI of a PKCS#1 RSAPrivateKey (version, n, e, ...): rsaEncryption with NULL parameters."""
+    parts = rsa_private.children()
+    if _int(parts[0]) != 0:
+        raise DerError("unsupported RSA private key version")
+    public = _tlv(0x30, _der_int(_int(parts[1])) + _der_int(_int(parts[2])))
+    algorithm = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
+    return _tlv(0x30, algorithm + _tlv(0x03, b"\x00" + public))
+
+
+def _ec_spki(algorithm: bytes, ec_private: _Node) -> Optional[bytes]:
+    """SPKI of a SEC1 ECPrivateKey, or None when it does not carry its public point ([1])."""
+    for part in ec_private.children()[2:]:
+        if part.tag == 0xA1:
+            return _tlv(0x30, algorithm + part.children()[0].raw)
+    return None
+
+
+def private_key_spki(key_pem: bytes) -> Optional[bytes]:
+    """The SubjectPublicKeyInfo DER of an unencrypted RSA or EC private key, read from its DER.
+
+    Matching certificates to keys needs only the public half, and loading a private key through a
+    crypto library costs an RSA consistency check (tens of milliseconds with OpenSSL 3 per key) that
+    ``install-certs`` would pay for every key on the node. The key is checked where it is used, when
+    a request is signed with it. None means a form this decoder does not read (encrypted, another
+    algorithm, an EC key without its public point): the caller asks the crypto backend instead.
+    """
+    try:
+        blocks = [(label, body) for label, body in pem_blocks(key_pem) if label in _KEY_LABELS]
+        if len(blocks) != 1:
+            return None
+        label, body = blocks[0]
+        parts = _root(body).children()
+        if label == "RSA PRIVATE KEY":
+            return _rsa_spki(_root(body))
+        if label == "EC PRIVATE KEY":
+            curve = [p for p in parts[2:] if p.tag == 0xA0]
+            if not curve:
+                return None
+            algorithm = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a8648ce3d0201")) + curve[0].children()[0].raw)
+            return _ec_spki(algorithm, _root(body))
+        if _int(parts[0]) not in (0, 1) or parts[2].tag != 0x04:  # PKCS#8 PrivateKeyInfo / OneAsymmetricKey
+            return None
+        oid = _oid(parts[1].children()[0])
+        if oid == _RSA_OID:
+            return _rsa_spki(_root(parts[2].content))
+        if oid == _EC_OID:
+            return _ec_spki(parts[1].raw, _root(parts[2].content))
+        return None
+    except (DerError, IndexError, ValueError):
+        return None
 
 
 def pem_sha256(pem: bytes) -> str:

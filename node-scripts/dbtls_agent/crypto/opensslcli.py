@@ -131,7 +131,7 @@ class OpensslBackend(CryptoBackend):
         info["signature_valid"] = proc.returncode == 0 and "ok" in output and "fail" not in output
         return info
 
-    def public_key_info(self, key_pem: bytes) -> Dict[str, Any]:
+    def load_key_info(self, key_pem: bytes) -> Dict[str, Any]:
         # -passin with an empty password makes an encrypted key fail instead of prompting on a tty.
         proc = self._run(["pkey", "-pubout", "-outform", "DER", "-passin", "pass:"], stdin=key_pem, check=False)
         if proc.returncode != 0 or not proc.stdout:
