@@ -44,6 +44,15 @@ SIG_ALGS = {
     "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
     "1.3.101.112": "ED25519",
 }
+#: The signature algorithms the agent verifies, by OID: (the signer's key kind, the hash's hashlib name).
+SIG_SCHEMES = {
+    "1.2.840.113549.1.1.11": ("rsa", "sha256"),
+    "1.2.840.113549.1.1.12": ("rsa", "sha384"),
+    "1.2.840.113549.1.1.13": ("rsa", "sha512"),
+    "1.2.840.10045.4.3.2": ("ec", "sha256"),
+    "1.2.840.10045.4.3.3": ("ec", "sha384"),
+    "1.2.840.10045.4.3.4": ("ec", "sha512"),
+}
 EXTENSIONS = {
     "2.5.29.14": "subjectKeyIdentifier",
     "2.5.29.15": "keyUsage",
@@ -418,6 +427,18 @@ def parse_csr(der: bytes) -> Dict[str, Any]:
         return info
     except (DerError, IndexError, ValueError, UnicodeDecodeError) as exc:
         raise DerError("certificate request is not valid DER ({})".format(exc or type(exc).__name__)) from None
+
+
+def rsa_public_numbers(spki_der: bytes) -> Optional[Tuple[int, int]]:
+    """``(n, e)`` of an RSA SubjectPublicKeyInfo, or None when the key is not RSA."""
+    try:
+        alg_node, key_node = _root(spki_der).children()[:2]
+        if _oid(alg_node.children()[0]) != _RSA_OID:
+            return None
+        modulus, exponent = _root(_bitstring(key_node)).children()[:2]
+        return _int(modulus), _int(exponent)
+    except (IndexError, ValueError):
+        raise DerError("public key is not valid DER") from None
 
 
 def parse_spki(spki_der: bytes) -> Dict[str, Any]:

@@ -2,30 +2,20 @@
 
 Nodes may ship an old ``cryptography`` (Python 3.6 era), so only long-standing APIs are used and a
 ``backend`` argument is always passed (required before 3.1, ignored since). Certificates are read
-by ``der.py``, as in the openssl backend, so both report identically; building certificates and
-requests lives in ``pycabuild``, imported by the methods that build (see its docstring).
+by ``der.py``, as in the openssl backend, so both report identically. This module imports nothing
+from ``cryptography``: keys live in ``pycakeys`` and building certificates and requests in
+``pycabuild``, each imported by the methods that need it. With cryptography < 39 the first use of
+its OpenSSL backend imports ``cryptography.x509`` and loads the bindings (about 50 ms of CPU), so a
+command that only checks an RSA CA's signatures (``install-certs``) does it with ``rsapkcs1`` and
+never pays that.
 """
 
+import time
 from typing import Any, Dict, List
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.backends import default_backend
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
-from dbtls_agent.crypto import der, pycakeys
-from dbtls_agent.crypto.base import CryptoBackend, KeySpec
+from dbtls_agent.crypto import der, rsapkcs1
+from dbtls_agent.crypto.base import CryptoBackend
 from dbtls_agent.errors import AgentError
-
-# Signature algorithms a CA of this add-on (or a common tool) signs with, by OID.
-_SIGNATURE_HASHES = {
-    "1.2.840.113549.1.1.11": ("rsa", hashes.SHA256),
-    "1.2.840.113549.1.1.12": ("rsa", hashes.SHA384),
-    "1.2.840.113549.1.1.13": ("rsa", hashes.SHA512),
-    "1.2.840.10045.4.3.2": ("ec", hashes.SHA256),
-    "1.2.840.10045.4.3.3": ("ec", hashes.SHA384),
-    "1.2.840.10045.4.3.4": ("ec", hashes.SHA512),
-}
 
 
 class CryptographyBackend(CryptoBackend):
@@ -34,16 +24,9 @@ class CryptographyBackend(CryptoBackend):
     name = "cryptography"
 
     def generate_key(self, key_type: str) -> bytes:
-        spec = KeySpec.parse(key_type)
-        if spec.is_rsa:
-            key = rsa.generate_private_key(65537, spec.bits, default_backend())
-        else:
-            key = ec.generate_private_key(ec.SECP256R1(), default_backend())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        pycakeys.KEY_CACHE[pem] = key  # the CSR is made from it next: loading it back would check it again
-        return pem
+        from dbtls_agent.crypto import pycakeys
+
+        return pycakeys.generate(key_type)
 
     def make_csr(self, key_pem: bytes, cn: str, sans: List[str], kind: str) -> bytes:
         from dbtls_agent.crypto import pycabuild
@@ -71,6 +54,8 @@ class CryptographyBackend(CryptoBackend):
         return pycabuild.parse_csr(csr_pem)
 
     def load_key_info(self, key_pem: bytes) -> Dict[str, Any]:
+        from dbtls_agent.crypto import pycakeys
+
         return pycakeys.describe_key(pycakeys.load_key(key_pem).public_key())
 
     def verify_one(self, cert_pem: bytes, root_pem: bytes) -> None:
@@ -82,22 +67,23 @@ class CryptographyBackend(CryptoBackend):
         signed, issuer = der.signed_parts(cert_der), der.signed_parts(root_der)
         if signed["issuer"] != issuer["subject"]:
             raise AgentError("certificate {} was not issued by CA {}".format(cert["subject"], root["subject"]))
-        kind_and_hash = _SIGNATURE_HASHES.get(signed["signature_oid"])
-        try:
-            public_key = serialization.load_der_public_key(issuer["spki"], default_backend())
-        except (ValueError, TypeError):
-            raise AgentError("CA certificate {} has an unreadable public key".format(root["subject"])) from None
-        try:
-            if kind_and_hash is not None and kind_and_hash[0] == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
-                public_key.verify(signed["signature"], signed["tbs"], padding.PKCS1v15(), kind_and_hash[1]())
-            elif kind_and_hash is not None and kind_and_hash[0] == "ec" and isinstance(public_key, ec.EllipticCurvePublicKey):
-                public_key.verify(signed["signature"], signed["tbs"], ec.ECDSA(kind_and_hash[1]()))
-            else:
-                raise AgentError("unsupported signature algorithm {} for CA key {}".format(
-                    cert["signature_algorithm"], root["key_type"]))
-        except InvalidSignature:
-            raise AgentError("certificate signature does not verify against the CA {}".format(root["subject"])) from None
-        now = pycakeys.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+        scheme = der.SIG_SCHEMES.get(signed["signature_oid"])
+        key_type = str(root["key_type"])
+        if scheme is None or not key_type.startswith({"rsa": "rsa", "ec": "ecdsa"}[scheme[0]]):
+            raise AgentError("unsupported signature algorithm {} for CA key {}".format(
+                cert["signature_algorithm"], key_type))
+        if scheme[0] == "rsa":
+            numbers = der.rsa_public_numbers(issuer["spki"])
+            if numbers is None or not rsapkcs1.usable_key(numbers):
+                raise AgentError("CA certificate {} has an unusable RSA public key".format(root["subject"]))
+            valid = rsapkcs1.verify(numbers, signed["signature"], signed["tbs"], scheme[1])
+        else:
+            from dbtls_agent.crypto import pycakeys
+
+            valid = pycakeys.verify_ecdsa(issuer["spki"], signed["signature"], signed["tbs"], scheme[1])
+        if not valid:
+            raise AgentError("certificate signature does not verify against the CA {}".format(root["subject"]))
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for which, info in (("certificate", cert), ("CA certificate", root)):
             if not info["not_before"] <= now <= info["not_after"]:
                 raise AgentError("{} {} is not valid now".format(which, info["subject"]))

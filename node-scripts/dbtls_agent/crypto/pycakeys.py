@@ -1,18 +1,21 @@
-"""The ``cryptography`` backend's private keys: loading them once per process, and describing keys.
+"""The ``cryptography`` backend's keys: making them, loading them once per process, describing them,
+and checking ECDSA signatures with a CA's public key.
 
-Shared by ``pyca`` (the backend) and ``pycabuild`` (its X.509 building), which is imported only
-when a command builds something.
+Used by ``pyca`` (the backend, which imports this module only when a command needs a key) and by
+``pycabuild`` (its X.509 building).
 """
 
 import datetime
 import hashlib
 from typing import Any, Dict
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.backends import default_backend
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dbtls_agent.errors import AgentError
+from dbtls_agent.vocab import KeySpec
 
 
 def utcnow() -> datetime.datetime:
@@ -22,6 +25,50 @@ def utcnow() -> datetime.datetime:
 
 #: Keys loaded or generated in this process, by PEM (see load_key).
 KEY_CACHE = {}  # type: Dict[bytes, Any]
+
+
+def _skip_check_of_new_keys() -> None:
+    """Let cryptography < 39 skip OpenSSL's RSA key check on the keys it generates, as 39 and later do.
+
+    That check (``RSA_check_key``, about 30 ms per RSA-2048 key with OpenSSL 3) can only find a key
+    that is broken; one OpenSSL has just generated is not, and cryptography 39 dropped the check
+    for generated keys for that reason. Releases 35-38 keep the choice on their backend object
+    (``_rsa_skip_check_key``, also read when a key is loaded: ``load_key`` skips the check there
+    too where the release allows); releases without it are left as they are.
+    """
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    if getattr(backend, "_rsa_skip_check_key", None) is False:
+        backend._rsa_skip_check_key = True
+
+
+def generate(key_type: str) -> bytes:
+    """A new unencrypted PKCS#8 PEM key of ``key_type``, kept loaded for the request made from it next."""
+    spec = KeySpec.parse(key_type)
+    if spec.is_rsa:
+        _skip_check_of_new_keys()
+        key = rsa.generate_private_key(65537, spec.bits, default_backend())
+    else:
+        key = ec.generate_private_key(ec.SECP256R1(), default_backend())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    KEY_CACHE[pem] = key  # the CSR is made from it next: loading it back would check it again
+    return pem
+
+
+def verify_ecdsa(spki_der: bytes, signature: bytes, message: bytes, hash_name: str) -> bool:
+    """True when ``signature`` (DER ECDSA) over ``message`` with ``hash_name`` verifies with the EC key."""
+    try:
+        public_key = serialization.load_der_public_key(spki_der, default_backend())
+    except (ValueError, TypeError):
+        return False
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return False
+    algorithm = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}[hash_name]()
+    try:
+        public_key.verify(signature, message, ec.ECDSA(algorithm))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def load_key(key_pem: bytes) -> Any:

@@ -157,20 +157,22 @@ def test_der_reading_agrees_with_the_library(issued_pair):
     assert server["sans"] == ["DNS:node1"] and server["extended_key_usage"] == ["serverAuth"]
 
 
-def test_install_certs_does_not_import_x509(tmp_path):
-    """install-certs reads and checks certificates without ``cryptography.x509`` (its slowest import)."""
+@pytest.mark.parametrize("key_type, absent", [("rsa2048", "cryptography.hazmat"), ("ecdsa-p256", "cryptography.x509")])
+def test_install_certs_imports_only_what_it_checks_with(key_type, absent):
+    """install-certs reads and checks certificates without ``cryptography.x509`` (its slowest import),
+    and an RSA CA's signatures without any of cryptography's OpenSSL backend (``rsapkcs1``)."""
     import os
     import sys
 
     code = ("import sys; from dbtls_agent.crypto import get_backend; b = get_backend('cryptography'); "
             "b.verify_one(sys.argv[1].encode(), sys.argv[2].encode()); b.public_key_sha256(sys.argv[3].encode()); "
-            "print('cryptography.x509' in sys.modules)")
+            "print(any(m == sys.argv[4] or m.startswith(sys.argv[4] + '.') for m in sys.modules))")
     backend = get_backend("cryptography")
-    ca_key = backend.generate_key("ecdsa-p256")
+    ca_key = backend.generate_key(key_type)
     ca = backend.create_ca(ca_key, "CA", 1)
-    key = backend.generate_key("ecdsa-p256")
+    key = backend.generate_key(key_type)
     cert = backend.sign_csr(backend.make_csr(key, "n", [], "client"), ca, ca_key, "client", "n", [], 1)
     agent = os.path.join(os.path.dirname(der.__file__), "..", "..")
-    out = subprocess.run([sys.executable, "-c", code, cert.decode(), ca.decode(), key.decode()],
+    out = subprocess.run([sys.executable, "-c", code, cert.decode(), ca.decode(), key.decode(), absent],
                          stdout=subprocess.PIPE, check=True, env=dict(os.environ, PYTHONPATH=agent)).stdout
     assert out.strip() == b"False"
