@@ -1,13 +1,15 @@
 """Benchmark: wall time to issue a full node set (CA + server + client), agent vs. upstream.
 
 Not a test. Whole processes are timed, interpreter start-up included. The agent runs as the manifest
-runs it, as the zipapp (node-scripts/dist/dbtls-agent.pyz, written by ``dbtls build``): on the CA
-node ``ca init`` and ``ca sign``; on every node two processes, the request (``csr --bundle``: server
-and client key and CSR, as on a database node) and ``install-certs``. The upstream pipeline is the
-seeds' ``openssl genrsa`` / ``req`` / ``x509`` sequence, one process per step, as one node runs it.
-Two agent figures: the full set (all four processes) and the node-side work alone (request and
-install on one node, the part every node pays; the CA node's two calls run once per layer).
-Each pipeline runs --runs times (median reported), interleaved so machine noise hits all alike.
+runs it: the zipapp written by ``dbtls build`` (node-scripts/dist/dbtls-agent.pyz) unpacked into a
+folder and compiled once by the interpreter under test, as the fetch step does on a node (that
+preparation is not timed: a node does it once per agent build). On the CA node ``ca init`` and
+``ca sign``; on every node two processes, the request (``csr --bundle``: server and client key and
+CSR, as on a database node) and ``install-certs``. The upstream pipeline is the seeds' ``openssl
+genrsa`` / ``req`` / ``x509`` sequence, one process per step, as one node runs it. Two agent
+figures: the full set (all four processes) and the node-side work alone (request and install on
+one node, the part every node pays; the CA node's two calls run once per layer). Each pipeline
+runs --runs times (median reported), interleaved so machine noise hits all alike.
 
     .venv/bin/python bench/certs.py [--runs 5] [--python /usr/bin/python3]
 """
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT_PYZ = os.path.join(ROOT, "node-scripts", "dist", "dbtls-agent.pyz")  # as the nodes run it (no cached bytecode)
+AGENT_PYZ = os.path.join(ROOT, "node-scripts", "dist", "dbtls-agent.pyz")
 KEY_TYPES = ["rsa2048", "rsa3072", "rsa4096", "ecdsa-p256"]
 
 
@@ -42,14 +44,22 @@ def _run(argv: list[str], stdin: bytes = b"", env: dict[str, str] = None) -> byt
     return proc.stdout
 
 
+def unpack_agent(python: str, into: str) -> str:
+    """The agent folder a node runs: the zipapp unpacked and compiled by ``python`` (as fetchAgent does)."""
+    app = os.path.join(into, "agent")
+    _run([python, "-c", "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])", AGENT_PYZ, app])
+    _run([python, "-m", "compileall", "-q", app])
+    return app
+
+
 def agent_pipeline(
-    python: str, backend: str, key_type: str, node_only: bool = False
+    python: str, app: str, backend: str, key_type: str, node_only: bool = False
 ) -> Callable[[str], tuple[float, float]]:
     """The agent's processes; returns (wall, CPU) seconds (with ``node_only`` the request and install alone)."""
     env = dict(os.environ, DBTLS_CRYPTO_BACKEND=backend)
 
     def run(work: str) -> tuple[float, float]:
-        agent = [python, AGENT_PYZ]
+        agent = [python, app]
         ca_dir = ["--cert-dir", os.path.join(work, "CA")]
         node_dir = ["--cert-dir", os.path.join(work, "SSL-TLS")]
         node, ca = [0.0, 0.0], [0.0, 0.0]  # [wall, CPU] of the node's and the CA node's processes
@@ -112,17 +122,22 @@ def main() -> int:
     args = parser.parse_args()
     names = ["upstream", "agent/openssl", "agent/cryptography", "node/openssl", "node/cryptography"]
     rows = []
-    for key_type in args.key_types:
-        pipelines = [upstream_pipeline(key_type), agent_pipeline(args.python, "openssl", key_type),
-                     agent_pipeline(args.python, "cryptography", key_type),
-                     agent_pipeline(args.python, "openssl", key_type, node_only=True),
-                     agent_pipeline(args.python, "cryptography", key_type, node_only=True)]
-        samples = {n: [] for n in names}  # type: Dict[str, List[tuple[float, float]]]
-        for _ in range(args.runs):
-            for name, pipeline in zip(names, pipelines, strict=False):
-                samples[name].append(time_once(pipeline))
-        rows.append((key_type, {n: (statistics.median(w for w, _ in samples[n]),
-                                    statistics.median(c for _, c in samples[n])) for n in names}))
+    folder = tempfile.mkdtemp(prefix="dbtls-bench-agent-")
+    try:
+        app = unpack_agent(args.python, folder)
+        for key_type in args.key_types:
+            pipelines = [upstream_pipeline(key_type), agent_pipeline(args.python, app, "openssl", key_type),
+                         agent_pipeline(args.python, app, "cryptography", key_type),
+                         agent_pipeline(args.python, app, "openssl", key_type, node_only=True),
+                         agent_pipeline(args.python, app, "cryptography", key_type, node_only=True)]
+            samples = {n: [] for n in names}  # type: Dict[str, List[tuple[float, float]]]
+            for _ in range(args.runs):
+                for name, pipeline in zip(names, pipelines, strict=False):
+                    samples[name].append(time_once(pipeline))
+            rows.append((key_type, {n: (statistics.median(w for w, _ in samples[n]),
+                                        statistics.median(c for _, c in samples[n])) for n in names}))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     version = _run([args.python, "-c", "import sys, cryptography; print(sys.version.split()[0], cryptography.__version__)"])
     print("python {} / cryptography {}; {}; {} CPUs, load average {:.2f} at the end; median of {} runs; seconds, "
           "whole processes; full set = CA node and node (CA + server + client), node = request + install on one "

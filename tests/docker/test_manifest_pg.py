@@ -141,6 +141,27 @@ def test_install_message_lists_every_node(sim, installed):
     assert len({r.root_sha256 for r in rows}) == 1
 
 
+def test_nodes_run_the_pinned_agent_compiled_once(sim, installed):
+    """The launcher runs the pinned zipapp's contents, unpacked into a root-owned folder named after
+    its sha256 and compiled by the node's Python when it was fetched: every module has its bytecode,
+    and nothing there is writable by anyone but root."""
+    env = sim.env
+    sha = (repo_root() / "node-scripts" / "dist" / "dbtls-agent.pyz.sha256").read_text().split()[0]
+    script = ("cd /usr/local/lib/dbtls && ls -A && grep -c agent-" + sha + " /usr/local/sbin/dbtls-agent && "
+              "echo py=$(find agent-*/dbtls_agent -name '*.py' | wc -l) "
+              "pyc=$(find agent-*/dbtls_agent -path '*/__pycache__/*.pyc' | wc -l) && "
+              "find . ! -user root -o -perm /022 && /usr/local/sbin/dbtls-agent --version")
+    for n in env.nodes:
+        if n.role in ("postgres", "pgpool"):
+            code, out = env.exec(n.name, ["bash", "-c", script])
+            lines = out.split()
+            assert code == 0 and "agent-" + sha in lines and "dbtls-agent.pyz" in lines, (n.name, out)
+            assert not [x for x in lines if x.startswith((".unpack", "agent-")) and x != "agent-" + sha], out
+            assert not [x for x in lines if x.startswith("./")], (n.name, out)  # what find found: not root's alone
+            counts = dict(x.split("=") for x in lines if x.startswith(("py=", "pyc=")))
+            assert int(counts["py"]) > 40 and counts["pyc"] == counts["py"], (n.name, out)
+
+
 def test_verify_full_to_every_node_and_through_pgpool(sim, installed):
     env = sim.env
     for n in env.nodes:
@@ -404,6 +425,8 @@ def test_uninstall_restores_files_and_removes_certificates(sim, installed):
             assert sha256_of(env, n, CONFIGS[n.role]) == installed[n.name], n.name
             code, out = env.exec(n.name, ["bash", "-c", f"ls -A {CERT_DIR} 2>/dev/null; ls /usr/local/sbin/dbtls-agent 2>&1"])
             assert "server" not in out and "ca" not in out.split() and "No such file" in out, (n.name, out)
+            code, out = env.exec(n.name, ["ls", "-A", "/usr/local/lib/dbtls"])
+            assert code != 0 and "No such file" in out, (n.name, out)  # the zipapp and its compiled copy are gone
     code, out = psql(env, env.node("postgres").hostname, "disable", "SELECT 1")
     assert code == 0, out  # the platform's original md5 host rules are back
     for user, role in APP_LOGINS:

@@ -52,9 +52,11 @@ def _render(template: str, **values: object) -> str:
 
 def fetch_agent(agent_sha256: str) -> str:
     """Find Python >= 3.6 (install python3 with the node's package manager if there is none), fetch
-    the agent pinned by sha256 unless the same build is already there, and keep our folders across
-    redeploys. Fails with a line naming the node when no usable Python can be had: nothing has been
-    changed on any database by then."""
+    the agent pinned by sha256 unless the same build is already there, unpack it into a root-owned
+    folder named after that sha256 and compile its modules with the node's Python (each agent call
+    then loads bytecode instead of compiling from the zipapp, about 20 ms per call), and keep our
+    folders across redeploys. Fails with a line naming the node when no usable Python can be had:
+    nothing has been changed on any database by then."""
     return _render("fetch_agent.sh.j2", sha=agent_sha256, pymin=", ".join(map(str, MIN_PYTHON)),
                    keep=" ".join(KEEP_ON_REDEPLOY))
 
