@@ -7,6 +7,7 @@ data, not code, so the two implementations cannot drift apart on what a certific
 
 import abc
 import os
+import time
 from typing import Any, Dict, List
 
 from dbtls_agent.errors import AgentError
@@ -143,9 +144,45 @@ class CryptoBackend(abc.ABC):
         """SHA-256 (hex) of the private key's SubjectPublicKeyInfo, comparable with ``spki_sha256``."""
         return str(self.public_key_info(key_pem)["spki_sha256"])
 
-    @abc.abstractmethod
     def verify_one(self, cert_pem: bytes, root_pem: bytes) -> None:
-        """Raise ``AgentError`` unless ``cert_pem`` is validly signed by the one CA ``root_pem``, in date."""
+        """Raise ``AgentError`` unless ``cert_pem`` is validly signed by the one CA ``root_pem``, in date.
+
+        The same check for both backends: certificates read by ``der``, the issuer's name compared
+        byte for byte, an RSA signature checked on the standard library (``rsapkcs1``: no library
+        to load, no process to start) and an ECDSA one by the backend.
+        """
+        from dbtls_agent.crypto import der, rsapkcs1
+
+        cert_der = der.single_der(cert_pem, ("CERTIFICATE",))
+        root_der = der.single_der(root_pem, ("CERTIFICATE",))
+        cert, root = der.parse_certificate(cert_der), der.parse_certificate(root_der)
+        if not root["is_ca"]:
+            raise AgentError("root certificate {} is not a CA".format(root["subject"]))
+        signed, issuer = der.signed_parts(cert_der), der.signed_parts(root_der)
+        if signed["issuer"] != issuer["subject"]:
+            raise AgentError("certificate {} was not issued by CA {}".format(cert["subject"], root["subject"]))
+        scheme = der.SIG_SCHEMES.get(signed["signature_oid"])
+        key_type = str(root["key_type"])
+        if scheme is None or not key_type.startswith({"rsa": "rsa", "ec": "ecdsa"}[scheme[0]]):
+            raise AgentError("unsupported signature algorithm {} for CA key {}".format(
+                cert["signature_algorithm"], key_type))
+        if scheme[0] == "rsa":
+            numbers = der.rsa_public_numbers(issuer["spki"])
+            if numbers is None or not rsapkcs1.usable_key(numbers):
+                raise AgentError("CA certificate {} has an unusable RSA public key".format(root["subject"]))
+            valid = rsapkcs1.verify(numbers, signed["signature"], signed["tbs"], scheme[1])
+        else:
+            valid = self.verify_ecdsa(issuer["spki"], signed["signature"], signed["tbs"], scheme[1])
+        if not valid:
+            raise AgentError("certificate signature does not verify against the CA {}".format(root["subject"]))
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for which, info in (("certificate", cert), ("CA certificate", root)):
+            if not info["not_before"] <= now <= info["not_after"]:
+                raise AgentError("{} {} is not valid now".format(which, info["subject"]))
+
+    @abc.abstractmethod
+    def verify_ecdsa(self, spki_der: bytes, signature: bytes, message: bytes, hash_name: str) -> bool:
+        """True when the DER ECDSA ``signature`` over ``message`` with ``hash_name`` verifies with the key."""
 
     def verify_chain(self, cert_pem: bytes, root_pem: bytes) -> None:
         """Raise ``AgentError`` unless ``cert_pem`` is validly signed by a CA of ``root_pem`` and in date.

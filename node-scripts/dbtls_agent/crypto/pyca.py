@@ -5,17 +5,15 @@ Nodes may ship an old ``cryptography`` (Python 3.6 era), so only long-standing A
 by ``der.py``, as in the openssl backend, so both report identically. This module imports nothing
 from ``cryptography``: keys live in ``pycakeys`` and building certificates and requests in
 ``pycabuild``, each imported by the methods that need it. With cryptography < 39 the first use of
-its OpenSSL backend imports ``cryptography.x509`` and loads the bindings (about 50 ms of CPU), so a
-command that only checks an RSA CA's signatures (``install-certs``) does it with ``rsapkcs1`` and
-never pays that.
+its OpenSSL backend imports ``cryptography.x509`` and loads the bindings (about 50 ms of CPU); a
+command that only checks an RSA CA's signatures (``install-certs``) checks them with ``rsapkcs1``
+(``CryptoBackend.verify_one``) and never pays that.
 """
 
-import time
 from typing import Any, Dict, List
 
-from dbtls_agent.crypto import der, rsapkcs1
+from dbtls_agent.crypto import der
 from dbtls_agent.crypto.base import CryptoBackend
-from dbtls_agent.errors import AgentError
 
 
 class CryptographyBackend(CryptoBackend):
@@ -58,32 +56,7 @@ class CryptographyBackend(CryptoBackend):
 
         return pycakeys.describe_key(pycakeys.load_key(key_pem).public_key())
 
-    def verify_one(self, cert_pem: bytes, root_pem: bytes) -> None:
-        cert_der = der.single_der(cert_pem, ("CERTIFICATE",))
-        root_der = der.single_der(root_pem, ("CERTIFICATE",))
-        cert, root = der.parse_certificate(cert_der), der.parse_certificate(root_der)
-        if not root["is_ca"]:
-            raise AgentError("root certificate {} is not a CA".format(root["subject"]))
-        signed, issuer = der.signed_parts(cert_der), der.signed_parts(root_der)
-        if signed["issuer"] != issuer["subject"]:
-            raise AgentError("certificate {} was not issued by CA {}".format(cert["subject"], root["subject"]))
-        scheme = der.SIG_SCHEMES.get(signed["signature_oid"])
-        key_type = str(root["key_type"])
-        if scheme is None or not key_type.startswith({"rsa": "rsa", "ec": "ecdsa"}[scheme[0]]):
-            raise AgentError("unsupported signature algorithm {} for CA key {}".format(
-                cert["signature_algorithm"], key_type))
-        if scheme[0] == "rsa":
-            numbers = der.rsa_public_numbers(issuer["spki"])
-            if numbers is None or not rsapkcs1.usable_key(numbers):
-                raise AgentError("CA certificate {} has an unusable RSA public key".format(root["subject"]))
-            valid = rsapkcs1.verify(numbers, signed["signature"], signed["tbs"], scheme[1])
-        else:
-            from dbtls_agent.crypto import pycakeys
+    def verify_ecdsa(self, spki_der: bytes, signature: bytes, message: bytes, hash_name: str) -> bool:
+        from dbtls_agent.crypto import pycakeys
 
-            valid = pycakeys.verify_ecdsa(issuer["spki"], signed["signature"], signed["tbs"], scheme[1])
-        if not valid:
-            raise AgentError("certificate signature does not verify against the CA {}".format(root["subject"]))
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        for which, info in (("certificate", cert), ("CA certificate", root)):
-            if not info["not_before"] <= now <= info["not_after"]:
-                raise AgentError("{} {} is not valid now".format(which, info["subject"]))
+        return pycakeys.verify_ecdsa(spki_der, signature, message, hash_name)

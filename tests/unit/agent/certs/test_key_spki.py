@@ -120,6 +120,30 @@ def test_verify_refuses_what_it_must(issued_pair, backend_name):
         backend.verify_one(issued_pair["server"], _expired_copy(issued_pair["ca"], issued_pair["ca_key"]))
 
 
+@pytest.mark.parametrize("backend_name", ["cryptography", "openssl"])
+def test_an_ecdsa_ca_is_checked_by_the_backend(backend_name):
+    """ECDSA signatures go to the backend (the library, or ``openssl dgst``): a good one passes, a changed
+    byte of the certificate or of the signature fails, and so does another CA key under the same name."""
+    backend = get_backend(backend_name)
+    ca_key = backend.generate_key("ecdsa-p256")
+    ca = backend.create_ca(ca_key, "ec CA", 30)
+    key = backend.generate_key("rsa2048")
+    cert = backend.sign_csr(backend.make_csr(key, "node1", ["DNS:node1"], "server"), ca, ca_key, "server", "node1",
+                            ["DNS:node1"], 30)
+    backend.verify_one(cert, ca)
+    body = _cert_der(cert)
+    parts = der.signed_parts(body)
+    tbs_at = body.index(parts["tbs"])
+    for index in (tbs_at + len(parts["tbs"]) // 2, len(body) - 3):  # in the signed part, in the signature
+        changed = bytearray(body)
+        changed[index] ^= 0x01
+        with pytest.raises(AgentError):
+            backend.verify_one(der.to_pem("CERTIFICATE", bytes(changed)), ca)
+    other = backend.create_ca(backend.generate_key("ecdsa-p256"), "ec CA", 30)
+    with pytest.raises(AgentError, match="does not verify"):
+        backend.verify_one(cert, other)
+
+
 def _expired_copy(ca_pem, ca_key_pem):
     """The CA certificate again (same name and key), valid only in the past."""
     import datetime
