@@ -307,7 +307,10 @@ def make_bundle(
     if "client" in kinds:
         check_cn(client_user or "webadmin", "database user name")
     missing = [kind for kind in kinds if reusable_key(layout, backend, kind, key_type, rotate) is None]
-    keys = backend.generate_keys([key_type or "rsa2048"] * len(missing))
+    wait_for_keys = backend.start_keys([key_type or "rsa2048"] * len(missing))
+    if "server" in kinds and info is None:
+        info = nodeinfo.collect()  # the node's names and addresses, read while the keys are made
+    keys = wait_for_keys()
     fresh = {kind: keys[index] for index, kind in enumerate(missing)}
     out = {}  # type: Dict[str, str]
     for kind in kinds:

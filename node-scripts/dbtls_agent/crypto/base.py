@@ -8,7 +8,7 @@ data, not code, so the two implementations cannot drift apart on what a certific
 import abc
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 from dbtls_agent.errors import AgentError
 from dbtls_agent.vocab import DEFAULT_KEY_TYPE, KEY_TYPES, KeySpec  # noqa: F401  (re-exported)
@@ -66,16 +66,15 @@ class CryptoBackend(abc.ABC):
     def generate_key(self, key_type: str) -> bytes:
         """A new unencrypted PKCS#8 PEM private key of ``key_type`` (one of KEY_TYPES)."""
 
-    def generate_keys(self, key_types: List[str]) -> List[bytes]:
-        """New keys of ``key_types``, made at the same time, in order.
+    def start_keys(self, key_types: List[str]) -> Callable[[], List[bytes]]:
+        """Start making keys of ``key_types``, all at the same time; the returned function waits for
+        them and gives them in order (or raises the first error).
 
         A node's request makes its server and client keys together; RSA key generation is nearly
         all of that work, and both backends do it outside the interpreter lock (an ``openssl``
         process, or cryptography's call into OpenSSL), so on a node with two or more cores the two
-        keys cost the time of one.
+        keys cost the time of one, and the caller can read what else it needs in the meantime.
         """
-        if len(key_types) < 2:
-            return [self.generate_key(key_type) for key_type in key_types]
         import threading
 
         keys = [b""] * len(key_types)
@@ -84,17 +83,25 @@ class CryptoBackend(abc.ABC):
         def make(index: int, key_type: str) -> None:
             try:
                 keys[index] = self.generate_key(key_type)
-            except BaseException as exc:  # handed to the caller's thread below
+            except BaseException as exc:  # handed to the caller's thread by wait()
                 errors.append(exc)
 
         workers = [threading.Thread(target=make, args=(i, t)) for i, t in enumerate(key_types)]
         for worker in workers:
             worker.start()
-        for worker in workers:
-            worker.join()
-        if errors:
-            raise errors[0]
-        return keys
+
+        def wait() -> List[bytes]:
+            for worker in workers:
+                worker.join()
+            if errors:
+                raise errors[0]
+            return keys
+
+        return wait
+
+    def generate_keys(self, key_types: List[str]) -> List[bytes]:
+        """New keys of ``key_types``, made at the same time (see ``start_keys``), in order."""
+        return self.start_keys(key_types)()
 
     @abc.abstractmethod
     def make_csr(self, key_pem: bytes, cn: str, sans: List[str], kind: str) -> bytes:
