@@ -150,7 +150,7 @@ def main() -> int:
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for key_type, medians in rows:
             med = {n: pair[index] for n, pair in medians.items()}
-            print("| {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.1f}x | {:.1f}x | {:.1f}x |".format(
+            print("| {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.2f}x | {:.2f}x | {:.2f}x |".format(
                 key_type, med["upstream"], med["agent/openssl"], med["agent/cryptography"], med["node/openssl"],
                 med["node/cryptography"], med["upstream"] / med["node/cryptography"],
                 med["upstream"] / med["node/openssl"], med["upstream"] / med["agent/cryptography"]))
