@@ -32,9 +32,10 @@ def _skip_check_of_new_keys() -> None:
 
     That check (``RSA_check_key``, about 30 ms per RSA-2048 key with OpenSSL 3) can only find a key
     that is broken; one OpenSSL has just generated is not, and cryptography 39 dropped the check
-    for generated keys for that reason. Releases 35-38 keep the choice on their backend object
+    for generated keys for that reason. Releases 36-38 keep the choice on their backend object
     (``_rsa_skip_check_key``, also read when a key is loaded: ``load_key`` skips the check there
-    too where the release allows); releases without it are left as they are.
+    too where the release allows); older ones (3.x checks every RSA key it makes, cheaply with
+    OpenSSL 1.1) have no such switch and are left as they are.
     """
     from cryptography.hazmat.backends.openssl.backend import backend
 

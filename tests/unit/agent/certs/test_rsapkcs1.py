@@ -113,7 +113,7 @@ def test_digest_info_prefixes_are_the_der_of_digest_info():
 
 
 def test_new_rsa_keys_skip_the_check_where_the_release_asks_for_it(monkeypatch):
-    """cryptography 35-38 keep the switch on their backend object; newer releases have no such switch."""
+    """cryptography 36-38 keep the switch on their backend object; newer releases have no such switch."""
     from cryptography.hazmat.backends.openssl.backend import backend
 
     monkeypatch.setattr(backend, "_rsa_skip_check_key", False, raising=False)
